@@ -1,0 +1,7 @@
+import pytest
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "mp_src: firmware test run from source in unix MicroPython")
+    config.addinivalue_line("markers", "mp_mpy: firmware test run from .mpy (xtensawin) in unix MicroPython")
+    config.addinivalue_line("markers", "slow: a longer system or end-to-end test")

@@ -1,0 +1,27 @@
+# The harness itself: these run inside unix-port MicroPython.
+import sys
+import gc
+
+
+def test_runs_in_micropython():
+    assert sys.implementation.name == "micropython"
+
+
+def test_heap_is_esp32_sized():
+    gc.collect()
+    total = gc.mem_alloc() + gc.mem_free()
+    assert 90 * 1024 <= total <= 110 * 1024, total
+
+
+def test_firmware_importable():
+    import version
+    assert version.VERSION
+    # in mpy mode the module must come from a .mpy file
+    import os
+    if os.getenv("ECLOR_TEST_MODE") == "mpy":
+        assert version.__file__.endswith(".mpy"), version.__file__
+
+
+async def test_async_functions_run():
+    import asyncio
+    await asyncio.sleep_ms(1)
