@@ -285,7 +285,12 @@ class Device(asyncio.DatagramProtocol):
         q = ["ep=" + self.ep, "lt=%d" % self.fleet.lt, "et=eclor." + self.role]
         if self.queue:
             q.append("b=UQ")
-        m = await self.request(POST, "rd", q, self.links(), CT_LINK)
+        for _ in range(6):
+            m = await self.request(POST, "rd", q, self.links(), CT_LINK)
+            if m.code != SERVICE_UNAVAILABLE:
+                break
+            self.fleet.stats["busy"] += 1
+            await asyncio.sleep(min(m.uint(O_MAX_AGE, 1) or 0.1, 30) * self.rng.uniform(1, 1.5))
         if m.code != CREATED:
             self.fleet.stats["register_errors"] += 1
             raise Timeout("%s: registration answered %s %r" % (self.ep, code_str(m.code), m.payload[:80]))
@@ -373,7 +378,7 @@ class Device(asyncio.DatagramProtocol):
                 busy += 1
                 if busy > 5:
                     raise Timeout("%s: gateway busy (5.03) %d times" % (self.ep, busy))
-                await asyncio.sleep(min(m.uint(O_MAX_AGE, 1) or 1, 30))
+                await asyncio.sleep(min(m.uint(O_MAX_AGE, 1) or 0.1, 30))
             elif m.code in (NOT_FOUND, 131):  # unknown sender: register again
                 self.location = None
                 self.fleet.stats["reregistrations"] += 1
