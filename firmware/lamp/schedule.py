@@ -1,0 +1,256 @@
+"""Schedule engine: calendar -> level at an instant, as a pure function.
+
+Calendar (JSON or CBOR map, docs/lamp.md):
+
+    {"id": "villerupt-2026", "default": "std",
+     "programs": {"std": [{"at": "sunset", "level": 100},
+                          {"at": "22:00", "level": 40},
+                          {"at": "05:30", "level": 100},
+                          {"at": "sunrise", "offset": 10, "level": 0}]},
+     "rules": [{"from": "12-24", "to": "01-01", "days": [5, 6], "program": "fest"}],
+     "presence": {"level": 80, "hold_s": 120, "gap_s": 10}}
+
+Design choices (the reference model in tests/coap/test_lamp_schedule.py
+implements the same words independently):
+
+* An operating day runs from 12:00 local of date D to 12:00 local of D+1, so
+  one night belongs to one program. Rules are tried in order with date D and
+  its ISO weekday; the first match wins, else "default".
+* A fixed time HH:MM at or after 12:00 is on D, before 12:00 on D+1; "sunset"
+  is D's sunset, "sunrise" D+1's sunrise, each plus "offset" minutes.
+* Switch points act in list order: a point whose instant falls before the
+  previous one's is moved to the previous one (dusk after 22:00 in June
+  means the "100 % until 22:00" step is empty, not that it lasts all night).
+* Before the first point of the operating day the level is 0 (noon is day).
+* Presence boost: during the night (D's sunset to D+1's sunrise), for hold_s
+  after an accepted motion, the level is at least presence.level. The caller
+  rate-limits motions (gap_s) and passes the time of the last accepted one.
+* Overrides [level, start, expiry] (UTC s; expiry 0 = until resume) take
+  precedence; among active ones the latest start wins.
+
+validate() turns a calendar into a compact tuple form or raises ValueError
+with the reason; callers keep the previous calendar on error.
+"""
+from lamp import astro, tz
+
+MAX_PROGRAMS = 8
+MAX_POINTS = 12
+MAX_RULES = 16
+_FIXED = 0
+_SUNSET = 1
+_SUNRISE = 2
+NOON = 43200
+
+
+def _int(v, lo, hi, what):
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo or v > hi:
+        raise ValueError("%s must be an integer %d..%d" % (what, lo, hi))
+    return v
+
+
+def _hhmm(s, what):
+    try:
+        h, m = s.split(":")
+        if len(h) == 2 and len(m) == 2:
+            h, m = int(h), int(m)
+            if 0 <= h < 24 and 0 <= m < 60:
+                return h * 60 + m
+    except (ValueError, AttributeError, TypeError):
+        pass
+    raise ValueError("%s: 'at' must be HH:MM, sunset or sunrise" % what)
+
+
+def _date(s, what):
+    # "MM-DD" (every year) -> (0, m*100+d); "YYYY-MM-DD" -> (1, day number)
+    try:
+        p = s.split("-")
+        if len(p) == 2 and len(p[0]) == 2 and len(p[1]) == 2:
+            m, d = int(p[0]), int(p[1])
+            if 1 <= m <= 12 and 1 <= d <= 31:
+                return 0, m * 100 + d
+        elif len(p) == 3 and len(p[0]) == 4:
+            y, m, d = int(p[0]), int(p[1]), int(p[2])
+            if 1 <= m <= 12 and 1 <= d <= 31:
+                z = tz.days_from_civil(y, m, d)
+                if tz.civil_from_days(z) == (y, m, d):
+                    return 1, z
+    except (ValueError, AttributeError, TypeError):
+        pass
+    raise ValueError("%s: date must be MM-DD or YYYY-MM-DD" % what)
+
+
+def _program(name, pts):
+    what = "program %s" % name
+    if not isinstance(pts, list) or not pts or len(pts) > MAX_POINTS:
+        raise ValueError("%s: must be a list of 1..%d switch points" % (what, MAX_POINTS))
+    out = []
+    prev = -1
+    for i, p in enumerate(pts):
+        w = "%s point %d" % (what, i + 1)
+        if not isinstance(p, dict):
+            raise ValueError(w + ": must be a map")
+        at = p.get("at")
+        lvl = _int(p.get("level"), 0, 100, w + " level")
+        off = _int(p.get("offset", 0), -720, 720, w + " offset (minutes)")
+        if at == "sunset":
+            out.append((_SUNSET, off, lvl))
+        elif at == "sunrise":
+            out.append((_SUNRISE, off, lvl))
+        else:
+            # minutes after the operating day's noon
+            key = (_hhmm(at, w) + off - 720) % 1440
+            if key < prev:
+                raise ValueError(w + ": fixed times out of order (the day runs 12:00 to 12:00)")
+            prev = key
+            out.append((_FIXED, key, lvl))
+    return tuple(out)
+
+
+def validate(cal):
+    """Calendar map -> (id, programs, rules, default, presence); ValueError(reason)."""
+    if not isinstance(cal, dict):
+        raise ValueError("calendar must be a map")
+    cid = cal.get("id", "")
+    if not isinstance(cid, str) or len(cid) > 32:
+        raise ValueError("id must be a string of at most 32 characters")
+    progs = cal.get("programs")
+    if not isinstance(progs, dict) or not progs or len(progs) > MAX_PROGRAMS:
+        raise ValueError("programs must be a map of 1..%d named programs" % MAX_PROGRAMS)
+    programs = {}
+    for name, pts in progs.items():
+        if not isinstance(name, str) or not name or len(name) > 16:
+            raise ValueError("program names must be strings of 1..16 characters")
+        programs[name] = _program(name, pts)
+    default = cal.get("default")
+    if default not in programs:
+        raise ValueError("default must name a program")
+    rules = []
+    rl = cal.get("rules", [])
+    if not isinstance(rl, list) or len(rl) > MAX_RULES:
+        raise ValueError("rules must be a list of at most %d rules" % MAX_RULES)
+    for i, r in enumerate(rl):
+        w = "rule %d" % (i + 1)
+        if not isinstance(r, dict):
+            raise ValueError(w + ": must be a map")
+        if r.get("program") not in programs:
+            raise ValueError(w + ": unknown program %r" % (r.get("program"),))
+        lo = _date(r["from"], w + " from") if "from" in r else None
+        hi = _date(r["to"], w + " to") if "to" in r else None
+        if lo and hi and lo[0] != hi[0]:
+            raise ValueError(w + ": from and to must both be MM-DD or both YYYY-MM-DD")
+        days = r.get("days", [1, 2, 3, 4, 5, 6, 7])
+        if not isinstance(days, list):
+            raise ValueError(w + ": days must be a list of ISO weekdays 1..7")
+        mask = 0
+        for d in days:
+            mask |= 1 << _int(d, 1, 7, w + " weekday")
+        rules.append((lo, hi, mask, r["program"]))
+    pres = cal.get("presence")
+    if pres is not None:
+        if not isinstance(pres, dict):
+            raise ValueError("presence must be a map")
+        pres = (_int(pres.get("level"), 0, 100, "presence level"),
+                _int(pres.get("hold_s", 60), 1, 86400, "presence hold_s"),
+                _int(pres.get("gap_s", 0), 0, 86400, "presence gap_s"))
+    return (cid, programs, tuple(rules), default, pres)
+
+
+def _in_range(lo, hi, day):
+    if lo is None and hi is None:
+        return True
+    kind = (lo or hi)[0]
+    if kind == 1:
+        return (lo is None or day >= lo[1]) and (hi is None or day <= hi[1])
+    y, m, d = tz.civil_from_days(day)
+    md = m * 100 + d
+    a = lo[1] if lo else 101
+    b = hi[1] if hi else 1231
+    if a <= b:
+        return a <= md <= b
+    return md >= a or md <= b  # wraps over new year
+
+
+def program_for(cal, day):
+    """Name of the program of operating day `day` (local date number)."""
+    wd = 1 << tz.weekday(day)
+    for lo, hi, mask, prog in cal[2]:
+        if mask & wd and _in_range(lo, hi, day):
+            return prog
+    return cal[3]
+
+
+def _sun(day, lat, lon, rising, start, end):
+    # UTC instant of D's sunset (rising False) or D+1's sunrise; polar
+    # fallbacks keep the lamp on all of a polar night and off on a polar day.
+    d = day + 1 if rising else day
+    t = astro.event(d, lat, lon, rising)
+    if t is None:
+        up = astro.polar_day(d, lat, lon)
+        if rising:
+            return start if up else end
+        return end if up else start
+    return d * 86400 + t
+
+
+def night(day, lat, lon, std=tz.PARIS, dst=True):
+    """(sunset, next sunrise) UTC of operating day `day`, polar-safe."""
+    s = tz.to_utc(day * 86400 + NOON, std, dst)
+    e = tz.to_utc((day + 1) * 86400 + NOON, std, dst)
+    return _sun(day, lat, lon, False, s, e), _sun(day, lat, lon, True, s, e)
+
+
+def evaluate(cal, utc, overrides=None, presence=None, lat=49.47, lon=5.93, std=tz.PARIS, dst=True):
+    """(level, source) at UTC instant `utc`; source: schedule|presence|override."""
+    if isinstance(cal, dict):
+        cal = validate(cal)
+    if overrides:
+        best = None
+        for o in overrides:
+            if o[1] <= utc and (not o[2] or utc < o[2]):
+                if best is None or o[1] >= best[1]:
+                    best = o
+        if best is not None:
+            return best[0], "override"
+    local = utc + tz.offset(utc, std, dst)
+    day = local // 86400
+    if local - day * 86400 < NOON:
+        day -= 1
+    start = tz.to_utc(day * 86400 + NOON, std, dst)
+    end = tz.to_utc((day + 1) * 86400 + NOON, std, dst)
+    level = 0
+    prev = start
+    ss = sr = None
+    for kind, v, lvl in cal[1][program_for(cal, day)]:
+        if kind == _FIXED:
+            t = tz.to_utc(day * 86400 + NOON + v * 60, std, dst)
+        elif kind == _SUNSET:
+            if ss is None:
+                ss = _sun(day, lat, lon, False, start, end)
+            t = ss + v * 60
+        else:
+            if sr is None:
+                sr = _sun(day, lat, lon, True, start, end)
+            t = sr + v * 60
+        if t < prev:
+            t = prev
+        if t > end:
+            t = end
+        prev = t
+        if t <= utc:
+            level = lvl
+        else:
+            break
+    pres = cal[4]
+    if pres and presence is not None and presence <= utc < presence + pres[1] and level < pres[0]:
+        if ss is None:
+            ss = _sun(day, lat, lon, False, start, end)
+        if sr is None:
+            sr = _sun(day, lat, lon, True, start, end)
+        if ss <= utc < sr:
+            return pres[0], "presence"
+    return level, "schedule"
+
+
+def level_at(cal, utc, overrides=None, presence=None, lat=49.47, lon=5.93):
+    """The level 0..100 at `utc` (pure: same inputs, same answer)."""
+    return evaluate(cal, utc, overrides, presence, lat, lon)[0]
