@@ -1,0 +1,223 @@
+"""Ingest benchmark: how much of aiocoap's own speed is left once readings are durable.
+
+One load generator (bench/loadgen.py: raw-UDP CoAP, one socket and one
+registration per simulated device, confirmable SenML CBOR ``POST /dp``, a
+window of outstanding requests) is run, in the same invocation and with the
+same parameters, against
+
+1. ``bare``:    a bare aiocoap resource that only answers 2.04 (subprocess), and
+2. ``gateway``: the real daemon (``eclor gateway`` subprocess, fresh data dir),
+                where a 2.04 means the readings are committed to SQLite.
+
+Both servers run alone, one after the other, on 127.0.0.1.  Server CPU time
+comes from /proc/PID/stat (all threads, so the SQLite writer is included),
+read at the start and end of the measured window.  The load generator's own
+CPU is reported too (``client_cpu_frac`` near 1.0 would mean the client, not
+the server, set the pace).  After the gateway run, the readings of one device
+are read back through the HTTP API and compared with what was acknowledged.
+
+    python bench/gateway_ingest.py [--seconds 10] [--devices 16] [--window 16] [--records 1]
+
+Last line: JSON with bare_per_s, gateway_per_s, ratio, p50_ms, p99_ms,
+cpu_us_per_reading (gateway) and the details of both runs.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import loadgen  # noqa: E402
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port(kind=socket.SOCK_DGRAM):
+    s = socket.socket(socket.AF_INET, kind)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def cpu_seconds(pid):
+    """utime + stime of the whole process (all threads), in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is state (field 3); utime, stime are fields 14, 15
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+class Measured(loadgen.LoadGen):
+    pid = None
+
+    def on_measure_start(self):
+        self.cpu0 = cpu_seconds(self.pid)
+
+    def on_measure_end(self):
+        self.server_cpu = cpu_seconds(self.pid) - self.cpu0
+
+
+def drive(pid, port, a, keep_acked=False):
+    lg = Measured("127.0.0.1", port, a.devices, a.window, a.records, keep_acked=keep_acked,
+                  ack_timeout=a.ack_timeout)
+    lg.pid = pid
+    try:
+        lg.register_all()
+        res = lg.run(a.seconds, warmup=a.warmup)
+    except BaseException:
+        lg.close()
+        raise
+    res["server_cpu_s"] = round(lg.server_cpu, 3)
+    res["server_cpu_frac"] = round(lg.server_cpu / res["wall_s"], 3)
+    readings = res["ok"] * a.records
+    res["server_cpu_us_per_reading"] = round(lg.server_cpu / readings * 1e6, 1) if readings else None
+    return lg, res
+
+
+def wait_line(proc, prefix, timeout):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if line.startswith(prefix):
+            return line
+    raise RuntimeError("server did not print %r (exit %s)" % (prefix, proc.poll()))
+
+
+def stop(proc, timeout=10.0):
+    """SIGTERM, then the exit status and how long it took."""
+    if proc.poll() is not None:
+        return proc.returncode, 0.0
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        rc = proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        rc = proc.wait()
+    return rc, round(time.monotonic() - t0, 3)
+
+
+def run_bare(a):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "loadgen.py"),
+                             "--serve-bare", "127.0.0.1:%d" % port],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        wait_line(proc, "READY", 20)
+        lg, res = drive(proc.pid, port, a)
+        lg.close()
+        return res
+    finally:
+        stop(proc)
+
+
+def http_json(url, timeout=5):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+def run_gateway(a):
+    data = tempfile.mkdtemp(prefix="eclor-bench-")
+    coap, http = free_port(), free_port(socket.SOCK_STREAM)
+    api = "http://127.0.0.1:%d" % http
+    log = open(os.path.join(data, "gateway.log"), "w")
+    proc = subprocess.Popen([sys.executable, "-m", "eclor.tools.cli", "gateway",
+                             "--coap", "127.0.0.1:%d" % coap, "--http", "127.0.0.1:%d" % http,
+                             "--data", data, "--log-level", "warning"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        end = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError("gateway exited %s; log: %s" % (proc.returncode, tail(data)))
+            try:
+                http_json(api + "/healthz", 1)
+                break
+            except OSError:
+                if time.monotonic() > end:
+                    raise RuntimeError("gateway did not answer /healthz; log: %s" % tail(data))
+                time.sleep(0.1)
+        lg, res = drive(proc.pid, coap, a, keep_acked=True)
+        # Read back one device: every acknowledged reading must be there, once.
+        dev = lg.devices[0]
+        lg.close()
+        acked = len(dev.acked) * a.records
+        got = http_json("%s/api/devices/%s/readings?limit=%d" % (api, dev.ep, acked + 100), 30)
+        rows = got if isinstance(got, list) else got.get("readings", [])
+        res["readback"] = {"device": dev.ep, "acked_readings": acked, "stored": len(rows)}
+        rc, took = stop(proc)
+        res["sigterm_exit"], res["sigterm_s"] = rc, took
+        return res
+    finally:
+        stop(proc)
+        log.close()
+        if a.keep:
+            sys.stderr.write("gateway data kept in %s\n" % data)
+        else:
+            shutil.rmtree(data, ignore_errors=True)
+
+
+def tail(data):
+    try:
+        with open(os.path.join(data, "gateway.log")) as f:
+            return " | ".join(f.read().strip().splitlines()[-5:])
+    except OSError:
+        return "(no log)"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="bare aiocoap vs ECLOR gateway, CON SenML POSTs")
+    ap.add_argument("--seconds", type=float, default=10.0, help="measured seconds per side")
+    ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("--devices", type=int, default=16, help="simulated devices (own socket each)")
+    ap.add_argument("--window", type=int, default=16, help="requests outstanding in total")
+    ap.add_argument("--records", type=int, default=1, help="SenML records per POST")
+    ap.add_argument("--ack-timeout", type=float, default=2.0)
+    ap.add_argument("--only", choices=("bare", "gateway"))
+    ap.add_argument("--keep", action="store_true", help="keep the gateway data dir")
+    a = ap.parse_args(argv)
+
+    out = {"seconds": a.seconds, "devices": a.devices, "window": a.window, "records": a.records}
+    bare = gw = None
+    if a.only != "gateway":
+        bare = run_bare(a)
+        print("bare    %8.1f req/s  p50 %.2f ms  p99 %.2f ms  server %.0f us/req  client cpu %.0f%%"
+              % (bare["per_s"], bare["p50_ms"] or 0, bare["p99_ms"] or 0,
+                 bare["server_cpu_us_per_reading"] or 0, 100 * (bare["client_cpu_frac"] or 0)))
+    if a.only != "bare":
+        try:
+            gw = run_gateway(a)
+        except (RuntimeError, OSError) as e:
+            out["gateway_error"] = str(e)
+            print("gateway: %s" % e)
+        else:
+            print("gateway %8.1f req/s  p50 %.2f ms  p99 %.2f ms  server %.0f us/reading  client cpu %.0f%%"
+                  "  readback %d/%d  SIGTERM exit %s in %.2f s"
+                  % (gw["per_s"], gw["p50_ms"] or 0, gw["p99_ms"] or 0,
+                     gw["server_cpu_us_per_reading"] or 0, 100 * (gw["client_cpu_frac"] or 0),
+                     gw["readback"]["stored"], gw["readback"]["acked_readings"],
+                     gw["sigterm_exit"], gw["sigterm_s"]))
+    out["bare_per_s"] = bare["per_s"] if bare else None
+    out["gateway_per_s"] = gw["per_s"] if gw else None
+    out["ratio"] = round(gw["per_s"] / bare["per_s"], 3) if bare and gw and bare["per_s"] else None
+    out["p50_ms"] = gw["p50_ms"] if gw else None
+    out["p99_ms"] = gw["p99_ms"] if gw else None
+    out["cpu_us_per_reading"] = gw["server_cpu_us_per_reading"] if gw else None
+    out["bare"], out["gateway"] = bare, gw
+    print(json.dumps(out, sort_keys=True))
+    return 0 if (gw or a.only == "bare") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
