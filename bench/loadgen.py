@@ -215,7 +215,8 @@ def senml_payload(ep, bt, records, seq):
         n, u = NAMES[i % len(NAMES)]
         if i >= len(NAMES):
             n = "%s%d" % (n, i // len(NAMES))
-        r = {0: n, 1: u, 2: float(seq % 1000) + i * 0.25}
+        # values inside the ranges a validating gateway enforces (level 0-100 %, pf -1..1)
+        r = {0: n, 1: u, 2: 0.95 if n == "pf" else float(seq % 90) + i * 0.25}
         if i == 0:
             r[-2] = "urn:dev:ep:%s:" % ep
             r[-3] = bt
