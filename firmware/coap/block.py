@@ -1,0 +1,130 @@
+"""RFC 7959 block-wise transfers, loaded by the endpoint only when needed.
+
+Client: `request` sends a large body as Block1 blocks (following a smaller
+SZX the server asks for in its 2.31 answers) and `fetch` collects a Block2
+response whole.  Server: `receive` reassembles Block1 request bodies into
+one buffer bounded by MAX_BODY (4.13 with Size1 beyond it, 4.08 when a block
+is out of order) and `slice2` cuts a large response into the Block2 block
+the client asked for.  The server keeps no Block2 state: each block request
+re-runs the handler (RFC 7959 §2.4, stateless server), so a handler must
+give the same representation while a transfer runs.
+
+SZX is negotiated both ways: the smaller of our SZX and the peer's wins.
+"""
+from coap import codec
+from coap.codec import Msg, CON, NON, BLOCK1, BLOCK2, SIZE1
+
+
+def parse(v):
+    """Block option value (bytes or int) -> (num, more, szx)."""
+    n = v if isinstance(v, int) else codec.uint(v)
+    return n >> 4, (n >> 3) & 1, n & 7
+
+
+def val(num, more, szx):
+    return (num << 4) | (more << 3) | szx
+
+
+async def request(ep, method, peer, opts, body, con):
+    mt = CON if con else NON
+    szx = ep.szx
+    total = len(body)
+    if total <= (16 << szx):
+        # small body; only announce our (small) preferred Block2 size
+        r = await ep.exchange(Msg(mt, method, 0, b"", opts + [[BLOCK2, val(0, 0, szx)]], body), peer)
+    else:
+        off = 0
+        while True:
+            size = 16 << szx
+            more = 1 if off + size < total else 0
+            o = opts + [[BLOCK1, val(off // size, more, szx)]]
+            if off == 0:
+                o.append([SIZE1, total])
+            r = await ep.exchange(Msg(mt, method, 0, b"", o, body[off:off + size]), peer)
+            if not more or r.code != codec.CONTINUE:
+                break
+            b = r.opt(BLOCK1)
+            if b is not None:
+                s = parse(b)[2]
+                if s < szx:
+                    szx = s  # the server wants smaller blocks from now on
+            off += size
+    if r.opt(BLOCK2) is not None:
+        return await fetch(ep, method, peer, opts, r, con)
+    return r
+
+
+async def fetch(ep, method, peer, opts, r, con):
+    """Fetch the remaining Block2 blocks of response r; r gets the whole body.
+    Raises ValueError when the server's blocks do not line up."""
+    num, more, szx = parse(r.opt(BLOCK2))
+    if num:
+        raise ValueError("block2 does not start at 0")
+    acc = bytearray(r.payload)
+    opts = [o for o in opts if o[0] != BLOCK1 and o[0] != SIZE1 and o[0] != BLOCK2]
+    code = r.code
+    while more:
+        nxt = len(acc) >> (szx + 4)
+        r = await ep.exchange(Msg(CON if con else NON, method, 0, b"", opts + [[BLOCK2, val(nxt, 0, szx)]], b""), peer)
+        b = r.opt(BLOCK2)
+        if r.code != code or b is None:
+            return r  # error (e.g. 4.08) or changed answer: hand it back
+        num, more, szx = parse(b)
+        if num << (szx + 4) != len(acc):
+            raise ValueError("block2 out of order")
+        acc.extend(r.payload)
+    r.payload = bytes(acc)
+    r.drop(BLOCK2)
+    return r
+
+
+def receive(ep, m):
+    """Block1 request block m.  Returns a response tuple to send (2.31, 4.08,
+    4.13), or None when the body is complete (then in m.payload)."""
+    num, more, szx = parse(m.opt(BLOCK1))
+    limit = ep.p["MAX_BODY"]
+    off = num << (szx + 4)
+    st = ep._b1
+    size1 = m.uopt(SIZE1)
+    if (size1 and size1 > limit) or off + len(m.payload) > limit:
+        ep._b1 = None
+        return (codec.REQUEST_ENTITY_TOO_LARGE, b"", None, [[SIZE1, limit]])
+    if szx == 7:
+        return (codec.BAD_OPTION, b"", None)
+    if num == 0:
+        st = ep._b1 = [m.peer, m.path, bytearray(), m.code]
+    elif st is None or st[0] != m.peer or st[1] != m.path or len(st[2]) != off:
+        return (codec.REQUEST_ENTITY_INCOMPLETE, b"", None)
+    st[2].extend(m.payload)
+    if szx > ep.szx:
+        szx = ep.szx  # ask the client for our smaller blocks
+    if more:
+        return (codec.CONTINUE, b"", None, [[BLOCK1, val(num, 1, szx)]])
+    m.payload = bytes(st[2])
+    ep._b1 = None
+    m.b1 = val(num, 0, szx)
+    return None
+
+
+def slice2(ep, m, code, payload, opts):
+    """Cut payload to the Block2 block requested by m; adds the Block2 (and
+    Size2 on the first block) option to opts.  -> (code, block)."""
+    szx = ep.szx
+    num = 0
+    b = m.opt(BLOCK2)
+    if b is not None:
+        num, _, rs = parse(b)
+        off = num << (rs + 4)
+        if rs < szx:
+            szx = rs
+    else:
+        off = 0
+    n = len(payload)
+    if off and off >= n:
+        return codec.BAD_OPTION, b""
+    size = 16 << szx
+    more = 1 if off + size < n else 0
+    opts.append([BLOCK2, val(off >> (szx + 4), more, szx)])
+    if off == 0 and more:
+        opts.append([codec.SIZE2, n])
+    return code, payload[off:off + size]

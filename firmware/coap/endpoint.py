@@ -1,0 +1,419 @@
+"""CoAP endpoint (RFC 7252) for MicroPython asyncio: one UDP socket that is
+both client and server.
+
+One socket for both directions is a wire-contract rule: the gateway sends its
+requests to the address and port the device last registered from, so the NAT
+binding the device opened carries them.
+
+    ep = Endpoint(port=5683, params={"ACK_TIMEOUT": 200})
+    ep.add("state", handler, obs=True, attrs=b'rt="eclor.lamp.state";ct=112')
+    asyncio.create_task(ep.run())
+    r = await ep.request(codec.POST, ("192.0.2.10", 5683), "dp", body, ct=112)
+
+Handlers take the request `Msg` (`req.method`, `req.path`, `req.query`,
+`req.payload` with Block1 already reassembled, `req.ct`, `req.accept`,
+`req.peer`) and return `(code, payload, ct)` or `(code, payload, ct,
+options)`, or a coroutine that returns it.  A plain function is answered
+piggybacked in the ACK; a coroutine gets an empty ACK at once and a separate
+CON response when it finishes, so a slow handler never holds up the
+receive loop or makes the client retransmit.
+
+Receiving: `run()` parks on the socket through asyncio's own IOQueue
+(`yield core._io_queue.queue_read(sock)`, exactly what asyncio's streams do;
+`StreamReader` itself cannot do datagrams).  The task sleeps in the poller
+until a datagram arrives: zero added latency and no CPU while idle, unlike a
+`sleep_ms` polling loop which trades one against the other.
+
+Messaging: CON requests are retransmitted with exponential back-off from a
+random timeout in [ACK_TIMEOUT, ACK_TIMEOUT*ACK_RANDOM_FACTOR] up to
+MAX_RETRANSMIT times; NSTART is 1 per peer (a second CON to a peer waits
+until the first is acknowledged).  Incoming CON/NON are de-duplicated by
+(peer, message id) in a small ring of DEDUP entries kept EXCHANGE_LIFETIME:
+a retransmitted request is answered with the cached reply bytes, the
+handler is not run again.  An empty CON (ping) and a malformed CON get RST;
+other malformed datagrams are dropped and counted in `ep.bad`.
+
+All times are milliseconds; `params` overrides any of DEFAULTS.
+
+OSCORE seam: `ep.wrap(msg, peer) -> msg` is applied to every outgoing
+message before encoding and `ep.unwrap(msg, peer) -> msg or None` to every
+decoded incoming one (None drops it).  Both default to None (no-op).
+"""
+import asyncio
+import random
+import socket
+import time
+from micropython import const
+
+from coap import codec
+from coap.codec import Msg, CON, NON, ACK, RST
+
+MAX_MSG = const(1152)  # 1024-byte block + header and options
+
+DEFAULTS = {
+    "ACK_TIMEOUT": 2000,
+    "ACK_RANDOM_FACTOR": 1.5,
+    "MAX_RETRANSMIT": 4,
+    "EXCHANGE_LIFETIME": 247000,
+    "RESPONSE_TIMEOUT": 93000,  # wait for a separate response after an empty ACK
+    "DEDUP": 8,  # entries in the duplicate-detection ring
+    "SZX": 6,  # preferred block size 2**(SZX+4): 6 -> 1024 bytes
+    "MAX_BODY": 4096,  # largest Block1 request body accepted (else 4.13 + Size1)
+    "OBS_MAX": 4,  # observers kept
+    "OBS_CON_N": 5,  # at least every Nth notification is CON
+    "OBS_CON_MS": 60000,  # ... or when the last CON one is older than this
+}
+
+
+class Timeout(Exception):
+    """No ACK / response after MAX_RETRANSMIT retransmissions."""
+
+
+class Reset(Exception):
+    """The peer answered with RST."""
+
+
+def addr(host, port=5683):
+    """Socket address for host, port (what `request` and `sendto` take)."""
+    a = socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)[0][-1]
+    return bytes(a) if isinstance(a, bytearray) else a
+
+
+class Endpoint:
+    def __init__(self, port=0, params=None, host="0.0.0.0"):
+        p = dict(DEFAULTS)
+        if params:
+            p.update(params)
+        self.p = p
+        self.szx = p["SZX"]
+        s = self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(addr(host, port))
+        s.setblocking(False)
+        self._buf = bytearray(MAX_MSG)
+        self._res = {}  # path -> [handler, obs, attrs]
+        self._ex = []  # exchanges: [peer, mid, token, state, response, Event]
+        self._seen = []  # dedup ring: [peer, mid, expiry, reply bytes]
+        self._free = asyncio.Event()  # set when some CON got its ACK (NSTART)
+        self._mid = random.getrandbits(16)
+        self._tok = random.getrandbits(30)
+        self._obs = None  # coap.observe.Observers, created with the first obs resource
+        self._b1 = None  # Block1 reassembly [peer, path, data, next num]
+        self._task = None
+        self.wrap = None
+        self.unwrap = None
+        self.bad = 0  # malformed datagrams dropped
+        self.retx = 0  # retransmissions sent
+
+    # ---- server side -------------------------------------------------------
+
+    def add(self, path, handler, obs=False, attrs=b""):
+        """Serve `path` (no leading slash) with handler; obs=True allows Observe."""
+        self._res[path.strip("/")] = [handler, obs, attrs]
+        if obs and self._obs is None:
+            from coap.observe import Observers
+            self._obs = Observers(self)
+
+    def links(self, filt=None):
+        """The /.well-known/core document (RFC 6690) for the served resources."""
+        from coap.linkformat import encode
+        return encode(self._res, filt)
+
+    def notify(self, path):
+        """Send the current state of `path` to its observers (in a task)."""
+        if self._obs:
+            self._obs.notify(path.strip("/"))
+
+    def observers(self, path=None):
+        """Number of observers (of `path`, or in total)."""
+        return self._obs.count(path) if self._obs else 0
+
+    # ---- client side -------------------------------------------------------
+
+    async def request(self, method, peer, path, payload=b"", ct=None, query=None, con=True, accept=None, options=None):
+        """Send a request and return the response Msg (`code`, `payload`,
+        `ct`, `options`).  `peer` is a socket address from `addr()` or a
+        (host, port) tuple.  A body larger than the block size goes out in
+        Block1 blocks; a Block2 response is fetched whole.  Raises Timeout
+        after MAX_RETRANSMIT, Reset on RST."""
+        if isinstance(peer, tuple):
+            peer = addr(peer[0], peer[1])
+        opts = []
+        for seg in path.strip("/").split("/"):
+            if seg:
+                opts.append([codec.URI_PATH, seg])
+        for q in query or ():
+            opts.append([codec.URI_QUERY, q])
+        if ct is not None:
+            opts.append([codec.CONTENT_FORMAT, ct])
+        if accept is not None:
+            opts.append([codec.ACCEPT, accept])
+        if options:
+            opts.extend(options)
+        if len(payload) > (16 << self.szx) or self.szx < 6:
+            from coap import block
+            return await block.request(self, method, peer, opts, payload, con)
+        r = await self.exchange(Msg(CON if con else NON, method, 0, b"", opts, payload), peer)
+        if r.opt(codec.BLOCK2) is not None:
+            from coap import block
+            return await block.fetch(self, method, peer, opts, r, con)
+        return r
+
+    async def exchange(self, m, peer, response=True):
+        """One message exchange: send m (fresh mid and token), retransmit a CON
+        until ACKed, then (response=True) wait for the matching response.
+        Returns the response Msg (or True when response=False)."""
+        if m.mtype == CON:
+            await self._nstart(peer)
+        m.mid = self._next_mid()
+        if response and not m.token:
+            self._tok += 1
+            m.token = self._tok.to_bytes(4, "big")
+        data = self._pack(m, peer)
+        ex = [peer, m.mid, m.token if response else None, 0 if m.mtype == CON else 1, True, asyncio.Event()]
+        self._ex.append(ex)
+        p = self.p
+        t = p["ACK_TIMEOUT"]
+        t = int(t + t * (p["ACK_RANDOM_FACTOR"] - 1) * random.getrandbits(10) / 1024)
+        if m.mtype == NON:
+            t *= (2 << p["MAX_RETRANSMIT"]) - 1  # MAX_TRANSMIT_WAIT
+        tries = 0
+        try:
+            self._send(data, peer)
+            while True:
+                ev = ex[5]
+                try:
+                    await asyncio.wait_for_ms(ev.wait(), t)
+                except asyncio.TimeoutError:
+                    if ex[3] == 0 and tries < p["MAX_RETRANSMIT"]:
+                        tries += 1
+                        t *= 2
+                        self.retx += 1
+                        self._send(data, peer)
+                        continue
+                    raise Timeout()
+                ev.clear()
+                st = ex[3]
+                if st == 3:
+                    raise Reset()
+                if st == 2:
+                    return ex[4]
+                if not response:
+                    return True
+                t = p["RESPONSE_TIMEOUT"]  # acked: wait for the separate response
+        finally:
+            self._ex.remove(ex)
+            self._wake()
+
+    async def _nstart(self, peer):
+        # NSTART = 1: only one unacknowledged CON per peer at a time.
+        while True:
+            for ex in self._ex:
+                if ex[0] == peer and ex[3] == 0:
+                    break
+            else:
+                return
+            await self._free.wait()
+
+    def _wake(self):
+        self._free.set()
+        self._free = asyncio.Event()
+
+    def _next_mid(self):
+        self._mid = (self._mid + 1) & 0xFFFF
+        return self._mid
+
+    def _pack(self, m, peer):
+        if self.wrap:
+            m = self.wrap(m, peer)
+        n = codec.encode(m, self._buf)
+        return bytes(memoryview(self._buf)[:n])
+
+    def _send(self, data, peer):
+        try:
+            self._sock.sendto(data, peer)
+        except OSError:
+            pass  # no route / interface down: the retransmission timer copes
+
+    # ---- receive loop --------------------------------------------------------
+
+    async def run(self):
+        """Receive and dispatch datagrams until close()."""
+        from asyncio.core import _io_queue
+        self._task = asyncio.current_task()
+        s = self._sock
+        while self._sock:
+            yield _io_queue.queue_read(s)
+            try:
+                data, peer = s.recvfrom(MAX_MSG)
+            except OSError:
+                continue
+            try:
+                self._rx(data, peer)
+            except Exception as e:  # never let one datagram stop the endpoint
+                self.bad += 1
+                print("coap: rx error", repr(e))
+
+    def close(self):
+        s, self._sock = self._sock, None
+        t, self._task = self._task, None
+        if t and t is not asyncio.current_task():
+            t.cancel()
+        if s:
+            s.close()
+        if self._obs:
+            self._obs.clear()
+
+    def _rx(self, data, peer):
+        m = codec.decode(data)
+        if isinstance(m, str):
+            self.bad += 1
+            if len(data) >= 4 and data[0] & 0xF0 == 0x40:  # v1 CON: RST it
+                self._send(bytes((0x70, 0, data[2], data[3])), peer)
+            return
+        if self.unwrap:
+            m = self.unwrap(m, peer)
+            if m is None:
+                return
+        m.peer = peer
+        t = m.mtype
+        if t >= ACK:
+            for ex in self._ex:
+                if ex[1] == m.mid and ex[0] == peer and ex[3] < 2:
+                    if t == RST:
+                        ex[3] = 3
+                    elif m.code == 0:
+                        ex[3] = 1
+                        self._wake()
+                    elif ex[2] == m.token:
+                        ex[3] = 2
+                        ex[4] = m
+                    else:
+                        return
+                    ex[5].set()
+                    return
+            if t == RST and self._obs:
+                self._obs.reset(peer, m.mid)
+            return
+        if m.code == 0:  # empty CON is a ping; empty NON is meaningless
+            if t == CON:
+                self._send(bytes((0x70, 0, data[2], data[3])), peer)
+            return
+        e = self._dup(peer, m.mid)
+        if e:
+            if t == CON and e[3]:
+                self._send(e[3], peer)
+            return
+        e = self._remember(peer, m.mid)
+        if m.code >= 64:  # a (separate) response
+            ok = False
+            for ex in self._ex:
+                if ex[0] == peer and ex[2] == m.token and ex[3] < 2:
+                    ex[3] = 2
+                    ex[4] = m
+                    ex[5].set()
+                    ok = True
+                    break
+            if t == CON:
+                e[3] = bytes((0x60 if ok else 0x70, 0, data[2], data[3]))
+                self._send(e[3], peer)
+            return
+        if m.code >= 32:  # reserved class 1: not a request we understand
+            if t == CON:
+                self._send(bytes((0x70, 0, data[2], data[3])), peer)
+            return
+        self._serve(m, e)
+
+    def _dup(self, peer, mid):
+        now = time.ticks_ms()
+        for e in self._seen:
+            if e[1] == mid and e[0] == peer and time.ticks_diff(e[2], now) > 0:
+                return e
+        return None
+
+    def _remember(self, peer, mid):
+        seen = self._seen
+        now = time.ticks_ms()
+        while seen and (len(seen) >= self.p["DEDUP"] or time.ticks_diff(seen[0][2], now) <= 0):
+            seen.pop(0)
+        e = [peer, mid, time.ticks_add(now, self.p["EXCHANGE_LIFETIME"]), None]
+        seen.append(e)
+        return e
+
+    # ---- serving -------------------------------------------------------------
+
+    def _serve(self, m, e):
+        path = m.path
+        r = None
+        if m.opt(codec.BLOCK1) is not None:
+            from coap import block
+            r = block.receive(self, m)  # None: body complete in m.payload
+        if r is None:
+            if path == ".well-known/core":
+                r = (codec.CONTENT, self.links(m.query), codec.CT_LINK) if m.code == codec.GET else (codec.METHOD_NOT_ALLOWED, b"", None)
+            else:
+                res = self._res.get(path)
+                if res is None:
+                    r = (codec.NOT_FOUND, b"", None)
+                else:
+                    r = self._call(res[0], m)
+                    if hasattr(r, "send"):  # coroutine: empty ACK now, CON response later
+                        if m.mtype == CON:
+                            e[3] = bytes((0x60, 0, m.mid >> 8, m.mid & 255))
+                            self._send(e[3], m.peer)
+                        asyncio.create_task(self._later(m, r, res))
+                        return
+        self._answer(m, r, e, self._res.get(path))
+
+    def _call(self, h, m):
+        try:
+            return h(m)
+        except Exception as ex:
+            print("coap: handler", m.path, repr(ex))
+            return (codec.INTERNAL_SERVER_ERROR, b"", None)
+
+    async def _later(self, m, coro, res):
+        try:
+            r = await coro
+        except Exception as ex:
+            print("coap: handler", m.path, repr(ex))
+            r = (codec.INTERNAL_SERVER_ERROR, b"", None)
+        if m.mtype == CON:
+            m.mtype = None  # answer with a separate CON response
+        c = self._answer(m, r, None, res)
+        if c:
+            try:
+                await c
+            except Exception:
+                pass  # client gone: nothing more to do
+
+    def build(self, m, r, res):
+        """Handler result r for request m -> (code, payload, options), with
+        Observe registration and Block2 slicing applied."""
+        code, payload, ct = r[0], r[1] or b"", r[2]
+        opts = list(r[3]) if len(r) > 3 and r[3] else []
+        if ct is not None:
+            opts.append([codec.CONTENT_FORMAT, ct])
+        b1 = getattr(m, "b1", None)
+        if b1 is not None and code != codec.CONTINUE:
+            opts.append([codec.BLOCK1, b1])
+        if res and res[1] and self._obs and m.code == codec.GET:
+            self._obs.on_request(m, code, opts)
+        if code < 128 and (len(payload) > (16 << self.szx) or m.opt(codec.BLOCK2) is not None):
+            from coap import block
+            code, payload = block.slice2(self, m, code, payload, opts)
+        return code, payload, opts
+
+    def _answer(self, m, r, e, res):
+        """Send the response to request m from handler result r.
+        Returns a coroutine for a separate CON response, else None."""
+        code, payload, opts = self.build(m, r, res)
+        if m.mtype == CON:
+            msg = Msg(ACK, code, m.mid, m.token, opts, payload)
+        elif m.mtype == NON:
+            msg = Msg(NON, code, self._next_mid(), m.token, opts, payload)
+        else:
+            return self.exchange(Msg(CON, code, 0, m.token, opts, payload), m.peer, False)
+        data = self._pack(msg, m.peer)
+        if e:
+            e[3] = data if m.mtype == CON else None
+        self._send(data, m.peer)

@@ -1,0 +1,119 @@
+"""RFC 9176 registration client (the subset of the ECLOR wire contract).
+
+    reg = Registration(ep, gw, "lamp-0001", "eclor.lamp", lt=3600)
+    reg.start()                   # background task: register, update, retry
+    ... or, in a wake window:  ok = await reg.ensure()
+
+* register: POST /rd?ep=NAME&lt=LT&et=ET[&b=UQ], link-format payload (ct 40)
+  of the device's resources (`ep.links()` unless `links` is given);
+  2.01 Created with Location-Path -> `reg.location` ("rd/ID").
+* update: POST /<location> with no payload at 3/4 of the lifetime (at least
+  UPDATE_MARGIN_S before it runs out) -> 2.04; 4.04 means the gateway forgot
+  us: register again at once.
+* while the gateway is unreachable: exponential back-off from BACKOFF_MIN_MS
+  to BACKOFF_MAX_MS with random jitter (50-100 %), so a fleet that lost its
+  gateway does not come back in lock-step.
+* `ensure()` never raises; `run()`/`start()` keep it going in their own task
+  so the application is never blocked by an absent gateway.
+* `kick()` forces an update at the next chance (e.g. after Wi-Fi came back
+  with a new address: the gateway learns the new address and NAT binding).
+"""
+import asyncio
+import random
+import time
+
+from coap import codec
+
+BACKOFF_MIN_MS = 5000
+BACKOFF_MAX_MS = 900000
+UPDATE_MARGIN_S = 30
+
+
+class Registration:
+    def __init__(self, ep, gw_addr, name, et, lt=3600, links=None, queue=False):
+        self.ep = ep
+        self.gw = gw_addr
+        self.name = name
+        self.et = et
+        self.lt = lt
+        self.links = links
+        self.queue = queue
+        self.location = None
+        self.registered = False
+        self.fails = 0
+        self.last_code = None
+        self._due = time.ticks_ms()  # next register/update
+        self._expires = self._due  # when the gateway drops us without update
+
+    def kick(self):
+        self._due = time.ticks_ms()
+
+    def due_ms(self):
+        """Milliseconds until ensure() has work to do (0: now)."""
+        return max(0, time.ticks_diff(self._due, time.ticks_ms()))
+
+    async def ensure(self):
+        """Register or update if due.  Returns True when registered."""
+        now = time.ticks_ms()
+        if self.registered and time.ticks_diff(self._expires, now) <= 0:
+            self.registered = False
+        if time.ticks_diff(self._due, now) > 0:
+            return self.registered
+        ok = False
+        try:
+            ok = await self._step()
+        except Exception as e:  # Timeout, Reset, OSError...
+            self.last_code = repr(e)
+        now = time.ticks_ms()
+        if ok:
+            self.fails = 0
+            self.registered = True
+            self._expires = time.ticks_add(now, self.lt * 1000)
+            self._due = time.ticks_add(now, min(self.lt * 750, max(self.lt - UPDATE_MARGIN_S, 1) * 1000))
+        else:
+            self.fails += 1
+            b = min(BACKOFF_MAX_MS, BACKOFF_MIN_MS << min(self.fails - 1, 12))
+            self._due = time.ticks_add(now, b // 2 + random.getrandbits(16) * (b // 2) // 65536)
+        return self.registered
+
+    async def _step(self):
+        ep = self.ep
+        if self.location:
+            r = await ep.request(codec.POST, self.gw, self.location)
+            self.last_code = r.code
+            if r.code == codec.CHANGED:
+                return True
+            if r.code != codec.NOT_FOUND:
+                return False
+            self.location = None
+            self.registered = False
+        q = ["ep=" + self.name, "lt=%d" % self.lt, "et=" + self.et]
+        if self.queue:
+            q.append("b=UQ")
+        links = self.links if self.links is not None else ep.links()
+        r = await ep.request(codec.POST, self.gw, "rd", links, ct=codec.CT_LINK, query=q)
+        self.last_code = r.code
+        if r.code != codec.CREATED:
+            return False
+        self.location = "/".join(r.opts(codec.LOCATION_PATH)) or None
+        return self.location is not None
+
+    async def run(self):
+        """ensure() forever, sleeping until the next one is due."""
+        while True:
+            await self.ensure()
+            await asyncio.sleep_ms(min(self.due_ms(), 5000) or 10)
+
+    def start(self):
+        return asyncio.create_task(self.run())
+
+    async def deregister(self):
+        """DELETE the registration (best effort).  Returns True on 2.02."""
+        loc, self.location, self.registered = self.location, None, False
+        if not loc:
+            return False
+        try:
+            r = await self.ep.request(codec.DELETE, self.gw, loc)
+            return r.code == codec.DELETED
+        except Exception:
+            return False
