@@ -1,0 +1,118 @@
+"""Boot: load the config, count boots, pick the role, run it, never die.
+
+main.py does `import app; app.main()`. main():
+1. loads config.json (dev.config: validated, falls back to config.json.bak);
+   without a valid config it logs why and returns to the REPL, so a
+   technician can provision the board (no reboot loop);
+2. counts the boot in data/boots (consecutive boots without a healthy
+   minute). A wake from deep sleep is not a new boot: the count is left as
+   is, without a flash write. More than SAFE_AFTER (3) unhealthy boots in a
+   row -> safe mode: the role runs with safe=True (its bare function: the
+   lamp its schedule and CoAP only; reports carry mode "safe");
+3. enables the watchdog (config "wdt_ms", default 60 s; 0 = off): the role
+   must call hal.wdt_feed() from its main loop;
+4. imports the role module by config "role": "lamp" -> lamp.app,
+   "bin" -> waste.app, and calls `run(cfg, safe)`. run may be a plain
+   function or return a coroutine (then app runs it with asyncio.run and
+   marks the boot healthy after HEALTHY_MS of uptime while it still runs).
+   A plain run (the bin's wake) calls app.mark_healthy() itself once its
+   cycle went well, before it deep-sleeps;
+5. an exception escaping the role is written to the persisted log (dev.log)
+   and the board reboots after RESTART_DELAY_MS -- never a dead loop. A
+   KeyboardInterrupt (Ctrl-C from mpremote) returns to the REPL.
+
+Role module contract (lamp/app.py, waste/app.py):
+  run(cfg, safe) -> None or coroutine    the firmware's life
+  make(cfg, safe=False) -> role object   built without starting it (eclor shell)
+  The role sets `app.current = obj` when it runs. The object may provide
+  status() -> dict, selftest() -> dict, level(x) (lamp), measure() (bin).
+"""
+import hal
+from dev import config, log, store
+
+SAFE_AFTER = 3
+HEALTHY_MS = 60000
+RESTART_DELAY_MS = 5000
+BOOTS = "data/boots"
+ROLES = {"lamp": "lamp.app", "bin": "waste.app"}
+
+current = None  # the running role object (set by the role)
+cfg = None
+safe = False
+boots = 0
+cause = None
+
+
+def _read_boots():
+    b = store.read(BOOTS)
+    try:
+        return int(b) if b else 0
+    except ValueError:
+        return 0
+
+
+def count_boot(reset_cause):
+    """Consecutive boots without a healthy minute, this one included."""
+    n = _read_boots()
+    if reset_cause == "deepsleep":
+        return n
+    n += 1
+    store.write(BOOTS, str(n))
+    return n
+
+
+def mark_healthy():
+    """The role runs well: clear the boot counter (one write, only if set)."""
+    global boots
+    if _read_boots():
+        store.write(BOOTS, "0")
+    boots = 0
+
+
+def role_module(role):
+    name = ROLES.get(role)
+    if name is None:
+        raise ValueError("unknown role %r" % role)
+    m = __import__(name)
+    return getattr(m, name.split(".")[1])
+
+
+async def _supervise(coro):
+    import asyncio
+
+    async def health():
+        await asyncio.sleep_ms(HEALTHY_MS)
+        mark_healthy()
+        log.event("healthy")
+
+    h = asyncio.create_task(health())
+    try:
+        await coro
+    finally:
+        h.cancel()
+
+
+def main():
+    global cfg, safe, boots, cause
+    try:
+        cfg = config.load()
+    except ValueError as e:
+        log.error("no valid config, staying at the REPL: %s" % e)
+        return
+    cause = hal.reset_cause()
+    boots = count_boot(cause)
+    safe = boots > SAFE_AFTER
+    log.event("boot role=%s cause=%s boots=%d%s" % (cfg["role"], cause, boots, " SAFE MODE" if safe else ""))
+    try:
+        if cfg.get("wdt_ms"):
+            hal.wdt_enable(cfg["wdt_ms"])
+        r = role_module(cfg["role"]).run(cfg, safe)
+        if r is not None and hasattr(r, "send"):
+            import asyncio
+            asyncio.run(_supervise(r))
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:
+        log.exception("role crashed", e)
+        hal.sleep_ms(RESTART_DELAY_MS)
+        hal.reboot()

@@ -1,0 +1,1 @@
+"""Services shared by the lamp and bin roles: store, config, clock, outbox, commands, log."""

@@ -1,0 +1,124 @@
+"""Command objects (docs/architecture.md): {"id", "a", "p", "exp"} in, result
+{"id", "s": "done"|"failed", "r": result-or-reason} out.
+
+The role gives a table action -> handler(params). A handler returns the
+result (anything CBOR/JSON can carry, or None) or raises ValueError(reason)
+for a refused command; it must leave the previous settings untouched when it
+refuses (dev.config.apply does). Any other exception is caught too and
+reported as failed, so a bad command never stops the device. Handlers are
+plain functions; one that must act after the answer is sent (reboot) should
+schedule that itself.
+
+Idempotence: the last KEEP (8) ids with their results are kept in RAM and in
+data/cmds.json (written after each newly applied command, i.e. at the rate
+of operator commands), so a command re-sent after a lost answer -- or after
+a reboot -- is answered with the stored result and not applied again.
+
+Expiry: a command whose "exp" (UTC seconds) is past is answered failed
+"expired" without being applied -- only when the device knows the time
+(dev.clock.time_known()); otherwise the gateway's own expiry rules.
+"""
+import json
+from dev import store
+from fmt import cbor
+
+CT_JSON = 50
+CT_CBOR = 60
+KEEP = 8
+
+
+def parse(data, ct=CT_CBOR):
+    """Payload -> list of command maps (one map or an array of maps). ValueError."""
+    if ct == CT_CBOR:
+        obj = cbor.loads(data)
+    elif ct == CT_JSON:
+        try:
+            obj = json.loads(data)
+        except Exception:
+            raise ValueError("commands: invalid JSON")
+    else:
+        raise ValueError("commands: unsupported content-format %s" % ct)
+    if isinstance(obj, dict):
+        return [obj]
+    if isinstance(obj, list):
+        return obj
+    raise ValueError("commands: expected a map or an array of maps")
+
+
+def encode(obj, ct=CT_CBOR):
+    """Result map(s) -> payload bytes in ct (60 CBOR or 50 JSON)."""
+    if ct == CT_JSON:
+        return json.dumps(obj).encode()
+    return cbor.dumps(obj)
+
+
+def _now():
+    from dev import clock
+    return clock.now()
+
+
+class Commands:
+    def __init__(self, handlers, path="data/cmds.json", now=None):
+        self.handlers = handlers
+        self.path = path
+        self.now = now or _now  # () -> UTC seconds, or None when unknown
+        self.recent = store.load_json(path, [])  # [[id, result], ...] oldest first
+        if not isinstance(self.recent, list):
+            self.recent = []
+
+    def _known(self, cid):
+        for e in self.recent:
+            if e[0] == cid:
+                return e[1]
+        return None
+
+    def _remember(self, cid, res):
+        self.recent.append([cid, res])
+        del self.recent[:-KEEP]
+        try:
+            store.save_json(self.path, self.recent)
+        except (TypeError, ValueError):  # a result JSON cannot hold: keep its text
+            res["r"] = str(res["r"])
+            store.save_json(self.path, self.recent)
+
+    def apply(self, cmd):
+        """Apply one command map; returns its result map (never raises)."""
+        if not isinstance(cmd, dict):
+            return {"id": None, "s": "failed", "r": "bad command: not a map"}
+        cid = cmd.get("id")
+        if not isinstance(cid, (str, int)) or cid is True or cid is False or cid == "":
+            return {"id": None, "s": "failed", "r": "bad command: missing id"}
+        old = self._known(cid)
+        if old is not None:
+            return old
+        res = {"id": cid, "s": "failed", "r": None}
+        a = cmd.get("a")
+        p = cmd.get("p", {})
+        exp = cmd.get("exp")
+        h = self.handlers.get(a) if isinstance(a, str) else None
+        if p is None:
+            p = {}
+        if h is None:
+            res["r"] = "unknown action %s" % a
+        elif not isinstance(p, dict):
+            res["r"] = "bad command: p must be a map"
+        elif exp is not None and not isinstance(exp, (int, float)):
+            res["r"] = "bad command: exp must be a number"
+        else:
+            t = self.now()
+            if exp is not None and t is not None and t > exp:
+                res["r"] = "expired"
+            else:
+                try:
+                    res["r"] = h(p)
+                    res["s"] = "done"
+                except ValueError as e:
+                    res["r"] = str(e) or "refused"
+                except Exception as e:
+                    res["r"] = "error: %s %s" % (type(e).__name__, e)
+        self._remember(cid, res)
+        return res
+
+    def apply_payload(self, data, ct=CT_CBOR):
+        """Parse and apply; returns the list of results. ValueError if unparsable."""
+        return [self.apply(c) for c in parse(data, ct)]

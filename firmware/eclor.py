@@ -1,0 +1,98 @@
+"""Technician shell (mpremote REPL): `import eclor`, then
+
+  eclor.status()              summary: device, time, heap, boots, role state
+  eclor.config()              show the config (secrets are in secrets.json, never shown)
+  eclor.config("report_s", 300) / eclor.config("gateway.port", 5683)   set: validated, persisted
+  eclor.log(20)               recent events from the persisted log
+  eclor.selftest()            role self-test (relay/power/clock/gateway | ranger/battery/...)
+  eclor.level(50)             lamp: override the level
+  eclor.measure()             bin: measure now
+
+Generic functions delegate to the running role object (app.current, set by
+the role) or, at a REPL with nothing running, to one built by the role
+module's make(cfg). Kept tiny on purpose: it is imported on a busy heap.
+"""
+import app
+import hal
+from dev import clock, log as _log
+from dev import config as _config
+
+
+def _cfg():
+    if app.cfg is None:
+        app.cfg = _config.load()
+    return app.cfg
+
+
+def _role():
+    if app.current is None:
+        app.current = app.role_module(_cfg()["role"]).make(_cfg(), app.safe)
+    return app.current
+
+
+def _call(name, *a):
+    f = getattr(_role(), name, None)
+    if f is None:
+        print("not available for role", _cfg()["role"])
+        return None
+    return f(*a)
+
+
+def status():
+    import version
+    c = _cfg()
+    t = hal.time()
+    print("ep       ", c["ep"], "(%s)" % c["role"], "firmware", version.VERSION)
+    print("mode     ", "SAFE" if app.safe else "normal", "boots", app.boots, "reset", hal.reset_cause())
+    print("time     ", clock.iso(t), "" if clock.time_known() else "(NOT KNOWN)", clock.source or "")
+    print("heap free", hal.free_heap(), "rssi", hal.rssi())
+    print("gateway  ", c["gateway"]["host"], c["gateway"]["port"])
+    try:
+        st = _call("status")
+    except Exception as e:  # role not importable yet: the generic part still helps
+        print("role      unavailable:", e)
+        st = None
+    if isinstance(st, dict):
+        for k in sorted(st):
+            print("%-9s" % k, st[k])
+
+
+def config(key=None, value=None):
+    c = _cfg()
+    if key is None:
+        for k in sorted(c):
+            print(k, "=", c[k])
+        return None
+    parts = key.split(".")
+    if value is None:
+        v = c
+        for p in parts:
+            v = v.get(p) if isinstance(v, dict) else None
+        return v
+    ch = value
+    for p in reversed(parts):
+        ch = {p: ch}
+    try:
+        app.cfg = _config.apply(c, ch)
+    except ValueError as e:
+        print("refused:", e)
+        return False
+    _log.event("config %s=%r (shell)" % (key, value))
+    return True
+
+
+def log(n=20):
+    for line in _log.recent(n):
+        print(line)
+
+
+def selftest():
+    return _call("selftest")
+
+
+def level(x):
+    return _call("level", x)
+
+
+def measure():
+    return _call("measure")

@@ -1,0 +1,258 @@
+"""Small CBOR (RFC 8949) encoder and decoder for MicroPython.
+
+Enough for SenML packs, command maps and config: unsigned/negative integers
+up to 64 bits, byte and text strings, arrays, maps, floats, true/false/null.
+
+Encoding writes into a `Writer`, a bytearray with a fill index: a role that
+sends the same kind of pack every few minutes keeps one Writer and calls
+`reset()` instead of building a new bytes object each time (less heap
+fragmentation on the ESP32). `dumps(obj)` is the convenient one-shot form.
+
+Floats are encoded as the shortest of single/double that gives back the same
+value (on the ESP32 floats are 32-bit, so that is always single). Half
+precision is decoded but never produced.
+
+Decoding (`loads`, `decode`) of arbitrary bytes raises nothing but
+ValueError: truncated input, reserved additional info, indefinite lengths
+(not supported: no SenML or command producer needs them), unknown simple
+values, unhashable map keys, invalid UTF-8, nesting deeper than MAX_DEPTH,
+and trailing bytes (loads only). Declared lengths are checked against the
+bytes left before anything is allocated, so a 5-byte input cannot ask for a
+4-GB list. Tags are skipped: the tagged value is returned as is.
+"""
+import struct
+
+try:
+    from micropython import const
+except ImportError:  # also imported by CPython tools
+    const = lambda x: x  # noqa: E731
+
+MAX_DEPTH = const(16)
+_U64 = 0xFFFFFFFFFFFFFFFF
+
+
+class Writer:
+    """Encode into a reusable bytearray. `grow=False` makes overflow a ValueError."""
+
+    def __init__(self, size=128, grow=True):
+        self.buf = bytearray(size)
+        self.n = 0
+        self.grow = grow
+
+    def reset(self):
+        self.n = 0
+        return self
+
+    def value(self):
+        """The bytes written so far, as a memoryview into the buffer (valid until reset)."""
+        return memoryview(self.buf)[:self.n]
+
+    def _room(self, k):
+        need = self.n + k
+        if need > len(self.buf):
+            if not self.grow:
+                raise ValueError("cbor: buffer full")
+            self.buf.extend(bytearray(max(need - len(self.buf), len(self.buf))))
+
+    def raw(self, b):
+        k = len(b)
+        self._room(k)
+        self.buf[self.n:self.n + k] = b
+        self.n += k
+
+    def head(self, major, v):
+        self._room(9)
+        b, n = self.buf, self.n
+        major <<= 5
+        if v < 24:
+            b[n] = major | v
+            self.n = n + 1
+        elif v < 0x100:
+            b[n] = major | 24
+            b[n + 1] = v
+            self.n = n + 2
+        elif v < 0x10000:
+            b[n] = major | 25
+            struct.pack_into(">H", b, n + 1, v)
+            self.n = n + 3
+        elif v < 0x100000000:
+            b[n] = major | 26
+            struct.pack_into(">I", b, n + 1, v)
+            self.n = n + 5
+        elif v <= _U64:
+            b[n] = major | 27
+            struct.pack_into(">Q", b, n + 1, v)
+            self.n = n + 9
+        else:
+            raise ValueError("cbor: integer out of 64-bit range")
+
+    def int(self, v):
+        if v >= 0:
+            self.head(0, v)
+        else:
+            self.head(1, -1 - v)
+
+    def float(self, v):
+        self._room(9)
+        b, n = self.buf, self.n
+        # single precision when exact (always on the ESP32); NaN/inf are exact too
+        struct.pack_into(">f", b, n + 1, v)
+        s = struct.unpack_from(">f", b, n + 1)[0]
+        if s == v or v != v:
+            b[n] = 0xFA
+            self.n = n + 5
+        else:
+            b[n] = 0xFB
+            struct.pack_into(">d", b, n + 1, v)
+            self.n = n + 9
+
+    def text(self, s):
+        s = s.encode() if isinstance(s, str) else s
+        self.head(3, len(s))
+        self.raw(s)
+
+    def bytes(self, s):
+        self.head(2, len(s))
+        self.raw(s)
+
+    def array(self, n):
+        self.head(4, n)
+
+    def map(self, n):
+        self.head(5, n)
+
+    def simple(self, v):
+        # False/True/None -> 0xF4/0xF5/0xF6
+        self._room(1)
+        self.buf[self.n] = 0xF6 if v is None else (0xF5 if v else 0xF4)
+        self.n += 1
+
+    def any(self, o, depth=0):
+        """Encode any supported object; ValueError for the rest."""
+        if depth > MAX_DEPTH:
+            raise ValueError("cbor: nesting too deep")
+        if o is None or o is True or o is False:
+            self.simple(o)
+        elif isinstance(o, int):
+            self.int(o)
+        elif isinstance(o, float):
+            self.float(o)
+        elif isinstance(o, str):
+            self.text(o)
+        elif isinstance(o, (bytes, bytearray, memoryview)):
+            self.bytes(o)
+        elif isinstance(o, (list, tuple)):
+            self.array(len(o))
+            for x in o:
+                self.any(x, depth + 1)
+        elif isinstance(o, dict):
+            self.map(len(o))
+            for k in o:
+                self.any(k, depth + 1)
+                self.any(o[k], depth + 1)
+        else:
+            raise ValueError("cbor: cannot encode %s" % type(o).__name__)
+        return self
+
+
+def dumps(o):
+    """Encode o to bytes."""
+    return bytes(Writer(32).any(o).value())
+
+
+def _half(h):
+    e = (h >> 10) & 0x1F
+    m = h & 0x3FF
+    if e == 0:
+        v = m * 5.960464477539063e-08  # 2**-24
+    elif e == 31:
+        v = float("nan") if m else float("inf")
+    else:
+        v = (1024 + m) * (2.0 ** (e - 25))
+    return -v if h & 0x8000 else v
+
+
+def _need(data, pos, k):
+    if pos + k > len(data):
+        raise ValueError("cbor: truncated")
+
+
+def decode(data, pos=0, depth=0):
+    """Decode one item from data[pos:]; returns (obj, next_pos). ValueError on bad input."""
+    if depth > MAX_DEPTH:
+        raise ValueError("cbor: nesting too deep")
+    _need(data, pos, 1)
+    ib = data[pos]
+    pos += 1
+    major = ib >> 5
+    ai = ib & 0x1F
+    if major == 7:
+        if ai == 20:
+            return False, pos
+        if ai == 21:
+            return True, pos
+        if ai == 22 or ai == 23:
+            return None, pos
+        if ai == 25:
+            _need(data, pos, 2)
+            return _half((data[pos] << 8) | data[pos + 1]), pos + 2
+        if ai == 26:
+            _need(data, pos, 4)
+            return struct.unpack_from(">f", data, pos)[0], pos + 4
+        if ai == 27:
+            _need(data, pos, 8)
+            return struct.unpack_from(">d", data, pos)[0], pos + 8
+        raise ValueError("cbor: unsupported simple value %d" % ai)
+    if ai < 24:
+        v = ai
+    elif ai < 28:
+        k = 1 << (ai - 24)
+        _need(data, pos, k)
+        v = 0
+        for i in range(k):
+            v = (v << 8) | data[pos + i]
+        pos += k
+    elif ai == 31:
+        raise ValueError("cbor: indefinite length not supported")
+    else:
+        raise ValueError("cbor: reserved additional info %d" % ai)
+    if major == 0:
+        return v, pos
+    if major == 1:
+        return -1 - v, pos
+    if major == 2 or major == 3:
+        _need(data, pos, v)
+        s = bytes(data[pos:pos + v])
+        if major == 3:
+            try:
+                s = s.decode()
+            except Exception:
+                raise ValueError("cbor: invalid UTF-8")
+        return s, pos + v
+    if major == 6:  # tag: return the tagged item
+        return decode(data, pos, depth + 1)
+    # arrays and maps: every item needs at least one byte
+    if v > len(data) - pos:
+        raise ValueError("cbor: truncated")
+    if major == 4:
+        out = []
+        for _ in range(v):
+            x, pos = decode(data, pos, depth + 1)
+            out.append(x)
+        return out, pos
+    out = {}
+    for _ in range(v):
+        k, pos = decode(data, pos, depth + 1)
+        x, pos = decode(data, pos, depth + 1)
+        if isinstance(k, (list, dict)):
+            raise ValueError("cbor: unhashable map key")
+        out[k] = x
+    return out, pos
+
+
+def loads(data):
+    """Decode exactly one item from data (bytes-like). ValueError on bad input."""
+    o, pos = decode(data, 0, 0)
+    if pos != len(data):
+        raise ValueError("cbor: trailing bytes")
+    return o

@@ -1,0 +1,278 @@
+"""SenML packs (RFC 8428) in CBOR (content-format 112) and JSON (110).
+
+A reading is a tuple (name, unit, value, time):
+  name  str, appended to the pack's base name (bn)
+  unit  str or None (SenML registry symbol: "W", "Wh", "%", "Cel", "V", "m", "s", "ms", ...)
+  value int/float -> "v", str -> "vs", bool -> "vb", bytes -> "vd"
+  time  absolute UTC seconds, or None for "the pack's base time"
+
+`encode(readings, bn, bt, w)` writes one pack into the cbor.Writer `w`
+(reset first) and returns a memoryview of it: the first record carries bn and
+bt, each later record only n/u/value and t relative to bt when its time
+differs. Roles keep one Writer for their reports.
+
+`concat(packs)` joins several encoded CBOR packs into one without decoding:
+each pack's first record carries its own bn/bt, and SenML base values hold
+until the next record that sets them, so the joined array means exactly the
+union of the packs (used to send a backlog in few messages).
+
+`decode(data, ct)` parses a pack and resolves it (RFC 8428 section 4.6)
+into the same tuples with full names and absolute times (a resolved time
+below 2**28 is relative to "now" and is left as is). Bad input raises
+ValueError with the reason; labels ending in "_" (must-understand) are
+refused; unknown others are ignored.
+"""
+import json
+from fmt import cbor
+
+CT_JSON = 110
+CT_CBOR = 112
+
+# CBOR labels (RFC 8428 table 6)
+BN = -2
+BT = -3
+BU = -4
+BV = -5
+N = 0
+U = 1
+V = 2
+VS = 3
+VB = 4
+S = 5
+T = 6
+VD = 8
+
+_JSON_LABELS = {"bn": BN, "bt": BT, "bu": BU, "bv": BV, "n": N, "u": U, "v": V,
+                "vs": VS, "vb": VB, "s": S, "t": T, "vd": VD, "ut": 7, "bver": -1, "bs": -6}
+
+
+def _value(w, v):
+    if v is True or v is False:
+        w.int(VB)
+        w.simple(v)
+    elif isinstance(v, str):
+        w.int(VS)
+        w.text(v)
+    elif isinstance(v, (bytes, bytearray, memoryview)):
+        w.int(VD)
+        w.bytes(v)
+    elif isinstance(v, (int, float)):
+        w.int(V)
+        if isinstance(v, int):
+            w.int(v)
+        else:
+            w.float(v)
+    else:
+        raise ValueError("senml: bad value type for a record")
+
+
+def _num(w, x):
+    if isinstance(x, int):
+        w.int(x)
+    else:
+        w.float(x)
+
+
+def encode(readings, bn=None, bt=None, w=None):
+    """Encode readings as a SenML CBOR pack into Writer w; returns its memoryview."""
+    if w is None:
+        w = cbor.Writer(64)
+    w.reset()
+    w.array(len(readings))
+    first = True
+    for r in readings:
+        name, unit, val, t = r
+        k = 2
+        if first:
+            k += (bn is not None) + (bt is not None)
+        if unit:
+            k += 1
+        if t is not None and t != bt:
+            k += 1
+        w.map(k)
+        if first:
+            if bn is not None:
+                w.int(BN)
+                w.text(bn)
+            if bt is not None:
+                w.int(BT)
+                _num(w, bt)
+            first = False
+        w.int(N)
+        w.text(name)
+        if unit:
+            w.int(U)
+            w.text(unit)
+        _value(w, val)
+        if t is not None and t != bt:
+            w.int(T)
+            _num(w, t - bt if bt is not None else t)
+    return w.value()
+
+
+def encode_json(readings, bn=None, bt=None):
+    """Same pack as encode(), as SenML JSON text (str)."""
+    out = []
+    for r in readings:
+        name, unit, val, t = r
+        rec = {}
+        if not out:
+            if bn is not None:
+                rec["bn"] = bn
+            if bt is not None:
+                rec["bt"] = bt
+        rec["n"] = name
+        if unit:
+            rec["u"] = unit
+        if val is True or val is False:
+            rec["vb"] = val
+        elif isinstance(val, str):
+            rec["vs"] = val
+        elif isinstance(val, (int, float)):
+            rec["v"] = val
+        else:
+            raise ValueError("senml: bad value type for JSON")
+        if t is not None and t != bt:
+            rec["t"] = t - bt if bt is not None else t
+        out.append(rec)
+    return json.dumps(out)
+
+
+def concat(packs):
+    """Join encoded CBOR packs (bytes-like) into one pack (bytes)."""
+    w = cbor.Writer(16)
+    total = 0
+    bodies = []
+    for p in packs:
+        n, pos = _array_head(p)
+        total += n
+        bodies.append(memoryview(p)[pos:])
+    w.array(total)
+    for b in bodies:
+        w.raw(b)
+    return bytes(w.value())
+
+
+def _array_head(p):
+    if not len(p) or p[0] >> 5 != 4:
+        raise ValueError("senml: pack is not a CBOR array")
+    ai = p[0] & 0x1F
+    if ai < 24:
+        return ai, 1
+    if ai > 27:
+        raise ValueError("senml: bad array head")
+    k = 1 << (ai - 24)
+    if len(p) < 1 + k:
+        raise ValueError("senml: truncated")
+    n = 0
+    for i in range(k):
+        n = (n << 8) | p[1 + i]
+    return n, 1 + k
+
+
+def decode(data, ct=CT_CBOR):
+    """Parse and resolve a pack; returns a list of (name, unit, value, time)."""
+    if ct == CT_CBOR:
+        recs = cbor.loads(data)
+    elif ct == CT_JSON:
+        try:
+            recs = json.loads(data)
+        except Exception:
+            raise ValueError("senml: invalid JSON")
+    else:
+        raise ValueError("senml: unsupported content-format %s" % ct)
+    if not isinstance(recs, list):
+        raise ValueError("senml: pack must be an array")
+    bn = ""
+    bt = 0
+    bu = None
+    bv = 0
+    out = []
+    for rec in recs:
+        if not isinstance(rec, dict):
+            raise ValueError("senml: record must be a map")
+        if ct == CT_JSON:
+            r = {}
+            for k in rec:
+                if not isinstance(k, str):
+                    raise ValueError("senml: bad label")
+                lab = _JSON_LABELS.get(k)
+                if lab is None:
+                    if k.endswith("_"):
+                        raise ValueError("senml: must-understand label " + k)
+                    continue
+                r[lab] = rec[k]
+            rec = r
+        else:
+            for k in rec:
+                if isinstance(k, str) and k.endswith("_"):
+                    raise ValueError("senml: must-understand label " + k)
+        x = rec.get(BN)
+        if x is not None:
+            if not isinstance(x, str):
+                raise ValueError("senml: bn must be text")
+            bn = x
+        x = rec.get(BT)
+        if x is not None:
+            bt = _check_num(x, "bt")
+        x = rec.get(BU)
+        if x is not None:
+            bu = _check_str(x, "bu")
+        x = rec.get(BV)
+        if x is not None:
+            bv = _check_num(x, "bv")
+        name = bn + _check_str(rec.get(N, ""), "n")
+        if not name:
+            raise ValueError("senml: record without a name")
+        _check_name(name)
+        unit = rec.get(U, bu)
+        if unit is not None:
+            _check_str(unit, "u")
+        k = 0
+        val = None
+        if V in rec:
+            val = _check_num(rec[V], "v") + bv
+            k += 1
+        if VS in rec:
+            val = _check_str(rec[VS], "vs")
+            k += 1
+        if VB in rec:
+            val = rec[VB]
+            if val is not True and val is not False:
+                raise ValueError("senml: vb must be a boolean")
+            k += 1
+        if VD in rec:
+            val = rec[VD]
+            if ct == CT_JSON:
+                raise ValueError("senml: vd not supported in JSON")
+            if not isinstance(val, bytes):
+                raise ValueError("senml: vd must be bytes")
+            k += 1
+        if k == 0 and S in rec:
+            val = _check_num(rec[S], "s")
+            k = 1
+        if k != 1:
+            raise ValueError("senml: record needs exactly one value")
+        t = bt + _check_num(rec.get(T, 0), "t")
+        out.append((name, unit, val, t))
+    return out
+
+
+def _check_num(x, what):
+    if x is True or x is False or not isinstance(x, (int, float)):
+        raise ValueError("senml: %s must be a number" % what)
+    return x
+
+
+def _check_str(x, what):
+    if not isinstance(x, str):
+        raise ValueError("senml: %s must be text" % what)
+    return x
+
+
+def _check_name(name):
+    # RFC 8428 4.5.1: ASCII letter or digit first, then letters, digits and - : . / _
+    for i in range(len(name)):
+        c = name[i]
+        if not ("a" <= c <= "z" or "A" <= c <= "Z" or "0" <= c <= "9" or (i and c in "-:./_")):
+            raise ValueError("senml: bad character in name")
