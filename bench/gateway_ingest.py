@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -122,58 +121,36 @@ def run_bare(a):
         stop(proc)
 
 
-def http_json(url, timeout=5):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return json.loads(r.read())
-
-
 def run_gateway(a):
+    from eclor.tools.fleet import gwproc  # the shared "gateway as a subprocess" helper
+
     data = tempfile.mkdtemp(prefix="eclor-bench-")
-    coap, http = free_port(), free_port(socket.SOCK_STREAM)
-    api = "http://127.0.0.1:%d" % http
-    log = open(os.path.join(data, "gateway.log"), "w")
-    proc = subprocess.Popen([sys.executable, "-m", "eclor.tools.cli", "gateway",
-                             "--coap", "127.0.0.1:%d" % coap, "--http", "127.0.0.1:%d" % http,
-                             "--data", data, "--log-level", "warning"],
-                            stdout=log, stderr=subprocess.STDOUT)
+    gw = gwproc.Gateway(data, extra_args=["--log-level", "warning"])
     try:
-        end = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError("gateway exited %s; log: %s" % (proc.returncode, tail(data)))
-            try:
-                http_json(api + "/healthz", 1)
-                break
-            except OSError:
-                if time.monotonic() > end:
-                    raise RuntimeError("gateway did not answer /healthz; log: %s" % tail(data))
-                time.sleep(0.1)
-        lg, res = drive(proc.pid, coap, a, keep_acked=True)
+        gw.start(30)
+        lg, res = drive(gw.proc.pid, gw.coap_port, a, keep_acked=True)
         # Read back one device: every acknowledged reading must be there, once.
         dev = lg.devices[0]
         lg.close()
         acked = len(dev.acked) * a.records
-        got = http_json("%s/api/devices/%s/readings?limit=%d" % (api, dev.ep, acked + 100), 30)
-        rows = got if isinstance(got, list) else got.get("readings", [])
+        rows = gwproc.items(gw.api.get("/api/devices/%s/readings" % dev.ep, limit=acked + 100), "readings")
         res["readback"] = {"device": dev.ep, "acked_readings": acked, "stored": len(rows)}
-        rc, took = stop(proc)
-        res["sigterm_exit"], res["sigterm_s"] = rc, took
+        t0 = time.monotonic()
+        gw.proc.send_signal(signal.SIGTERM)
+        res["sigterm_exit"] = gw.proc.wait(10)
+        res["sigterm_s"] = round(time.monotonic() - t0, 3)
         return res
     finally:
-        stop(proc)
-        log.close()
+        gw.stop()
         if a.keep:
             sys.stderr.write("gateway data kept in %s\n" % data)
         else:
             shutil.rmtree(data, ignore_errors=True)
 
 
-def tail(data):
-    try:
-        with open(os.path.join(data, "gateway.log")) as f:
-            return " | ".join(f.read().strip().splitlines()[-5:])
-    except OSError:
-        return "(no log)"
+def gwproc_error():
+    from eclor.tools.fleet.gwproc import ApiError
+    return ApiError
 
 
 def main(argv=None):
@@ -198,7 +175,7 @@ def main(argv=None):
     if a.only != "bare":
         try:
             gw = run_gateway(a)
-        except (RuntimeError, OSError) as e:
+        except (RuntimeError, OSError, gwproc_error()) as e:
             out["gateway_error"] = str(e)
             print("gateway: %s" % e)
         else:
