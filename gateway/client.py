@@ -120,16 +120,17 @@ def _cell(v):
 
 
 def table(rows, columns=None, out=None):
-    """Aligned text table.  columns: preferred order; other keys follow."""
+    """Aligned text table of the `columns` present in the rows (all keys when
+    none of them is: an API newer than this CLI still shows something).
+    --json is the place for every field."""
     out = out or sys.stdout
     if not rows:
         out.write("(none)\n")
         return
     cols = [c for c in (columns or ()) if any(c in r for r in rows)]
-    for r in rows:
-        for k in r:
-            if k not in cols:
-                cols.append(k)
+    if not cols:
+        for r in rows:
+            cols.extend(k for k in r if k not in cols)
     cells = [[_cell(r.get(c)) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
     line = "  ".join(c.upper().ljust(w) for c, w in zip(cols, widths)).rstrip()
@@ -182,7 +183,7 @@ def _quote(s):
 # ---------------------------------------------------------------------------
 # devices
 
-DEVICE_COLUMNS = ("ep", "type", "zone", "commune", "online", "queue", "addr", "last_seen")
+DEVICE_COLUMNS = ("ep", "type", "zone", "commune", "status", "online", "queue_mode", "address", "last_seen")
 
 
 def add_arguments_devices(p):
@@ -220,7 +221,7 @@ def run_devices(args):
 # ---------------------------------------------------------------------------
 # readings
 
-READING_COLUMNS = ("time", "t", "name", "n", "value", "v", "vs", "vb", "unit", "u")
+READING_COLUMNS = ("t", "name", "value", "unit")
 
 
 def _when(s):
@@ -271,14 +272,21 @@ def run_readings(args):
                    query=q, timeout=args.timeout)
     rows = _items(data, "readings")
     if not args.json:
-        rows = [_human_time(r) for r in rows]
+        rows = [_human_time(_value(r)) for r in rows]
     _emit(args, data, rows, READING_COLUMNS)
     return 0
 
 
+def _value(row):
+    # one VALUE column for the table: a reading has exactly one of v / vs / vb
+    r = dict(row)
+    r["value"] = next((r[k] for k in ("v", "vs", "vb") if r.get(k) is not None), None)
+    return r
+
+
 def _human_time(row):
     r = dict(row)
-    for k in ("time", "t", "created", "updated", "last_seen", "ts"):
+    for k in ("t", "created", "updated", "expires", "last_seen", "registered"):
         if isinstance(r.get(k), (int, float)) and r[k] > 1e8:
             r[k] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r[k]))
     return r
@@ -311,7 +319,7 @@ def add_arguments_send(p):
                    help="wait until the command is done/failed/expired (default 60 s)")
 
 
-COMMAND_COLUMNS = ("id", "ep", "device", "action", "state", "created", "updated", "result")
+COMMAND_COLUMNS = ("id", "ep", "action", "params", "state", "updated", "result")
 
 
 def _command_id(data):
@@ -331,8 +339,15 @@ def run_send(args):
     body = {"action": args.action, "params": params}
     if args.ttl is not None:
         body["ttl"] = args.ttl
+    timeout = args.timeout
+    deadline = time.monotonic() + (args.wait or 0)
+    if args.wait is not None:
+        # The API can hold the answer until the command is final (<= 300 s);
+        # polling below covers the rest and an API that ignores "wait".
+        body["wait"] = min(args.wait, 300.0)
+        timeout += body["wait"]
     data = request(args.api, "POST", "/api/devices/%s/commands" % _quote(args.ep),
-                   body=body, timeout=args.timeout)
+                   body=body, timeout=timeout)
     cid = _command_id(data)
     if args.wait is None:
         if args.json:
@@ -341,19 +356,19 @@ def run_send(args):
             state = data.get("state") if isinstance(data, dict) else None
             sys.stdout.write("%s%s\n" % (cid, "  " + state if state else ""))
         return 0
-    deadline = time.monotonic() + args.wait
     delay = 0.1
+    cmd = data
     while True:
-        cmd = request(args.api, "GET", "/api/commands/" + _quote(cid), timeout=args.timeout)
         state = cmd.get("state") if isinstance(cmd, dict) else None
         if state in FINAL_STATES or time.monotonic() >= deadline:
             break
         time.sleep(delay)
         delay = min(delay * 1.5, 1.0)
+        cmd = request(args.api, "GET", "/api/commands/" + _quote(cid), timeout=args.timeout)
     if args.json:
         _emit(args, cmd, None, None)
     else:
-        table([cmd], COMMAND_COLUMNS)
+        table([_human_time(cmd)], COMMAND_COLUMNS)
     if state == "done":
         return 0
     if state not in FINAL_STATES:
@@ -392,7 +407,7 @@ def run_commands(args):
 # ---------------------------------------------------------------------------
 # events
 
-EVENT_COLUMNS = ("time", "t", "ep", "device", "kind", "type", "name", "value", "detail")
+EVENT_COLUMNS = ("t", "ep", "kind", "detail")
 
 
 def add_arguments_events(p):

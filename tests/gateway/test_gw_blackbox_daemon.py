@@ -73,7 +73,7 @@ class Gateway(gwproc.Gateway):
         assert status == 200, (path, status, data)
         return data
 
-    def readings(self, ep, limit=100000):
+    def readings(self, ep, limit=10000):
         data = self.get("/api/devices/%s/readings?limit=%d" % (ep, limit), timeout=30)
         return gwproc.items(data, "readings")
 

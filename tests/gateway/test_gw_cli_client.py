@@ -110,7 +110,8 @@ def test_env_api(api, capsys, monkeypatch):
 
 
 def test_readings_query(api, capsys):
-    rows = [{"name": "power", "value": 41.5, "unit": "W", "time": 1764300000}]
+    rows = [{"name": "power", "v": 41.5, "vs": None, "vb": None, "unit": "W", "t": 1764300000},
+            {"name": "status", "v": None, "vs": "lidOpen", "vb": None, "unit": None, "t": 1764300001}]
     api.routes[("GET", "/api/devices/lamp 1/readings")] = (200, {"readings": rows})
     rc, out, err = eclor(capsys, "readings", "lamp 1", "--api", api.url, "--name", "power",
                          "--since", "1764290000", "--until", "2025-11-28T04:00:00Z", "--limit", "5")
@@ -118,7 +119,10 @@ def test_readings_query(api, capsys):
     _, path, q, _ = api.seen[-1]
     assert q == {"name": ["power"], "since": ["1764290000"], "until": ["1764302400"], "limit": ["5"]}
     assert api.raw_paths[-1] == "/api/devices/lamp%201/readings"  # ep quoted, cannot escape the path
-    assert "2025-11-28 03:20:00" in out and "41.5" in out
+    lines = out.splitlines()
+    assert lines[0].split() == ["T", "NAME", "VALUE", "UNIT"]
+    assert lines[1].split() == ["2025-11-28", "03:20:00", "power", "41.5", "W"]
+    assert lines[2].split() == ["2025-11-28", "03:20:01", "status", "lidOpen"]
 
 
 def test_readings_bad_time_is_usage_error(api, capsys):
@@ -163,6 +167,7 @@ def test_send_wait_polls_to_final_state(api, capsys):
     assert rc == 0, err
     assert json.loads(out)["state"] == "done"
     assert [s[1] for s in api.seen].count("/api/commands/c-7") == 3
+    assert api.seen[0][3]["wait"] == 10  # the API may hold the answer; polling covers the rest
 
 
 def test_send_wait_failed_exits_1(api, capsys):
@@ -193,12 +198,12 @@ def test_not_json_is_exit_2(api, capsys):
 
 def test_commands_and_events(api, capsys):
     api.routes[("GET", "/api/commands")] = (200, [{"id": "c-1", "ep": "bin-1", "action": "report", "state": "queued"}])
-    api.routes[("GET", "/api/events")] = (200, {"events": [{"ep": "bin-1", "kind": "expired", "time": 1764300000}]})
+    api.routes[("GET", "/api/events")] = (200, {"events": [{"ep": "bin-1", "kind": "expired", "t": 1764300000, "id": 3}]})
     rc, out, _ = eclor(capsys, "commands", "--device", "bin-1", "--state", "queued", "--api", api.url)
     assert rc == 0 and api.seen[-1][2] == {"device": ["bin-1"], "state": ["queued"], "limit": ["100"]}
     assert out.splitlines()[1].split() == ["c-1", "bin-1", "report", "queued"]
     rc, out, _ = eclor(capsys, "events", "--api", api.url)
-    assert rc == 0 and "expired" in out and "2025-11-28 03:20:00" in out
+    assert rc == 0 and out.splitlines()[1].split() == ["2025-11-28", "03:20:00", "bin-1", "expired"]
 
 
 def _free_port():
