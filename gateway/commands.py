@@ -1,0 +1,360 @@
+"""Command relay: one command object, two delivery paths, persistent states.
+
+A command ``{"id", "a", "p", "exp"}`` (docs/architecture.md) moves through
+queued -> sent -> done | failed | expired and every transition is written to
+the store; the command exists durably before its id is returned to the API
+caller, so a crash never loses an accepted command.
+
+* Always-on devices (lamps): ``POST /cmd`` (CON, CBOR) from the gateway's own
+  CoAP socket to the address the device last registered/updated from; aiocoap
+  does the RFC 7252 retransmissions; when the exchange times out the command
+  goes back to ``queued`` and is retried after ``command_retry_s`` or as soon as
+  the device registers/updates again, until it expires.
+* Queue-mode devices (``b=UQ``, bins): the open commands ride on the 2.04 that
+  answers the device's ``/dp`` (or ``/cr``), and ride again on every later wake
+  until a result arrives via ``/cr`` or the TTL runs out (at-least-once; the
+  device answers a re-sent id from its memory of recent ids, it does not
+  re-apply it).
+
+Final states are never left: a late duplicate result is ignored.
+"""
+import asyncio
+import logging
+import os
+import time
+
+import cbor2
+
+from . import store as st
+
+log = logging.getLogger("eclor.gateway.commands")
+
+FINAL = ("done", "failed", "expired")
+STATES = ("queued", "sent") + FINAL
+
+
+class CommandError(Exception):
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+
+
+def _num(lo=None, hi=None, integer=False):
+    def check(k, v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not float(v).is_integer()):
+            return "%s must be %s" % (k, "an integer" if integer else "a number")
+        if lo is not None and v < lo or hi is not None and v > hi:
+            return "%s must be within %s..%s" % (k, lo, hi)
+        return None
+    return check
+
+
+def _obj(k, v):
+    return None if isinstance(v, dict) else "%s must be an object" % k
+
+
+# action -> (types, {param: checker}, required params, allow other params)
+VOCAB = {
+    "level": (("lamp",), {"level": _num(0, 100), "duration": _num(0, 31 * 86400)}, ("level",), False),
+    "resume": (("lamp",), {}, (), False),
+    "calendar": (("lamp",), {"calendar": _obj}, ("calendar",), False),
+    "lamp_type": (("lamp",), {"wattage": _num(0, 10000), "tolerance": _num(0, 100),
+                              "warmup_s": _num(0, 3600), "min_level": _num(0, 100),
+                              "control": None, "current_min": _num(0, 100),
+                              "current_max": _num(0, 100)}, (), True),
+    "config": (("lamp", "bin"), {}, (), True),
+    "report": (("lamp", "bin"), {}, (), False),
+    "reboot": (("lamp", "bin"), {}, (), False),
+    "geometry": (("bin",), {"depth_m": _num(0.1, 10), "offset_m": _num(0, 5)}, (), False),
+    "thresholds": (("bin",), {"full_pct": _num(1, 100), "fire_c": _num(20, 200),
+                              "fire_rise_c": _num(0.5, 100), "battery_low_v": _num(2, 5)}, (), False),
+    "intervals": (("bin",), {"measure_s": _num(10, 86400 * 7), "heartbeat_s": _num(60, 86400 * 7),
+                             "step_pct": _num(1, 100)}, (), False),
+}
+
+
+def validate(dtype, action, params):
+    if not isinstance(action, str) or action not in VOCAB:
+        raise CommandError(400, "unknown action %r; known for %s: %s" % (
+            action, dtype, ", ".join(a for a, s in VOCAB.items() if dtype in s[0])))
+    types, checks, required, free = VOCAB[action]
+    if dtype not in types:
+        raise CommandError(400, "action %r is not for a %s (only %s)" % (action, dtype, "/".join(types)))
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise CommandError(400, "params must be an object")
+    for k in required:
+        if k not in params:
+            raise CommandError(400, "action %r needs parameter %r" % (action, k))
+    for k, v in params.items():
+        if k in checks:
+            if checks[k] is not None:
+                err = checks[k](k, v)
+                if err:
+                    raise CommandError(400, "%s: %s" % (action, err))
+        elif not free:
+            raise CommandError(400, "action %r has no parameter %r (known: %s)" % (
+                action, k, ", ".join(checks) or "none"))
+    if action == "config" and not params:
+        raise CommandError(400, "action 'config' needs at least one key")
+    return params
+
+
+def new_id():
+    return "c-" + os.urandom(6).hex()
+
+
+def wire(c):
+    """Command row -> the map sent to the device."""
+    return {"id": c["id"], "a": c["action"], "p": c["params"], "exp": int(c["expires"])}
+
+
+class Relay:
+    def __init__(self, gw):
+        self.gw = gw
+        self.open = {}       # id -> command dict (queued/sent)
+        self.by_dev = {}     # ep -> [ids] (open ones, creation order)
+        self.waiters = {}    # id -> [futures] waiting for a final state
+        self.tasks = {}      # id -> delivery task (always-on)
+        self.sleeping = set()  # ids whose delivery task waits before a retry
+
+    @property
+    def store(self):
+        return self.gw.store
+
+    def load(self, rows):
+        for c in rows:
+            self._track(c)
+
+    def _track(self, c):
+        self.open[c["id"]] = c
+        self.by_dev.setdefault(c["device"], []).append(c["id"])
+
+    def _untrack(self, c):
+        self.open.pop(c["id"], None)
+        ids = self.by_dev.get(c["device"])
+        if ids and c["id"] in ids:
+            ids.remove(c["id"])
+            if not ids:
+                del self.by_dev[c["device"]]
+
+    def counts(self):
+        out = {"queued": 0, "sent": 0}
+        for c in self.open.values():
+            out[c["state"]] += 1
+        return out
+
+    # -- creation -------------------------------------------------------------
+    async def create(self, ep, action, params, ttl=None, cid=None, grp=None):
+        dev = self.gw.registry.devices.get(ep)
+        if dev is None:
+            raise CommandError(404, "unknown device %r" % ep)
+        if not dev.get("type"):
+            raise CommandError(409, "device %r has no type yet" % ep)
+        params = validate(dev["type"], action, params)
+        if ttl is None:
+            ttl = self.gw.cfg["command_ttl"]
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 1 <= ttl <= 30 * 86400:
+            raise CommandError(400, "ttl must be a number of seconds within 1..2592000")
+        if cid is not None:
+            if not isinstance(cid, str) or not 1 <= len(cid) <= 40:
+                raise CommandError(400, "id must be a string of 1..40 chars")
+            existing = self.open.get(cid) or await self.store.read(st.get_command, cid)
+            if existing is not None:
+                if existing["device"] != ep or existing["action"] != action:
+                    raise CommandError(409, "command id %r already used for another command" % cid)
+                return existing, False   # idempotent re-submission
+        now = time.time()
+        c = {"id": cid or new_id(), "device": ep, "action": action, "params": params,
+             "state": "queued", "created": now, "updated": now, "expires": now + ttl,
+             "attempts": 0, "answer": None, "grp": grp}
+        await self.store.write(st.insert_command, c)   # durable before the id is handed out
+        c["ep"] = ep
+        c["result"] = None
+        self._track(c)
+        self.gw.metrics.inc("eclor_commands_total", state="queued")
+        if not dev.get("queue"):
+            self.kick(c)
+        return c, True
+
+    # -- transitions ------------------------------------------------------------
+    def _set(self, c, state, answer=None):
+        now = time.time()
+        c["state"] = state
+        c["updated"] = now
+        if answer is not None:
+            c["answer"] = c["result"] = answer
+        self.store.write_nowait(st.update_command, c["id"], state, now, answer, c["attempts"])
+        self.gw.metrics.inc("eclor_commands_total", state=state)
+        if state in FINAL:
+            self._untrack(c)
+            t = self.tasks.pop(c["id"], None)
+            if t is not None and t is not asyncio.current_task():
+                t.cancel()
+            for f in self.waiters.pop(c["id"], []):
+                if not f.done():
+                    f.set_result(c)
+
+    async def wait(self, cid, timeout):
+        c = self.open.get(cid)
+        if c is None:
+            return await self.store.read(st.get_command, cid)
+        f = asyncio.get_running_loop().create_future()
+        self.waiters.setdefault(cid, []).append(f)
+        try:
+            return await asyncio.wait_for(asyncio.shield(f), timeout)
+        except asyncio.TimeoutError:
+            return dict(c)
+
+    def result(self, ep, res):
+        """A result map from a device ({"id","s","r"}); returns True if it closed a command."""
+        if not isinstance(res, dict) or not isinstance(res.get("id"), str):
+            return False
+        c = self.open.get(res["id"])
+        if c is None or c["device"] != ep:
+            return False  # unknown, already final, or another device's id
+        s = res.get("s")
+        state = "done" if s == "done" else "failed"
+        answer = {"s": s, "r": res.get("r")}
+        self._set(c, state, answer)
+        return True
+
+    def expire(self, now):
+        n = 0
+        for c in [c for c in self.open.values() if c["expires"] <= now]:
+            self._set(c, "expired", {"s": "expired", "r": "ttl elapsed in state %s" % c["state"]})
+            n += 1
+        return n
+
+    # -- queue-mode delivery ------------------------------------------------------
+    def pending_payload(self, ep):
+        """CBOR array of the device's open commands, or b'' (no extra cost when empty)."""
+        ids = self.by_dev.get(ep)
+        if not ids:
+            return b""
+        now = time.time()
+        out = []
+        for cid in list(ids):
+            c = self.open[cid]
+            if c["expires"] <= now:
+                continue
+            c["attempts"] += 1
+            if c["state"] == "queued":
+                self._set(c, "sent")
+            out.append(wire(c))
+        return cbor2.dumps(out) if out else b""
+
+    # -- always-on delivery ------------------------------------------------------
+    def kick(self, c):
+        if c["id"] in self.tasks or c["id"] not in self.open:
+            return
+        self.tasks[c["id"]] = asyncio.get_running_loop().create_task(self._deliver(c))
+
+    def kick_device(self, ep):
+        """The device just (re)registered or updated: retry its open commands now."""
+        for cid in list(self.by_dev.get(ep, ())):
+            c = self.open.get(cid)
+            if c is not None:
+                t = self.tasks.get(cid)
+                if t is not None and cid in self.sleeping:
+                    t.cancel()
+                    self.tasks.pop(cid, None)
+                self.kick(c)
+
+    async def _deliver(self, c):
+        me = asyncio.current_task()
+        try:
+            while c["id"] in self.open:
+                dev = self.gw.registry.devices.get(c["device"])
+                if dev and dev.get("online") and dev.get("host"):
+                    c["attempts"] += 1
+                    if c["state"] == "queued":
+                        self._set(c, "sent")
+                    try:
+                        code, payload = await self.gw.coap.send_command(dev, wire(c), c["expires"])
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as e:
+                        log.info("command %s to %s: %s; will retry", c["id"], c["device"], e)
+                    else:
+                        if code == 68 or code == 69:  # 2.04 / 2.05
+                            res = None
+                            try:
+                                res = cbor2.loads(payload) if payload else None
+                            except Exception:
+                                pass
+                            if isinstance(res, dict) and res.get("id") == c["id"]:
+                                self.result(c["device"], res)
+                            else:
+                                self._set(c, "done", {"s": "done", "r": res})
+                            return
+                        if code in (163, 160):  # 5.03 / 5.00: device busy, try later
+                            log.info("command %s: device answered %d.%02d", c["id"], code >> 5, code & 31)
+                        else:
+                            self._set(c, "failed", {"s": "failed", "r": "coap %d.%02d %s" % (
+                                code >> 5, code & 31, payload[:200].decode("utf-8", "replace"))})
+                            return
+                if c["id"] not in self.open:
+                    return
+                self.sleeping.add(c["id"])
+                try:
+                    await asyncio.sleep(min(self.gw.cfg["command_retry_s"],
+                                            max(0.0, c["expires"] - time.time())))
+                finally:
+                    self.sleeping.discard(c["id"])
+                if c["expires"] <= time.time():
+                    self.expire(time.time())
+                    return
+        finally:
+            if self.tasks.get(c["id"]) is me:
+                del self.tasks[c["id"]]
+
+    # -- groups ------------------------------------------------------------------
+    async def group(self, selector, action, params, ttl, wait_s):
+        devs = select(self.gw.registry.devices.values(), selector)
+        if not devs:
+            raise CommandError(404, "no device matches the selector %r" % (selector,))
+        # validate once per type before creating anything: all or nothing
+        for t in {d["type"] for d in devs}:
+            validate(t, action, params)
+        grp = "g-" + os.urandom(6).hex()
+        sem = asyncio.Semaphore(self.gw.cfg["group_concurrency"])
+        deadline = time.monotonic() + wait_s
+
+        async def one(d):
+            async with sem:
+                try:
+                    c, _ = await self.create(d["ep"], action, params, ttl, grp=grp)
+                except CommandError as e:
+                    return {"ep": d["ep"], "id": None, "state": "rejected", "answer": str(e)}
+                if not d.get("queue"):
+                    c = await self.wait(c["id"], max(0.0, deadline - time.monotonic()))
+                return {"ep": d["ep"], "id": c["id"], "state": c["state"], "answer": c.get("answer")}
+        results = await asyncio.gather(*(one(d) for d in devs))
+        summary = {}
+        for r in results:
+            summary[r["state"]] = summary.get(r["state"], 0) + 1
+        summary["total"] = len(results)
+        return {"group": grp, "action": action, "summary": summary,
+                "devices": sorted(results, key=lambda r: r["ep"])}
+
+
+def select(devices, selector):
+    if not isinstance(selector, dict) or not selector:
+        raise CommandError(400, "selector must be a non-empty object with zone/commune/type/tag")
+    bad = set(selector) - {"zone", "commune", "type", "tag", "online"}
+    if bad:
+        raise CommandError(400, "unknown selector key(s): %s" % ", ".join(sorted(bad)))
+    out = []
+    for d in devices:
+        if not d.get("type"):
+            continue
+        if any(selector.get(k) is not None and d.get(k) != selector[k] for k in ("zone", "commune", "type")):
+            continue
+        if selector.get("tag") is not None and selector["tag"] not in (d.get("tags") or []):
+            continue
+        if selector.get("online") is not None and bool(d.get("online")) != bool(selector["online"]):
+            continue
+        out.append(d)
+    return out
