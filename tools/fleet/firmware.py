@@ -1,0 +1,315 @@
+"""A fleet running the REAL firmware under unix MicroPython.
+
+Each device is a directory (its flash: config.json, secrets.json, data/)
+and a life of MicroPython processes running firmware/main.py from the .mpy
+tree that mpy-cross builds for the ESP32 (the bytes that ship), with an
+ESP32-sized heap:
+- a lamp is one long process (always on);
+- a bin is one process per wake: the firmware deep-sleeps by exiting with
+  status 3 after saving its RTC state (hal/sim.py); the supervisor starts
+  the next wake when the simulated world reaches the wake time.
+
+One simulated world clock for the whole fleet: UTC = start_utc + real
+elapsed x speed. Every process gets ECLOR_SIM_SPEED=speed and, at power-on,
+ECLOR_SIM_TIME = the world's UTC, so devices agree with each other.
+
+Simulated inputs (lamp power, presence, light; bin distance, temperature,
+tilt, battery) are the JSON file ECLOR_SIM_FILE of each device, written
+atomically (tmp + rename) by set_inputs(); the firmware re-reads it when it
+changes. That is how the demo fills bins, sets a bin on fire or breaks a lamp.
+
+Why one process per device and not several devices per MicroPython process:
+the firmware keeps its HAL state (simulated clock, RTC, inputs) in module
+globals and its files at paths relative to the cwd, both per process; a
+multi-device host would need the HAL as per-device objects and a storage
+root per device in dev/store.py (reported in docs/demo.md). A lamp process
+idles in its asyncio loop, so a few dozen devices fit on a small machine.
+
+Every process is started in its own session (process group) with a parent
+death signal, so stopping the fleet -- or the supervisor dying -- leaves
+no orphan behind.
+"""
+import asyncio
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+import zlib
+from pathlib import Path
+
+from eclor.tools import mpy
+from eclor.tools.fleet import gwproc
+
+EXIT_DEEPSLEEP = 3
+EXIT_REBOOT = 4
+
+
+def device_config(spec, gateway, report_s=60, lt=300):
+    """config.json for one device (the architecture's config format)."""
+    cfg = {"ep": spec["ep"], "role": spec["role"],
+           "gateway": {"host": gateway[0], "port": gateway[1]},
+           "zone": spec["zone"], "commune": spec["commune"], "lat": spec["lat"], "lon": spec["lon"],
+           "report_s": report_s, "lt": lt, "wdt_ms": 0}
+    if spec["role"] == "lamp":
+        lamp = spec.get("lamp", {})
+        cfg["lamp"] = {k: lamp[k] for k in ("wattage",) if k in lamp}
+    else:
+        b = spec.get("bin", {})
+        cfg["bin"] = {k: b[k] for k in ("depth_m", "offset_m", "full_pct") if k in b}
+    return cfg
+
+
+def initial_inputs(spec, rng_seed=1):
+    """A plausible starting world for one device: a working lamp, a bin a
+    quarter to half full."""
+    h = zlib.crc32(spec["ep"].encode()) ^ rng_seed
+    if spec["role"] == "lamp":
+        return {"watts": spec.get("lamp", {}).get("wattage", 40), "lamp": "ok"}
+    b = spec.get("bin", {})
+    depth, off = b.get("depth_m", 1.0), b.get("offset_m", 0.3)
+    fill = 20 + (h % 30)
+    return {"bin": {"dist": round(off + depth * (1 - fill / 100.0), 3), "temp": 14.0, "tilt": 0,
+                    "batt": 3.95, "noise_m": 0.005, "seed": h % 1000}}
+
+
+class DeviceProc:
+    def __init__(self, spec, path):
+        self.spec = spec
+        self.ep = spec["ep"]
+        self.role = spec["role"]
+        self.path = Path(path)
+        self.proc = None
+        self.starts = 0
+        self.wakes = 0
+        self.crashes = 0
+        self.last_rc = None
+        self.task = None
+
+    @property
+    def inputs_file(self):
+        return self.path / "inputs.json"
+
+    @property
+    def log_file(self):
+        return self.path / "console.log"
+
+
+class FirmwareFleet:
+    """Prepare device directories, run and supervise their processes."""
+
+    def __init__(self, specs, gateway, root, speed=60.0, start_utc=None, heapsize=mpy.ESP32_HEAP,
+                 report_s=60, lt=300, source=False, on_event=None):
+        self.specs = specs
+        self.gateway = gateway
+        self.root = Path(root)
+        self.speed = float(speed)
+        self.start_utc = time.time() if start_utc is None else float(start_utc)
+        self.heapsize = heapsize
+        self.report_s = report_s
+        self.lt = lt
+        self.source = source
+        self.on_event = on_event or (lambda msg: None)
+        self.fw = self.root / ("fw-src" if source else "fw")
+        self.devices = {}
+        self._t0 = None
+        self._stopping = False
+
+    # -- world clock ------------------------------------------------------
+    def world_utc(self):
+        if self._t0 is None:
+            return self.start_utc
+        return self.start_utc + (time.monotonic() - self._t0) * self.speed
+
+    # -- preparation --------------------------------------------------------
+    def prepare(self):
+        """Compile the firmware once and write every device's flash dir.
+        A device dir that already exists keeps its data (a restarted demo
+        continues where it was) but gets the current config."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        if self.fw.exists():
+            shutil.rmtree(self.fw)
+        if self.source:
+            shutil.copytree(mpy.firmware_dir(), self.fw, ignore=shutil.ignore_patterns("__pycache__", "__init__.py"))
+        else:
+            mpy.compile_tree(self.fw)
+        for spec in self.specs:
+            d = DeviceProc(spec, self.root / "devices" / spec["ep"])
+            (d.path / "data").mkdir(parents=True, exist_ok=True)
+            _write_json(d.path / "config.json", device_config(spec, self.gateway, self.report_s, self.lt))
+            _write_json(d.path / "secrets.json", {"ssid": "eclor-sim", "psk": "simulated"})
+            if not d.inputs_file.exists():
+                _write_json(d.inputs_file, initial_inputs(spec))
+            self.devices[spec["ep"]] = d
+        return self
+
+    def set_inputs(self, ep, **section):
+        """Merge into a device's simulated inputs, e.g. set_inputs(ep, bin={"temp": 85}).
+        Written atomically: the firmware reads the old or the new file."""
+        d = self.devices[ep]
+        try:
+            cur = json.loads(d.inputs_file.read_text())
+        except (OSError, ValueError):
+            cur = {}
+        for k, v in section.items():
+            if isinstance(v, dict) and isinstance(cur.get(k), dict):
+                cur[k] = dict(cur[k], **v)
+            else:
+                cur[k] = v
+        _write_json(d.inputs_file, cur)
+        return cur
+
+    def inputs(self, ep):
+        return json.loads(self.devices[ep].inputs_file.read_text())
+
+    # -- running ------------------------------------------------------------
+    def _env(self, d):
+        env = mpy.micropython_env([self.fw], {
+            "ECLOR_SIM_SPEED": repr(self.speed),
+            "ECLOR_SIM_FILE": str(d.inputs_file),
+            "ECLOR_SIM_TIME": "%.3f" % self.world_utc(),
+            "ECLOR_SIM_ID": "%012x" % (zlib.crc32(d.ep.encode()) | 0x5E0000000000),
+        })
+        return env
+
+    async def _spawn(self, d):
+        with open(d.log_file, "ab") as log:
+            d.proc = await asyncio.create_subprocess_exec(
+                *mpy.micropython_cmd([str(self.fw / "main.py")], self.heapsize), cwd=str(d.path),
+                env=self._env(d), stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+                preexec_fn=gwproc.child_setup)
+        d.starts += 1
+        return await d.proc.wait()
+
+    def _wake_delay(self, d):
+        """Real seconds until the wake time the sleeping firmware saved."""
+        try:
+            st = json.loads((d.path / ".sim_rtc.json").read_text())
+        except (OSError, ValueError):
+            return 1.0
+        return max(0.0, (st["utc"] - self.world_utc()) / self.speed)
+
+    async def _life(self, d, delay):
+        await asyncio.sleep(delay)
+        fails = 0
+        while not self._stopping:
+            rc = await self._spawn(d)
+            d.last_rc = rc
+            if self._stopping:
+                break
+            if rc == EXIT_DEEPSLEEP:
+                d.wakes += 1
+                fails = 0
+                wait = self._wake_delay(d)
+            elif rc == EXIT_REBOOT:
+                fails = 0
+                wait = 0.2
+            else:
+                d.crashes += 1
+                fails += 1
+                self.on_event("%s: exit %s, restarting (see %s)" % (d.ep, rc, d.log_file))
+                wait = min(30.0, 0.5 * 2 ** fails)
+            try:
+                await asyncio.wait_for(self._stop_event.wait(), wait)
+            except asyncio.TimeoutError:
+                pass
+
+    async def start(self, stagger_s=0.05, progress=None):
+        """Start every device's life; lamps first (they are always on)."""
+        self._t0 = time.monotonic()
+        self._stop_event = asyncio.Event()
+        self._stopping = False
+        for i, d in enumerate(self.devices.values()):
+            d.task = asyncio.ensure_future(self._life(d, i * stagger_s))
+        if progress:
+            n = len(self.devices)
+            end = time.monotonic() + n * stagger_s + 2
+            while time.monotonic() < end:
+                progress(sum(1 for d in self.devices.values() if d.starts), n)
+                if all(d.starts for d in self.devices.values()):
+                    break
+                await asyncio.sleep(0.5)
+
+    def running(self):
+        return [d for d in self.devices.values() if d.proc is not None and d.proc.returncode is None]
+
+    def pids(self):
+        return [d.proc.pid for d in self.running()]
+
+    async def stop(self, timeout=5.0):
+        """SIGTERM every device process group, SIGKILL what is left after timeout."""
+        self._stopping = True
+        if getattr(self, "_stop_event", None):
+            self._stop_event.set()
+        for d in self.running():
+            _killpg(d.proc.pid, signal.SIGTERM)
+        end = time.monotonic() + timeout
+        while self.running() and time.monotonic() < end:
+            await asyncio.sleep(0.05)
+        for d in self.running():
+            _killpg(d.proc.pid, signal.SIGKILL)
+        tasks = [d.task for d in self.devices.values() if d.task]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for d in self.devices.values():
+            if d.proc is not None and d.proc.returncode is None:
+                await d.proc.wait()
+
+    async def restart_device(self, ep):
+        """Power-cycle one device (kill its process; its life starts the next)."""
+        d = self.devices[ep]
+        if d.proc is not None and d.proc.returncode is None:
+            _killpg(d.proc.pid, signal.SIGKILL)
+
+
+def _killpg(pid, sig):
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _write_json(path, obj):
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def run_cli(args, gw):
+    """`eclor sim --mode firmware`: run the fleet until Ctrl-C or --duration."""
+    import tempfile
+    from eclor.tools import territory
+    if args.loss:
+        print("eclor sim: --loss is not applied in firmware mode (devices talk to the gateway directly)",
+              file=sys.stderr)
+    specs = territory.fleet(args.lamps, args.bins, seed=args.seed)
+    root = args.dir or tempfile.mkdtemp(prefix="eclor-sim-")
+
+    async def main():
+        fleet = FirmwareFleet(specs, gw, root, speed=args.speed, on_event=lambda m: print("sim: " + m, flush=True))
+        fleet.prepare()
+        print("sim: %d lamps + %d bins running the firmware (%s), speed x%g, in %s" % (
+            args.lamps, args.bins, "mpy", args.speed, root), flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await fleet.start(progress=lambda k, n: print("sim: started %d/%d" % (k, n), flush=True))
+        try:
+            await asyncio.wait_for(stop.wait(), args.duration)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            await fleet.stop()
+        out = {"devices": len(specs), "starts": sum(d.starts for d in fleet.devices.values()),
+               "wakes": sum(d.wakes for d in fleet.devices.values()),
+               "crashes": sum(d.crashes for d in fleet.devices.values())}
+        print(json.dumps(out, sort_keys=True), flush=True)
+        return 0
+    return asyncio.run(main())
