@@ -1,0 +1,192 @@
+# CoAP endpoint messaging layer, inside unix MicroPython on real UDP sockets.
+import asyncio
+import time
+
+from coap import codec
+from coap.codec import Msg, CON, NON, ACK, RST
+from coap.endpoint import Endpoint, Timeout, addr
+from coap_testutil import server, Raw, FAST
+
+TIMEOUT = 30
+
+
+async def test_get_put_post_delete_and_not_found():
+    s, port = server()
+    store = {"v": b"0"}
+
+    def res(req):
+        if req.method == codec.GET:
+            return (codec.CONTENT, store["v"], codec.CT_TEXT)
+        if req.method in (codec.PUT, codec.POST):
+            store["v"] = req.payload
+            return (codec.CHANGED, b"", None)
+        return (codec.DELETED, b"", None, [[codec.LOCATION_PATH, "gone"]])
+    s.add("/v", res)
+    c = Endpoint(params=FAST)
+    asyncio.create_task(s.run())
+    asyncio.create_task(c.run())
+    a = ("127.0.0.1", port)
+    assert (await c.request(codec.PUT, a, "v", b"42")).code == codec.CHANGED
+    r = await c.request(codec.GET, a, "/v")
+    assert (r.code, r.payload, r.ct) == (codec.CONTENT, b"42", 0)
+    r = await c.request(codec.POST, a, "v", b"7", con=False)
+    assert r.code == codec.CHANGED and r.mtype == NON and store["v"] == b"7"
+    r = await c.request(codec.DELETE, a, "v")
+    assert r.code == codec.DELETED and r.opts(codec.LOCATION_PATH) == ["gone"]
+    assert (await c.request(codec.GET, a, "nothing/here")).code == codec.NOT_FOUND
+    c.close()
+    s.close()
+
+
+async def test_duplicate_con_gets_cached_answer_without_rerunning_handler():
+    s, port = server()
+    calls = []
+    s.add("n", lambda req: calls.append(1) or (codec.CHANGED, b"%d" % len(calls), 0))
+    asyncio.create_task(s.run())
+    raw = Raw()
+    req = Msg(CON, codec.POST, 0x1111, b"tk", [[codec.URI_PATH, "n"]], b"x")
+    raw.sendm(req, port)
+    a1 = await raw.recv()
+    raw.sendm(req, port)  # retransmission: same mid
+    a2 = await raw.recv()
+    assert a1 == a2 and len(calls) == 1, (a1, a2, calls)
+    req.mid = 0x1112  # a new request runs the handler again
+    raw.sendm(req, port)
+    a3 = codec.decode(await raw.recv())
+    assert a3.payload == b"2" and a3.mid == 0x1112 and a3.mtype == ACK
+    # NON duplicates are dropped silently
+    req.mtype, req.mid = NON, 0x2000
+    raw.sendm(req, port)
+    assert (await raw.recvm()).payload == b"3"
+    raw.sendm(req, port)
+    assert await raw.recv(200) is None and len(calls) == 3
+    raw.close()
+    s.close()
+
+
+async def test_ping_and_malformed_con_get_rst_others_dropped():
+    s, port = server()
+    s.add("x", lambda r: (codec.CONTENT, b"", None))
+    asyncio.create_task(s.run())
+    raw = Raw()
+    raw.send(b"\x40\x00\xab\xcd", port)  # empty CON = ping
+    assert await raw.recv() == b"\x70\x00\xab\xcd"
+    raw.send(b"\x40\x01\x12\x34\xf1", port)  # CON with reserved nibble 15
+    assert await raw.recv() == b"\x70\x00\x12\x34"
+    raw.send(b"\x49\x01\x12\x35" + b"\x00" * 9, port)  # CON with token length 9
+    assert await raw.recv() == b"\x70\x00\x12\x35"
+    raw.send(b"\x50\x01\x12\x36\xff", port)  # malformed NON: dropped
+    raw.send(b"\x01", port)
+    assert await raw.recv(200) is None
+    assert s.bad == 4
+    # the endpoint still serves after the junk
+    raw.sendm(Msg(CON, codec.GET, 9, b"", [[codec.URI_PATH, "x"]]), port)
+    assert (await raw.recvm()).code == codec.CONTENT
+    raw.close()
+    s.close()
+
+
+async def test_retransmission_backoff_then_timeout():
+    raw = Raw()
+    c = Endpoint(params={"ACK_TIMEOUT": 40, "ACK_RANDOM_FACTOR": 1.5, "MAX_RETRANSMIT": 3})
+    asyncio.create_task(c.run())
+    t0 = time.ticks_ms()
+    try:
+        await c.request(codec.GET, ("127.0.0.1", raw.port), "x")
+        assert False, "no Timeout"
+    except Timeout:
+        pass
+    took = time.ticks_diff(time.ticks_ms(), t0)
+    got = []
+    while True:
+        m = await raw.recvm(50)
+        if m is None:
+            break
+        got.append(m.mid)
+    assert len(got) == 4 and len(set(got)) == 1 and c.retx == 3, got
+    # exponential back-off: 40+80+160+320 ms at least (constant spacing would be 160)
+    assert took >= 600, took
+    c.close()
+    raw.close()
+
+
+async def test_nstart_one_outstanding_con_per_peer():
+    raw = Raw()
+    c = Endpoint(params={"ACK_TIMEOUT": 300, "MAX_RETRANSMIT": 2, "RESPONSE_TIMEOUT": 2000})
+    asyncio.create_task(c.run())
+    t1 = asyncio.create_task(c.request(codec.GET, ("127.0.0.1", raw.port), "a"))
+    t2 = asyncio.create_task(c.request(codec.GET, ("127.0.0.1", raw.port), "b"))
+    m1 = await raw.recvm()
+    assert m1.path in ("a", "b")
+    assert await raw.recv(150) is None  # the second waits for the first ACK
+    raw.ack(m1)
+    m2 = await raw.recvm()
+    assert m2 is not None and m2.path != m1.path and m2.mid != m1.mid
+    # separate responses (CON) for both; the endpoint ACKs them
+    for m in (m1, m2):
+        raw.sendm(Msg(CON, codec.CONTENT, 0x500 + m.mid % 7, m.token, [], m.path.encode()))
+        ack = await raw.recvm()
+        assert ack.mtype == ACK and ack.code == 0
+    # m2 never got its empty ACK: the separate response completes it anyway
+    r1 = await t1
+    r2 = await t2
+    assert (r1.payload, r2.payload) == (b"a", b"b")
+    c.close()
+    raw.close()
+
+
+async def test_separate_response_for_coroutine_handler():
+    s, port = server()
+
+    async def slow(req):
+        await asyncio.sleep_ms(30)
+        return (codec.CONTENT, b"late", 0)
+    s.add("slow", slow)
+    asyncio.create_task(s.run())
+    raw = Raw()
+    raw.sendm(Msg(CON, codec.GET, 77, b"T1", [[codec.URI_PATH, "slow"]]), port)
+    ack = await raw.recvm()
+    assert (ack.mtype, ack.code, ack.mid) == (ACK, 0, 77)
+    raw.sendm(Msg(CON, codec.GET, 77, b"T1", [[codec.URI_PATH, "slow"]]), port)  # dup: ACK again
+    assert (await raw.recvm()).mid == 77
+    resp = await raw.recvm()
+    assert (resp.mtype, resp.code, resp.token, resp.payload) == (CON, codec.CONTENT, b"T1", b"late")
+    resp2 = await raw.recvm(200)  # not acked yet: retransmitted
+    assert resp2 is not None and resp2.mid == resp.mid
+    raw.send(bytes((0x60, 0, resp.mid >> 8, resp.mid & 255)), port)
+    await asyncio.sleep_ms(300)
+    assert not s._ex
+    raw.close()
+    s.close()
+
+
+async def test_handler_exception_is_500_and_server_survives():
+    s, port = server()
+    s.add("boom", lambda r: 1 // 0)
+    s.add("ok", lambda r: (codec.CONTENT, b"fine", 0))
+    c = Endpoint(params=FAST)
+    asyncio.create_task(s.run())
+    asyncio.create_task(c.run())
+    assert (await c.request(codec.GET, ("127.0.0.1", port), "boom")).code == codec.INTERNAL_SERVER_ERROR
+    assert (await c.request(codec.GET, ("127.0.0.1", port), "ok")).payload == b"fine"
+    c.close()
+    s.close()
+
+
+async def test_well_known_core_and_filter():
+    s, port = server()
+    s.add("state", lambda r: (codec.CONTENT, b"", None), obs=True, attrs=b'rt="eclor.lamp.state";ct=112')
+    s.add("cmd", lambda r: (codec.CHANGED, b"", None), attrs=b'rt="eclor.cmd";ct=60')
+    c = Endpoint(params=FAST)
+    asyncio.create_task(s.run())
+    asyncio.create_task(c.run())
+    r = await c.request(codec.GET, ("127.0.0.1", port), ".well-known/core")
+    assert r.ct == codec.CT_LINK
+    from coap import linkformat
+    links = dict(linkformat.parse(r.payload))
+    assert links["/state"] == {"rt": "eclor.lamp.state", "ct": "112", "obs": True}, links
+    assert links["/cmd"]["rt"] == "eclor.cmd"
+    r = await c.request(codec.GET, ("127.0.0.1", port), ".well-known/core", query=["rt=eclor.lamp*"])
+    assert [t for t, _ in linkformat.parse(r.payload)] == ["/state"], r.payload
+    c.close()
+    s.close()
