@@ -5,7 +5,7 @@ import time
 from coap import codec
 from coap.codec import Msg, CON, NON, ACK, RST
 from coap.endpoint import Endpoint, Timeout, addr
-from coap_testutil import server, Raw, FAST
+from test_coap_util import server, Raw, FAST
 
 TIMEOUT = 30
 

@@ -1,4 +1,5 @@
-# Helpers for the firmware CoAP tests (run inside unix MicroPython).
+# Helpers for the firmware CoAP tests (run inside unix MicroPython); named
+# test_coap_* to sit in the CoAP area, it holds no test functions itself.
 import asyncio
 import random
 import socket
