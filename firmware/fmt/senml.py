@@ -11,10 +11,11 @@ A reading is a tuple (name, unit, value, time):
 bt, each later record only n/u/value and t relative to bt when its time
 differs. Roles keep one Writer for their reports.
 
-`concat(packs)` joins several encoded CBOR packs into one without decoding:
-each pack's first record carries its own bn/bt, and SenML base values hold
-until the next record that sets them, so the joined array means exactly the
-union of the packs (used to send a backlog in few messages).
+`concat(packs)` joins several encoded CBOR packs into one, decoding only
+their first records: each pack's first record must carry its own bn and bt
+(else ValueError), and SenML base values hold until the next record that
+sets them, so the joined array means exactly the union of the packs (used to
+send a backlog in few messages).
 
 `decode(data, ct)` parses a pack and resolves it (RFC 8428 section 4.6)
 into the same tuples with full names and absolute times (a resolved time
@@ -145,6 +146,10 @@ def concat(packs):
     bodies = []
     for p in packs:
         n, pos = _array_head(p)
+        if n:
+            first = cbor.decode(p, pos)[0]
+            if not isinstance(first, dict) or BN not in first or BT not in first:
+                raise ValueError("senml: concat needs bn and bt on each pack's first record")
         total += n
         bodies.append(memoryview(p)[pos:])
     w.array(total)
