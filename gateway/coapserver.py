@@ -230,9 +230,9 @@ class Root(interfaces.Resource):
         if req.code == Code.POST:
             lt = None
             if "lt" in q:
-                lt = _lifetime(q["lt"])
+                lt = _lifetime(q["lt"], self.cfg["min_lt"])
                 if lt is None:
-                    return _err(Code.BAD_REQUEST, "lt must be an integer 60..4294967295")
+                    return _err(Code.BAD_REQUEST, "lt must be an integer %d..4294967295" % self.cfg["min_lt"])
             row = await self.gw.registry.update(reg_id, addr, lt, now)
             if row is None:
                 return _err(Code.NOT_FOUND, "unknown registration, register again")
@@ -255,9 +255,9 @@ class Root(interfaces.Resource):
         et = q.get("et", "")
         if not et.startswith("eclor.") or et[6:] not in reg.TYPES:
             return _err(Code.BAD_REQUEST, "et must be eclor.lamp or eclor.bin, not %r" % et)
-        lt = _lifetime(q["lt"]) if "lt" in q else self.cfg["default_lt"]
+        lt = _lifetime(q["lt"], self.cfg["min_lt"]) if "lt" in q else self.cfg["default_lt"]
         if lt is None:
-            return _err(Code.BAD_REQUEST, "lt must be an integer 60..4294967295")
+            return _err(Code.BAD_REQUEST, "lt must be an integer %d..4294967295" % self.cfg["min_lt"])
         b = q.get("b")
         if b not in (None, "U", "UQ"):
             return _err(Code.BAD_REQUEST, "b must be U or UQ")
@@ -279,12 +279,12 @@ class Root(interfaces.Resource):
         return _resp(CREATED, location_path=("rd", row["reg_id"]))
 
 
-def _lifetime(s):
+def _lifetime(s, lo):
     try:
         v = int(s)
     except ValueError:
         return None
-    return v if 60 <= v <= 4294967295 else None
+    return v if lo <= v <= 4294967295 else None
 
 
 class Observer:

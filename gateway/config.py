@@ -28,6 +28,7 @@ SPEC = {
     "batch_max": (1024, int, "most writes in one group commit"),
     "busy_ms": (2000, int, "SQLite busy timeout before a commit is given up"),
     "default_lt": (90000, int, "registration lifetime when the device gives none (RFC 9176)"),
+    "min_lt": (60, int, "shortest registration lifetime accepted"),
     "lt_grace_s": (30.0, float, "grace after a lifetime before the device is marked offline"),
     "command_ttl": (3600.0, float, "default command TTL in seconds"),
     "command_retry_s": (30.0, float, "pause before re-sending a command to an always-on device"),

@@ -189,8 +189,8 @@ class Registry:
             # NAT rebinding: the new source is now where the device lives.
             self.by_addr.pop(old_addr, None)
             self.by_addr[addr] = ep
-        await self.store.write(st.set_device_state, ep, host=addr[0], port=addr[1], lt=row["lt"],
-                               last_seen=now, expires=row["expires"])
+        await self.store.write(st.set_device_state, ep, dict(
+            host=addr[0], port=addr[1], lt=row["lt"], last_seen=now, expires=row["expires"]))
         return row
 
     async def remove(self, reg_id, now, reason="deregistered"):
@@ -202,7 +202,7 @@ class Registry:
         self.by_addr.pop((row["host"], row["port"]), None)
 
         def job(con):
-            st.set_device_state(con, ep, online=0)
+            st.set_device_state(con, ep, {"online": 0})
             st.insert_event(con, now, ep, reason, None)
         await self.store.write(job)
         return row

@@ -353,7 +353,7 @@ def upsert_device(con, d):
                 [row.get(k) for k in DEVICE_FIELDS])
 
 
-def set_device_state(con, ep, **kw):
+def set_device_state(con, ep, kw):
     sets = ",".join("%s=?" % k for k in kw)
     con.execute("UPDATE devices SET %s WHERE ep=?" % sets, list(kw.values()) + [ep])
 
