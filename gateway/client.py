@@ -113,7 +113,8 @@ def _cell(v):
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, float):
-        return "%g" % v
+        # not %g: an energy counter of 1234567.8 Wh must not print as 1.23457e+06
+        return ("%.6f" % v).rstrip("0").rstrip(".") if abs(v) < 1e15 else repr(v)
     if isinstance(v, (dict, list)):
         return json.dumps(v, separators=(",", ":"), sort_keys=True)
     return str(v)
@@ -207,6 +208,7 @@ def run_devices(args):
         if args.json:
             _emit(args, data, None, None)
         else:
+            data = _human_time(data)
             width = max((len(str(k)) for k in data), default=0)
             for k, v in data.items():
                 sys.stdout.write("%s  %s\n" % (str(k).ljust(width), _cell(v)))
@@ -214,7 +216,7 @@ def run_devices(args):
     q = {"type": args.type, "zone": args.zone, "commune": args.commune,
          "status": args.status, "online": args.online}
     data = request(args.api, "GET", "/api/devices", query=q, timeout=args.timeout)
-    _emit(args, data, _items(data, "devices"), DEVICE_COLUMNS)
+    _emit(args, data, [_human_time(r) for r in _items(data, "devices")], DEVICE_COLUMNS)
     return 0
 
 

@@ -74,7 +74,8 @@ def eclor(capsys, *argv):
 
 DEVICES = [
     {"ep": "lamp-villerupt-0001", "type": "lamp", "zone": "centre", "commune": "Villerupt", "online": True},
-    {"ep": "bin-thil-0002", "type": "bin", "zone": "gare", "commune": "Thil", "online": False, "queue": True},
+    {"ep": "bin-thil-0002", "type": "bin", "zone": "gare", "commune": "Thil", "online": False,
+     "queue_mode": True, "last_seen": 1764300000.25},
 ]
 
 
@@ -87,7 +88,7 @@ def test_devices_table_and_filters(api, capsys):
     lines = out.splitlines()
     assert lines[0].split()[:5] == ["EP", "TYPE", "ZONE", "COMMUNE", "ONLINE"]
     assert lines[1].split()[:5] == ["lamp-villerupt-0001", "lamp", "centre", "Villerupt", "yes"]
-    assert lines[2].split()[:5] == ["bin-thil-0002", "bin", "gare", "Thil", "no"]
+    assert lines[2].split() == ["bin-thil-0002", "bin", "gare", "Thil", "no", "yes", "2025-11-28", "03:20:00"]
     # aligned: every column starts at the same offset on every line
     col = lines[0].index("TYPE")
     assert lines[1][col:].startswith("lamp") and lines[2][col:].startswith("bin")
@@ -133,6 +134,7 @@ def test_readings_bad_time_is_usage_error(api, capsys):
 @pytest.mark.parametrize("text,expected", [
     ("level=50", ("level", 50)),
     ("pf=0.9", ("pf", 0.9)),
+    ("energy=1234567.8", ("energy", 1234567.8)),
     ("on=true", ("on", True)),
     ("name=centre", ("name", "centre")),
     ("zone=\"007\"", ("zone", "007")),
@@ -142,6 +144,12 @@ def test_readings_bad_time_is_usage_error(api, capsys):
 ])
 def test_parse_param(text, expected):
     assert client.parse_param(text) == expected
+
+
+@pytest.mark.parametrize("v,text", [(1234567.8, "1234567.8"), (41.5, "41.5"), (0.1 + 0.2, "0.3"),
+                                    (2.0, "2"), (True, "yes"), (None, ""), ({"a": [1]}, '{"a":[1]}')])
+def test_cells(v, text):
+    assert client._cell(v) == text
 
 
 def test_parse_param_rejects():
