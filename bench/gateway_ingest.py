@@ -79,6 +79,7 @@ def drive(pid, port, a, keep_acked=False):
     res["server_cpu_frac"] = round(lg.server_cpu / res["wall_s"], 3)
     readings = res["ok"] * a.records
     res["server_cpu_us_per_reading"] = round(lg.server_cpu / readings * 1e6, 1) if readings else None
+    res["server_cpu_us_per_req"] = round(lg.server_cpu / res["ok"] * 1e6, 1) if res["ok"] else None
     return lg, res
 
 
@@ -153,10 +154,30 @@ def gwproc_error():
     return ApiError
 
 
+def _line(side, r):
+    line = ("%-7s %8.1f req/s  p50 %.2f ms  p99 %.2f ms  server %.0f us/req (cpu %.0f%%)  client cpu %.0f%%"
+            % (side, r["per_s"], r["p50_ms"] or 0, r["p99_ms"] or 0, r["server_cpu_us_per_req"] or 0,
+               100 * r["server_cpu_frac"], 100 * (r["client_cpu_frac"] or 0)))
+    if r["errors"] or r["timeouts"]:
+        line += "  errors %s timeouts %d" % (r["errors"], r["timeouts"])
+    if "readback" in r:
+        line += "  readback %d/%d  SIGTERM exit %s in %.2f s" % (
+            r["readback"]["stored"], r["readback"]["acked_readings"], r["sigterm_exit"], r["sigterm_s"])
+    print(line, flush=True)
+
+
+def _median(xs):
+    xs = sorted(x for x in xs if x is not None)
+    return xs[len(xs) // 2] if xs else None
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description="bare aiocoap vs ECLOR gateway, CON SenML POSTs")
     ap.add_argument("--seconds", type=float, default=10.0, help="measured seconds per side")
     ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="alternate bare/gateway this many times; medians are reported "
+                         "(steadier on a shared machine)")
     ap.add_argument("--devices", type=int, default=16, help="simulated devices (own socket each)")
     ap.add_argument("--window", type=int, default=16, help="requests outstanding in total")
     ap.add_argument("--records", type=int, default=1, help="SenML records per POST")
@@ -165,35 +186,40 @@ def main(argv=None):
     ap.add_argument("--keep", action="store_true", help="keep the gateway data dir")
     a = ap.parse_args(argv)
 
-    out = {"seconds": a.seconds, "devices": a.devices, "window": a.window, "records": a.records}
-    bare = gw = None
-    if a.only != "gateway":
-        bare = run_bare(a)
-        print("bare    %8.1f req/s  p50 %.2f ms  p99 %.2f ms  server %.0f us/req  client cpu %.0f%%"
-              % (bare["per_s"], bare["p50_ms"] or 0, bare["p99_ms"] or 0,
-                 bare["server_cpu_us_per_reading"] or 0, 100 * (bare["client_cpu_frac"] or 0)))
-    if a.only != "bare":
-        try:
-            gw = run_gateway(a)
-        except (RuntimeError, OSError, gwproc_error()) as e:
-            out["gateway_error"] = str(e)
-            print("gateway: %s" % e)
-        else:
-            print("gateway %8.1f req/s  p50 %.2f ms  p99 %.2f ms  server %.0f us/reading  client cpu %.0f%%"
-                  "  readback %d/%d  SIGTERM exit %s in %.2f s"
-                  % (gw["per_s"], gw["p50_ms"] or 0, gw["p99_ms"] or 0,
-                     gw["server_cpu_us_per_reading"] or 0, 100 * (gw["client_cpu_frac"] or 0),
-                     gw["readback"]["stored"], gw["readback"]["acked_readings"],
-                     gw["sigterm_exit"], gw["sigterm_s"]))
-    out["bare_per_s"] = bare["per_s"] if bare else None
-    out["gateway_per_s"] = gw["per_s"] if gw else None
-    out["ratio"] = round(gw["per_s"] / bare["per_s"], 3) if bare and gw and bare["per_s"] else None
-    out["p50_ms"] = gw["p50_ms"] if gw else None
-    out["p99_ms"] = gw["p99_ms"] if gw else None
-    out["cpu_us_per_reading"] = gw["server_cpu_us_per_reading"] if gw else None
-    out["bare"], out["gateway"] = bare, gw
+    out = {"seconds": a.seconds, "devices": a.devices, "window": a.window, "records": a.records,
+           "rounds": a.rounds}
+    bares, gws = [], []
+    for _ in range(a.rounds):
+        if a.only != "gateway":
+            bares.append(run_bare(a))
+            _line("bare", bares[-1])
+        if a.only != "bare":
+            try:
+                gws.append(run_gateway(a))
+            except (RuntimeError, OSError, gwproc_error()) as e:
+                out["gateway_error"] = str(e)
+                print("gateway: %s" % e)
+                break
+            _line("gateway", gws[-1])
+    bare_ps = _median([r["per_s"] for r in bares])
+    gw_ps = _median([r["per_s"] for r in gws])
+    out["bare_per_s"] = bare_ps
+    out["gateway_per_s"] = gw_ps
+    out["ratio"] = round(gw_ps / bare_ps, 3) if bare_ps and gw_ps else None
+    out["p50_ms"] = _median([r["p50_ms"] for r in gws])
+    out["p99_ms"] = _median([r["p99_ms"] for r in gws])
+    out["cpu_us_per_reading"] = _median([r["server_cpu_us_per_reading"] for r in gws])
+    # Server CPU per request, bare over gateway: the same question as `ratio`
+    # when both servers are CPU-bound, but much less sensitive to other load
+    # on the machine.
+    b_us = _median([r["server_cpu_us_per_req"] for r in bares])
+    g_us = _median([r["server_cpu_us_per_req"] for r in gws])
+    out["cpu_ratio"] = round(b_us / g_us, 3) if b_us and g_us else None
+    out["bare_cpu_us_per_req"] = b_us
+    out["lost_acknowledged"] = sum(r["readback"]["acked_readings"] - r["readback"]["stored"] for r in gws)
+    out["bare"], out["gateway"] = bares, gws
     print(json.dumps(out, sort_keys=True))
-    return 0 if (gw or a.only == "bare") else 1
+    return 0 if (gws or a.only == "bare") else 1
 
 
 if __name__ == "__main__":
