@@ -39,6 +39,10 @@ class Metrics:
         self.values = {}
         self.obs = {}  # name -> [count, sum, max, samples(list, bounded)]
         self.gauges = {}  # callables evaluated at render time
+        for name in ("eclor_coap_retransmissions_total", "eclor_coap_junk_total", "eclor_log_suppressed_total",
+                     "eclor_readings_stored_total", "eclor_storage_errors_total",
+                     "eclor_storage_batches_total", "eclor_observe_notifications_total"):
+            self.values[name] = 0  # present (as 0) from the start: alerts need the series
 
     def inc(self, name, n=1, **labels):
         k = _key(name, labels)

@@ -31,6 +31,7 @@ import queue
 import sqlite3
 import threading
 import time
+import concurrent.futures
 from concurrent.futures import ThreadPoolExecutor
 
 log = logging.getLogger("eclor.gateway.store")
@@ -184,25 +185,11 @@ class Store:
         self._q.put((fn, args, None, None))
 
     def run_sync(self, fn, *args):
-        """Run fn on the writer thread and wait for it (for use outside the loop)."""
-        done = threading.Event()
-        box = []
-
-        def job(con, *a):
-            try:
-                box.append((True, fn(con, *a)))
-            except BaseException as e:  # handed back to the caller below
-                box.append((False, e))
-                raise
-            finally:
-                done.set()
+        """Run fn on the writer thread; return once it is committed (outside the loop)."""
+        fut = concurrent.futures.Future()
         self.pending += 1
-        self._q.put((job, args, None, None))
-        done.wait()
-        ok, val = box[0]
-        if not ok:
-            raise val
-        return val
+        self._q.put((fn, args, fut, None))
+        return fut.result()
 
     def _writer(self):
         con = self._con
@@ -278,7 +265,12 @@ class Store:
         # Resolve futures: one call_soon_threadsafe per loop per batch, not per job.
         by_loop = {}
         for (fn, args, fut, loop), res in zip(batch, results):
-            if fut is not None:
+            if loop is None and fut is not None:  # run_sync: a thread waits on it
+                if res[0]:
+                    fut.set_result(res[1])
+                else:
+                    fut.set_exception(res[1])
+            elif fut is not None:
                 by_loop.setdefault(loop, []).append((fut, res))
         n = len(batch)
         for loop, items in by_loop.items():
