@@ -199,18 +199,23 @@ def night(day, lat, lon, std=tz.PARIS, dst=True):
     return _sun(day, lat, lon, False, s, e), _sun(day, lat, lon, True, s, e)
 
 
+def override(overrides, utc):
+    """Level of the active override at `utc` (latest start wins), else None."""
+    best = None
+    for o in overrides or ():
+        if o[1] <= utc and (not o[2] or utc < o[2]):
+            if best is None or o[1] >= best[1]:
+                best = o
+    return None if best is None else best[0]
+
+
 def evaluate(cal, utc, overrides=None, presence=None, lat=49.47, lon=5.93, std=tz.PARIS, dst=True):
     """(level, source) at UTC instant `utc`; source: schedule|presence|override."""
     if isinstance(cal, dict):
         cal = validate(cal)
-    if overrides:
-        best = None
-        for o in overrides:
-            if o[1] <= utc and (not o[2] or utc < o[2]):
-                if best is None or o[1] >= best[1]:
-                    best = o
-        if best is not None:
-            return best[0], "override"
+    o = override(overrides, utc)
+    if o is not None:
+        return o, "override"
     local = utc + tz.offset(utc, std, dst)
     day = local // 86400
     if local - day * 86400 < NOON:

@@ -1,0 +1,79 @@
+"""Simulated lamp peripherals: a lamp, its driver and relay, a power meter,
+a PIR and a light sensor, driven by tests and virtual boards.
+
+Inputs come from the common sim HAL (`hal.set_inputs(...)` in a test, or the
+ECLOR_SIM_FILE JSON of a virtual board), all optional:
+
+    watts     real lamp power at full output (W), default 60
+    lamp      "ok" | "broken" (no light, no power) | "low" (half the power)
+              | "high" (1.6 x) | "stuck" (relay welded closed)
+              | "cycling" (goes out and on by itself every cycle_s s)
+    cycle_s   period of "cycling", default 20
+    power     measured power forced to this value (W), null = the model
+    supply    mains present, default true; voltage: default 230
+    presence  PIR output (true while it sees motion)
+    light     ambient light in lux; absent = the board has no light sensor
+
+The model: with mains and the relay closed (or stuck) the lamp draws
+watts x duty (x the fault factor); a stuck relay feeds the driver while the
+controller commands 0, and a driver at 0 dims to its 10 % floor, so a
+stuck relay is a day burner. The meter reads what the lamp draws.
+"""
+import hal
+
+FACTOR = {"low": 0.5, "high": 1.6}
+
+
+class LampSim:
+    def __init__(self, pins=None):
+        self.pins = pins or {}
+        self.duty = 0
+        self.relay = False
+        self.switchings = 0  # relay closings seen (tests)
+
+    def _in(self, k, d=None):
+        v = hal.inputs().get(k, d)
+        return d if v is None else v
+
+    def set_duty(self, u16):
+        self.duty = u16
+
+    def set_relay(self, on):
+        if on and not self.relay:
+            self.switchings += 1
+        self.relay = bool(on)
+
+    def supply(self):
+        return bool(self._in("supply", True))
+
+    def voltage(self):
+        return float(self._in("voltage", 230)) if self.supply() else 0.0
+
+    def power(self):
+        forced = hal.inputs().get("power")
+        if forced is not None:
+            return float(forced)
+        if not self.supply():
+            return 0.0
+        mode = self._in("lamp", "ok")
+        closed = self.relay or mode == "stuck"
+        if not closed or mode == "broken":
+            return 0.0
+        if mode == "cycling":
+            per = int(self._in("cycle_s", 20)) * 1000
+            if (hal.ticks_ms() // per) % 2:
+                return 0.0
+        frac = self.duty / 65535
+        if mode == "stuck" and frac < 0.1:
+            frac = 0.1
+        return float(self._in("watts", 60)) * frac * FACTOR.get(mode, 1.0)
+
+    def presence(self):
+        return bool(self._in("presence", False))
+
+    def light(self):
+        v = hal.inputs().get("light")
+        return None if v is None else float(v)
+
+    def relay_fb(self):
+        return None  # the simulated board has no relay feedback input

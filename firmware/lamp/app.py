@@ -1,0 +1,145 @@
+"""Lamp role: the controller plus the network, as asyncio tasks.
+
+    run(cfg, safe) -> coroutine (app.py runs it)   make(cfg, safe) -> Controller
+
+Order matters for "never dark": the controller takes its first step (the
+fail-safe level until the time is known) before anything touches the
+network, and the control loop never awaits the network. Tasks:
+
+  control   step() every tick_ms (1 s), feeds the watchdog
+  endpoint  the CoAP socket (resources in lamp/resources.py)
+  register  coap.rd.Registration (et=eclor.lamp), back-off when away
+  sender    outbox -> POST /dp (SenML CBOR, up to 4 packs per message);
+            acked only on 2.01/2.04 (durable at the gateway); 5.03 waits
+            Max-Age; a timeout backs off 5 s .. 5 min. Woken at once by
+            events.
+  time      clock.sync(): NTP, else GET /time from the gateway; every 30 s
+            while unknown, then every 6 h
+
+If the network fails the lamp keeps following its schedule (the RTC keeps
+time) and reports pile up in the bounded outbox (oldest dropped, counted).
+"""
+import asyncio
+import hal
+from coap import codec
+from coap.endpoint import Endpoint, addr
+from coap.rd import Registration
+from dev import clock, config, log
+from fmt import senml
+from lamp.control import Controller
+from lamp import resources
+
+MAX_PACKS = 4
+
+
+def make(cfg, safe=False, hw=None):
+    ctl = Controller(cfg, safe, hw)
+    try:
+        import app
+        app.current = ctl
+    except ImportError:
+        pass
+    return ctl
+
+
+def run(cfg, safe=False):
+    return main(cfg, safe)
+
+
+async def sender(ctl, ep, reg, gw, wake):
+    backoff = 5000
+    ob = ctl.outbox
+    while True:
+        if len(ob) and reg.registered:
+            items = ob.peek(MAX_PACKS)
+            delay = 0
+            try:
+                body = items[0][1] if len(items) == 1 else senml.concat([b for _, b in items])
+                r = await ep.request(codec.POST, gw, "dp", body, ct=senml.CT_CBOR)
+                if r.code in (codec.CREATED, codec.CHANGED):
+                    ob.ack(items[-1][0])
+                    backoff = 5000
+                elif r.code == codec.SERVICE_UNAVAILABLE:
+                    delay = 1000 * (r.uopt(codec.MAX_AGE, 60) or 1)
+                elif r.code == codec.BAD_REQUEST:
+                    ob.ack(items[-1][0])  # the gateway will never take it: do not block the queue
+                    log.error("gateway refused a report: %s" % bytes(r.payload))
+                else:
+                    delay = backoff
+            except Exception as e:  # Timeout, Reset, OSError: the gateway is away
+                delay = backoff
+                backoff = min(backoff * 2, 300000)
+                reg.kick()
+            if delay:
+                wake.clear()
+                try:
+                    await asyncio.wait_for_ms(wake.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
+        else:
+            wake.clear()
+            try:
+                await asyncio.wait_for_ms(wake.wait(), 2000)
+            except asyncio.TimeoutError:
+                pass
+
+
+async def timekeeper(ep, gw, ntp):
+    while True:
+        await clock.sync(ep, gw, ntp)
+        await asyncio.sleep_ms(30000 if not clock.time_known() else 6 * 3600000)
+
+
+async def control(ctl, tick_ms):
+    while True:
+        hal.wdt_feed()
+        try:
+            ctl.step()
+        except Exception as e:  # a bug in one step must not stop the light
+            log.exception("lamp step", e)
+        await asyncio.sleep_ms(tick_ms)
+
+
+async def main(cfg, safe=False, hw=None):
+    ctl = make(cfg, safe, hw)
+    ctl.step()  # light first
+    p = ctl.p
+    sec = config.secrets()
+    if sec.get("ssid"):
+        try:
+            hal.wifi_connect(sec["ssid"], sec.get("psk", ""), ip=cfg.get("ip"))
+        except Exception as e:
+            log.exception("wifi", e)
+    import sys
+    ep = Endpoint(port=p.get("port", 5683 if sys.platform == "esp32" else 0), params=p.get("coap"))
+    g = cfg["gateway"]
+    gw = addr(g["host"], g["port"])
+    wake = asyncio.Event()
+
+    def changed():
+        wake.set()
+        ep.notify("lamp/state")
+
+    def reboot():
+        async def later():
+            await asyncio.sleep_ms(500)
+            ctl.energy.save(hal.time())
+            hal.reboot()
+        asyncio.create_task(later())
+
+    resources.install(ep, ctl, reboot)
+    ctl.on_change = changed
+    reg = Registration(ep, gw, cfg["ep"], "eclor.lamp", cfg.get("lt", 3600))
+    ctl.reg = reg
+    ctl.ep = ep
+    tasks = [asyncio.create_task(ep.run()), reg.start(),
+             asyncio.create_task(sender(ctl, ep, reg, gw, wake)),
+             asyncio.create_task(timekeeper(ep, gw, cfg.get("ntp")))]
+    if safe:
+        log.event("lamp in SAFE MODE: schedule and CoAP only")
+    try:
+        await control(ctl, p.get("tick_ms", 1000))
+    finally:
+        for t in tasks:
+            t.cancel()
+        ep.close()

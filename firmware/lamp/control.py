@@ -1,0 +1,309 @@
+"""The lamp controller: schedule -> dimmer -> relay, with metering, fault
+detection, energy counters and reports. No networking here: lamp/app.py
+runs step() in its loop and sends what lands in the outbox, so the light
+never depends on the gateway, and tests drive step() with a simulated clock.
+
+Each step() (about once a second):
+1. the level: while the time is unknown, the fail-safe -- the default level
+   (lamp "default_level", 100 %), or, when the board has a light sensor,
+   default level when dark (< lux_on) and off when bright (> lux_off),
+   with hysteresis; an operator override still applies. Once the time is
+   known: schedule.evaluate(calendar, UTC, overrides, presence). Safe mode
+   ignores the presence input (an optional feature).
+2. the dimmer fades toward it; relay switch-on/off feed the energy counters;
+3. the meter feeds energy (Wh, hours) and fault detection; events go to
+   the outbox at once, in their own small SenML pack;
+4. every report_s (x 0.8..1.2, random, so a district does not report in the
+   same second; the first one at a random point of the first period) a
+   SenML report is queued.
+
+Persistence: the calendar (data/calendar.json) and the overrides
+(data/override.json) are written only when the operator changes them;
+energy by its own policy (lamp/energy.py); reports by dev/outbox.
+"""
+import random
+import hal
+from dev import store, log, clock, config
+from dev.outbox import Outbox
+from fmt import senml, cbor
+from lamp import schedule
+from lamp.dimmer import Dimmer, curve_ok
+from lamp.faults import Faults
+from lamp.energy import Energy
+
+CAL = "data/calendar.json"
+OVR = "data/override.json"
+DEFAULT_CAL = {"id": "default", "default": "night",
+               "programs": {"night": [{"at": "sunset", "level": 100}, {"at": "sunrise", "level": 0}]}}
+DEFAULTS = {"wattage": 60, "tolerance": 0.2, "warmup_s": 30, "min_level": 10, "ramp_ms": 2000,
+            "curve": "linear", "default_level": 100, "debounce_s": 30, "lux_on": 20, "lux_off": 50,
+            "tz_std": 3600, "dst": True, "save_s": 900, "outbox": 64}
+# lamp type parameters (action lamp_type, resource lamp/type)
+TYPE_KEYS = ("type", "wattage", "tolerance", "warmup_s", "min_level", "curve", "ramp_ms", "on_w",
+             "debounce_s", "cycles_max", "cycle_window_s", "voltage", "default_level")
+SCHEMA = {"type": ["PWM", "1-10V", "DALI", "switch"], "wattage": (float, 1, 2000),
+          "tolerance": (float, 0.01, 1), "warmup_s": (int, 0, 1800), "min_level": (int, 0, 100),
+          "curve": curve_ok, "ramp_ms": (int, 0, 60000), "on_w": (float, 0, 500),
+          "debounce_s": (int, 0, 3600), "cycles_max": (int, 1, 100), "cycle_window_s": (int, 10, 86400),
+          "voltage": (float, 90, 400), "default_level": (int, 1, 100), "lux_on": (float, 0, 100000),
+          "lux_off": (float, 0, 100000), "tz_std": (int, -43200, 50400), "dst": (bool,),
+          "save_s": (int, 60, 86400), "outbox": (int, 4, 512), "tick_ms": (int, 10, 10000),
+          "pins": (dict,), "meter": (dict,), "port": (int, 0, 65535), "coap": (dict,)}
+config.SCHEMA["lamp"] = SCHEMA
+
+
+def make_hw(lc):
+    import sys
+    if sys.platform == "esp32":
+        from hal.lamp_esp32 import LampESP32
+        pins = lc.get("pins") or (store.load_json("board.json", {}).get("pins") or {}).get("lamp", {})
+        return LampESP32(pins, lc.get("meter"))
+    from hal.lamp_sim import LampSim
+    return LampSim(lc.get("pins"))
+
+
+class Controller:
+    def __init__(self, cfg, safe=False, hw=None, outbox=None):
+        self.cfg = cfg
+        self.safe = safe
+        self.p = p = dict(DEFAULTS)
+        p.update(cfg.get("lamp") or {})
+        self.hw = hw or make_hw(p)
+        self.dim = Dimmer(self.hw, p["ramp_ms"], p["min_level"], p["curve"])
+        self.faults = Faults(p, self._event)
+        self.energy = Energy(save_s=p["save_s"])
+        self.cal_raw = DEFAULT_CAL
+        self.cal = schedule.validate(DEFAULT_CAL)
+        raw = store.load_json(CAL, None)
+        if raw is not None:
+            try:
+                self.cal = schedule.validate(raw)
+                self.cal_raw = raw
+            except ValueError as e:
+                log.error("stored calendar invalid, default used: %s" % e)
+        ov = store.load_json(OVR, [])
+        self.overrides = ov if isinstance(ov, list) else []
+        self.outbox = outbox or Outbox("data/outbox", p["outbox"])
+        self.presence_at = None
+        self.src = "boot"
+        self.dark = True
+        self.power = None
+        self.voltage = None
+        self.on_change = None  # () -> None: observe notification, sender wake-up
+        self._t = hal.ticks_ms()
+        self._next = None
+        self._relay = False
+        self._fading = False
+        self._w = cbor.Writer(192)
+        self.bn = "urn:dev:ep:%s:" % cfg.get("ep", "lamp")
+
+    # ---- the loop body -------------------------------------------------------
+
+    def step(self):
+        now_ms = hal.ticks_ms()
+        dt = hal.ticks_diff(now_ms, self._t)
+        self._t = now_ms
+        rtc = hal.time()
+        utc = clock.now()
+        hw = self.hw
+        if not self.safe and hw.presence():
+            gap = self.cal[4][2] if self.cal[4] else 0
+            if self.presence_at is None or rtc - self.presence_at >= gap:
+                self.presence_at = rtc
+        if utc is None:
+            lvl = schedule.override(self.overrides, rtc)
+            src = "override"
+            if lvl is None:
+                lvl = self._failsafe()
+                src = "failsafe"
+        else:
+            c = self.cfg
+            lvl, src = schedule.evaluate(self.cal, int(utc), self.overrides, self.presence_at,
+                                         c.get("lat", 49.47), c.get("lon", 5.93),
+                                         self.p["tz_std"], self.p["dst"])
+        changed = src != self.src
+        self.src = src
+        d = self.dim
+        if lvl != d.target:
+            d.set(lvl)
+            changed = True
+        d.step(dt)
+        if d.relay != self._relay:
+            self._relay = d.relay
+            self.energy.switched(d.relay, rtc)
+            changed = True
+        if d.fading() != self._fading:
+            self._fading = not self._fading
+            changed = True
+        self.power = pw = hw.power()
+        self.voltage = hw.voltage()
+        self.energy.tick(rtc, dt / 1000, pw, d.relay)
+        self.faults.check(rtc, d.relay, d.level, self._fading, d.frac(), pw, self.voltage,
+                          hw.supply(), hw.relay_fb())
+        if "supplyLoss" in self.faults.active and self.energy._dirty:
+            self.energy.save(rtc)  # last gasp
+        if utc is not None:
+            if self._next is None:
+                self._next = utc + self.cfg.get("report_s", 900) * random.random()
+            elif utc >= self._next:
+                self._next = utc + self.cfg.get("report_s", 900) * (0.8 + 0.4 * random.random())
+                self.report()
+        if changed and self.on_change:
+            self.on_change()
+
+    def _failsafe(self):
+        lux = self.hw.light()
+        if lux is not None:
+            if lux < self.p["lux_on"]:
+                self.dark = True
+            elif lux > self.p["lux_off"]:
+                self.dark = False
+            if not self.dark:
+                return 0
+        return self.p["default_level"]
+
+    # ---- reports and events --------------------------------------------------
+
+    def readings(self):
+        d = self.dim
+        e = self.energy
+        r = [("level", "%", int(d.level + 0.5), None), ("target", "%", d.target, None),
+             ("relay", None, d.relay, None), ("energy", "Wh", round(e.wh, 2), None),
+             ("hours", "s", int(e.on_s), None), ("switch_on", None, e.switch_on, None),
+             ("mode", None, "safe" if self.safe else "normal", None)]
+        if self.power is not None:
+            r.append(("power", "W", round(self.power, 1), None))
+        if self.voltage is not None:
+            r.append(("voltage", "V", round(self.voltage, 1), None))
+        if self.outbox.dropped:
+            r.append(("dropped", None, self.outbox.dropped, None))
+        return r
+
+    def _t_now(self):
+        t = clock.now()
+        return int(t) if t is not None else None
+
+    def pack(self, readings):
+        return senml.encode(readings, self.bn, self._t_now(), self._w)
+
+    def report(self):
+        """Queue a report now (also the `report` command)."""
+        self._push(self.readings())
+
+    def _push(self, readings):
+        try:
+            self.outbox.push(self.pack(readings))
+        except OSError as e:
+            log.error("outbox: %s" % e)
+        if self.on_change:
+            self.on_change()
+
+    def _event(self, name, active):
+        log.event("%s %s" % ("RAISED" if active else "cleared", name), "W" if active else "I")
+        self._push([("ev:" + name, None, active, None)])
+
+    # ---- operator actions (commands, resources, shell) -------------------------
+
+    def set_override(self, level, duration=0):
+        if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 100:
+            raise ValueError("level must be an integer 0..100")
+        if isinstance(duration, bool) or not isinstance(duration, int) or duration < 0:
+            raise ValueError("duration must be seconds >= 0")
+        t = int(hal.time())
+        self.overrides = [[level, t, t + duration if duration else 0]]
+        store.save_json(OVR, self.overrides)
+        log.event("override %d%% %s" % (level, "for %ds" % duration if duration else "until resume"))
+        self.step()
+
+    def resume(self):
+        self.overrides = []
+        store.save_json(OVR, self.overrides)
+        self.step()
+
+    def set_calendar(self, raw):
+        """Validate and install; ValueError(reason) keeps the old one."""
+        cal = schedule.validate(raw)
+        store.save_json(CAL, raw)
+        self.cal, self.cal_raw = cal, raw
+        log.event("calendar %s installed" % cal[0])
+        self.step()
+        return cal[0]
+
+    def set_type(self, p):
+        if not isinstance(p, dict):
+            raise ValueError("lamp type must be a map")
+        for k in p:
+            if k not in TYPE_KEYS:
+                raise ValueError("lamp type: unknown key %s" % k)
+        return self.set_config({"lamp": p})
+
+    def set_config(self, changes):
+        self.cfg = config.apply(self.cfg, changes)
+        try:
+            import app
+            app.cfg = self.cfg
+        except ImportError:
+            pass
+        p = self.p
+        p.update(self.cfg.get("lamp") or {})
+        d = self.dim
+        d.ramp_ms, d.min_level, d.curve = p["ramp_ms"], p["min_level"], p["curve"]
+        self.faults.set_params(p)
+        return None
+
+    def lamp_type(self):
+        p = self.p
+        return {k: p[k] for k in TYPE_KEYS if k in p}
+
+    # ---- role object for app.py / eclor.py -------------------------------------
+
+    def status(self):
+        d = self.dim
+        return {"level": int(d.level + 0.5), "target": d.target, "relay": d.relay,
+                "source": self.src, "power": self.power, "energy_wh": round(self.energy.wh, 2),
+                "hours": round(self.energy.on_s / 3600, 2), "switch_on": self.energy.switch_on,
+                "faults": sorted(self.faults.active), "calendar": self.cal[0],
+                "queued": len(self.outbox), "dropped": self.outbox.dropped,
+                "mode": "safe" if self.safe else "normal"}
+
+    def level(self, x=None, duration=0):
+        """eclor.level(50) overrides; eclor.level(None) resumes the schedule."""
+        if x is None:
+            self.resume()
+        else:
+            self.set_override(x, duration)
+        return self.status()
+
+    def selftest(self, wait_ms=1500):
+        """Relay click and power check (blocks ~2 s), clock, gateway."""
+        hw, d, p = self.hw, self.dim, self.p
+        hw.set_relay(False)
+        hal.sleep_ms(wait_ms // 3)
+        hw.power()  # restart the meter's averaging window
+        hal.sleep_ms(wait_ms // 3)
+        off = hw.power() or 0.0
+        hw.set_duty(65535)
+        hw.set_relay(True)
+        hal.sleep_ms(wait_ms // 3)
+        hw.power()
+        hal.sleep_ms(wait_ms)
+        on = hw.power() or 0.0
+        hw.set_relay(d.relay)  # back to what the dimmer drives
+        d._duty = -1
+        d._write()
+        on_w = self.faults.on_w
+        exp = p["wattage"]
+        r = {"relay": "ok" if off <= on_w < on else "FAIL (off %.1f W, on %.1f W)" % (off, on),
+             "power": "ok %.1f W" % on if abs(on - exp) <= exp * p["tolerance"] + 1
+             else "FAIL %.1f W, expected %s W" % (on, exp),
+             "clock": (clock.source or "rtc") if clock.time_known() else "FAIL time unknown",
+             "gateway": "registered" if self.net_ok() else "FAIL not registered"}
+        log.event("selftest %s" % r)
+        return r
+
+    def net_ok(self):
+        reg = getattr(self, "reg", None)
+        return bool(reg and reg.registered)
+
+    def log(self, n=20):
+        return log.recent(n)
