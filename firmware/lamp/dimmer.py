@@ -49,9 +49,9 @@ class Dimmer:
         if 0 < target < self.min_level:
             target = self.min_level
         self.target = target
-        if now is True:
+        if now:
             self.level = float(target)
-            self._write()
+        self._write()  # closes the relay at once for a fade up
 
     def frac(self, level=None):
         """Duty 0..1 for a level (default the current one) through the curve."""
