@@ -117,3 +117,7 @@ def _inputs():
             return json.load(fh)
     except (OSError, ValueError):
         return {}
+
+
+def open(pins=None):
+    return BinSim()

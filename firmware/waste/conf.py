@@ -7,33 +7,30 @@ settings stay in force: a bin must never end up measuring with a depth of
 zero or sleeping for a negative time because of one typo at the gateway.
 """
 
-DEFAULTS = {
+# key: (default, low, high); a key whose default is an int takes ints only.
+# One table rather than a defaults dict and a ranges dict: on a board every
+# dict and key loaded from .mpy lives in the RAM the radio phase needs.
+TABLE = {
     # geometry (metres)
-    "depth_m": 1.0, "offset_m": 0.30, "blind_m": 0.25, "max_range_m": 4.5,
-    # measurement
-    "pings": 7, "min_valid": 3, "agree_m": 0.05,
+    "depth_m": (1.0, 0.1, 5.0), "offset_m": (0.30, 0.0, 2.0), "blind_m": (0.25, 0.0, 1.0),
+    "max_range_m": (4.5, 0.5, 8.0),
+    # measurement: pings per burst, echoes that must agree, within agree_m
+    "pings": (7, 3, 9), "min_valid": (3, 1, 9), "agree_m": (0.05, 0.005, 0.5),
     # thresholds
-    "full_pct": 80, "fire_c": 60.0, "fire_rise_c": 5.0, "battery_low_v": 3.4,
-    "emptied_drop_pct": 30,
+    "full_pct": (80, 10, 100), "fire_c": (60.0, 30.0, 120.0), "fire_rise_c": (5.0, 1.0, 50.0),
+    "battery_low_v": (3.4, 2.5, 4.5), "emptied_drop_pct": (30, 5, 100),
     # duty cycle (seconds, %)
-    "measure_s": 900, "heartbeat_s": 21600, "step_pct": 10,
-    # radio: CoAP parameters for the wake window, and back-off when the
-    # gateway is away (first retry, cap)
-    "ack_timeout_ms": 2000, "max_retransmit": 2, "backoff_s": 900, "backoff_max_s": 14400,
-    # outbox bound (reports kept while the gateway is away)
-    "outbox": 256,
+    "measure_s": (900, 60, 86400), "heartbeat_s": (21600, 300, 604800), "step_pct": (10, 1, 100),
+    # radio: CoAP parameters of the wake window; back-off while the gateway
+    # is away (first wait, cap)
+    "ack_timeout_ms": (2000, 100, 10000), "max_retransmit": (2, 0, 4),
+    "backoff_s": (900, 60, 86400), "backoff_max_s": (14400, 60, 604800),
+    # outbox bound: reports kept while the gateway is away
+    "outbox": (256, 8, 4096),
 }
-
-# key -> (low, high); ints where the default is an int
-_RANGES = {
-    "depth_m": (0.1, 5.0), "offset_m": (0.0, 2.0), "blind_m": (0.0, 1.0), "max_range_m": (0.5, 8.0),
-    "pings": (3, 9), "min_valid": (1, 9), "agree_m": (0.005, 0.5),
-    "full_pct": (10, 100), "fire_c": (30.0, 120.0), "fire_rise_c": (1.0, 50.0), "battery_low_v": (2.5, 4.5),
-    "emptied_drop_pct": (5, 100),
-    "measure_s": (60, 86400), "heartbeat_s": (300, 7 * 86400), "step_pct": (1, 100),
-    "ack_timeout_ms": (100, 10000), "max_retransmit": (0, 4), "backoff_s": (60, 86400),
-    "backoff_max_s": (60, 7 * 86400), "outbox": (8, 4096),
-}
+DEFAULTS = {}
+for _k in TABLE:
+    DEFAULTS[_k] = TABLE[_k][0]
 
 # command action -> keys it may change (docs/architecture.md "Commands")
 ACTIONS = {
@@ -46,15 +43,15 @@ ACTIONS = {
 def check(new):
     """Reason (str) why the settings `new` are invalid, or None."""
     for k, v in new.items():
-        r = _RANGES.get(k)
+        r = TABLE.get(k)
         if r is None:
             return "unknown key " + k
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             return k + " must be a number"
-        if isinstance(DEFAULTS[k], int) and not isinstance(v, int):
+        if isinstance(r[0], int) and not isinstance(v, int):
             return k + " must be an integer"
-        if v < r[0] or v > r[1]:
-            return "%s=%s out of range %s..%s" % (k, v, r[0], r[1])
+        if v < r[1] or v > r[2]:
+            return "%s=%s out of range %s..%s" % (k, v, r[1], r[2])
     if new["min_valid"] > new["pings"]:
         return "min_valid > pings"
     if new["offset_m"] + new["depth_m"] > new["max_range_m"]:
@@ -88,3 +85,8 @@ def from_config(cfg):
         return merged(DEFAULTS, sub or {}), None
     except ValueError as e:
         return dict(DEFAULTS), str(e)
+
+
+def schema_rule(v):
+    """dev.config schema rule for the "bin" section: ValueError(reason) if bad."""
+    merged(DEFAULTS, v)

@@ -75,13 +75,33 @@ class Ranger:
         self.hw = hw
         self.sleep_ms = sleep_ms
         self._buf = [0.0] * 9   # pre-allocated: at most 9 pings per burst
+        self._us = [0] * 9
+        self._n = 0
         self.last = None        # (distance_m, fill, valid, why) of the last burst
 
-    def measure(self, cfg, t_c):
-        """Returns (distance_m or None, fill % or None, valid echoes, reason)."""
+    def pings(self, cfg):
+        """Fire the burst; echo times (us, -1 = none) go to a pre-allocated buffer.
+
+        Split from evaluate() so that the DS18B20 conversion runs while the
+        pings fly: the temperature is only needed to turn times into metres.
+        """
         n = cfg["pings"]
         if n > 9:
             n = 9
+        us = self._us
+        for i in range(n):
+            if i:
+                self.sleep_ms(PING_GAP_MS)
+            us[i] = self.hw.ping_us()
+        self._n = n
+
+    def measure(self, cfg, t_c):
+        """pings() then evaluate(): (distance_m or None, fill or None, echoes, reason)."""
+        self.pings(cfg)
+        return self.evaluate(cfg, t_c)
+
+    def evaluate(self, cfg, t_c):
+        """Distance and fill from the last burst at air temperature t_c."""
         depth = cfg["depth_m"]
         offset = cfg["offset_m"]
         blind = cfg["blind_m"]
@@ -92,10 +112,8 @@ class Ranger:
         buf = self._buf
         valid = 0
         nblind = 0
-        for i in range(n):
-            if i:
-                self.sleep_ms(PING_GAP_MS)
-            us = self.hw.ping_us()
+        for i in range(self._n):
+            us = self._us[i]
             if us < 0 or us > TIMEOUT_US:
                 continue
             d = us * half_c

@@ -1,0 +1,335 @@
+"""Energy of a waste-bin sensor over a simulated month.
+
+Runs the real bin firmware (.mpy, -march=xtensawin, ESP32-sized heap), one
+unix-MicroPython process per wake, in one flash directory whose state
+(data/, .sim_rtc.json) carries over from wake to wake exactly as flash and
+RTC do across deep sleep. A small aiocoap server on 127.0.0.1 plays the
+gateway (RD, /dp, /cr). The bin's sensor inputs follow a realistic fill
+pattern: waste comes in during the day at a rate that varies from day to
+day, collection on Mondays and Thursdays at 07:00 when the bin is 40 % full
+or more, echo noise, false echoes and timeouts, a daily temperature swing.
+
+The figures come from the firmware's own accounting (data/bin.json:
+tot_awake, tot_radio, tot_wakes, tot_tx, tot_bytes), i.e. the simulated
+clock advanced by documented durations (docs/bin.md), not host time.
+
+Power model (docs/bin.md): deep sleep 10 uA; awake CPU 40 mA; radio on
+110 mA average (on top of nothing: the radio figure includes the CPU); an
+18650 cell of 3000 mAh derated to 70 % (self-discharge, cold, cut-off).
+
+    python bench/bin_energy.py [--days 30] [--per-hour 4]
+
+Last line: JSON with wakes_per_day, tx_per_day, awake_ms_per_day,
+radio_ms_per_day, bytes_per_day, battery_years, min_heap_bytes.
+"""
+import argparse
+import asyncio
+import json
+import math
+import os
+import random
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiocoap
+import aiocoap.resource
+import cbor2
+
+from eclor.tools import mpy
+
+SLEEP_UA = 10.0
+AWAKE_MA = 40.0
+RADIO_MA = 110.0
+CELL_MAH = 3000.0
+DERATE = 0.70
+T0 = 1780000000  # 2026-05-28, a Thursday; any fixed start keeps runs comparable
+EXIT_DEEPSLEEP = 3
+EXIT_REBOOT = 4
+WAKE = "from dev import config\nfrom waste import app\napp.run(config.load(), False)\n"
+
+
+def free_udp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class BinGateway(aiocoap.resource.Resource):
+    """The gateway side of the wire contract for queue-mode bins: RD, /dp
+    (commands handed over in the answer), /cr. Keeps every SenML record it
+    acknowledged, resolved to (ep, name, time, value)."""
+
+    def __init__(self):
+        super().__init__()
+        self.eps = {}          # ep -> (rd id, remote hostinfo, query dict)
+        self.by_id = {}
+        self.rows = []         # (ep, name, t, value), in arrival order
+        self.posts = 0         # /dp requests acknowledged
+        self.regs = []         # query dicts of every POST /rd
+        self.updates = 0
+        self.pending = {}      # ep -> [command maps]
+        self.results = []      # result maps from /cr
+        self.unavailable = 0   # answer the next n /dp with 5.03 Max-Age 60
+
+    async def needs_blockwise_assembly(self, request):
+        return True
+
+    def _sender(self, request):
+        for ep, (rid, remote, _) in self.eps.items():
+            if remote == request.remote.hostinfo:
+                return ep
+        return None
+
+    async def render(self, request):
+        path = request.opt.uri_path
+        if path == ("rd",):
+            q = dict(x.split("=", 1) for x in request.opt.uri_query)
+            ep = q["ep"]
+            rid = self.eps[ep][0] if ep in self.eps else str(len(self.eps) + 1)
+            self.eps[ep] = (rid, request.remote.hostinfo, q)
+            self.by_id[rid] = ep
+            self.regs.append(q)
+            return aiocoap.Message(code=aiocoap.CREATED, location_path=("rd", rid))
+        if len(path) == 2 and path[0] == "rd":
+            ep = self.by_id.get(path[1])
+            if ep is None:
+                return aiocoap.Message(code=aiocoap.NOT_FOUND)
+            rid, _, q = self.eps[ep]
+            self.eps[ep] = (rid, request.remote.hostinfo, q)
+            self.updates += 1
+            return aiocoap.Message(code=aiocoap.CHANGED)
+        ep = self._sender(request)
+        if ep is None:
+            return aiocoap.Message(code=aiocoap.NOT_FOUND)
+        if path == ("dp",):
+            if self.unavailable:
+                self.unavailable -= 1
+                m = aiocoap.Message(code=aiocoap.SERVICE_UNAVAILABLE)
+                m.opt.max_age = 60
+                return m
+            bn, bt = "", 0
+            for r in cbor2.loads(request.payload):
+                bn = r.get(-2, bn)
+                bt = r.get(-3, bt)
+                assert bn == "urn:dev:ep:%s:" % ep, bn
+                v = r.get(2, r.get(3, r.get(4)))
+                self.rows.append((ep, r[0], bt + r.get(6, 0), v))
+            self.posts += 1
+            pending = self.pending.pop(ep, [])
+            if pending:
+                return aiocoap.Message(code=aiocoap.CHANGED, payload=cbor2.dumps(pending), content_format=60)
+            return aiocoap.Message(code=aiocoap.CHANGED)
+        if path == ("cr",):
+            self.results.extend(cbor2.loads(request.payload))
+            return aiocoap.Message(code=aiocoap.CHANGED)
+        return aiocoap.Message(code=aiocoap.NOT_FOUND)
+
+    def series(self, name):
+        return [(t, v) for ep, n, t, v in self.rows if n == name]
+
+
+class GatewayProcess:
+    """A BinGateway served on a fixed port, which can go down and come back."""
+
+    def __init__(self, gw=None, port=None):
+        self.gw = gw or BinGateway()
+        self.port = port or free_udp_port()
+        self.ctx = None
+
+    async def up(self):
+        if self.ctx is None:
+            self.ctx = await aiocoap.Context.create_server_context(self.gw, bind=("127.0.0.1", self.port))
+
+    async def down(self):
+        if self.ctx is not None:
+            await self.ctx.shutdown()
+            self.ctx = None
+
+
+def firmware_tree(kind="mpy"):
+    """The firmware as shipped (.mpy) in a temp dir, or the source tree."""
+    if kind == "src":
+        return mpy.firmware_dir()
+    d = Path(tempfile.mkdtemp(prefix="eclor-fw-"))
+    mpy.compile_tree(d)
+    return d
+
+
+class BinBoard:
+    """One simulated bin: a flash directory and its wakes as processes."""
+
+    def __init__(self, flash, port, firmware, ep="bin-test-0001", settings=None, heapsize=mpy.ESP32_HEAP,
+                 t0=T0, extra_cfg=None):
+        self.flash = Path(flash)
+        self.flash.mkdir(parents=True, exist_ok=True)
+        self.fw = firmware
+        self.heapsize = heapsize
+        self.t0 = t0
+        cfg = {"ep": ep, "role": "bin", "gateway": {"host": "127.0.0.1", "port": port},
+               "bin": dict(settings or {})}
+        cfg.update(extra_cfg or {})
+        (self.flash / "config.json").write_text(json.dumps(cfg))
+        (self.flash / "secrets.json").write_text(json.dumps({"ssid": "eclor", "psk": "test"}))
+        self.inputs = {"bin": {"dist": 1.2, "temp": 12.0, "batt": 3.9, "seed": 1}}
+        self.wakes = 0
+        self.last = None
+
+    def state(self):
+        p = self.flash / "data" / "bin.json"
+        return json.loads(p.read_text()) if p.exists() else {}
+
+    def config(self):
+        return json.loads((self.flash / "config.json").read_text())
+
+    def sim_time(self):
+        p = self.flash / ".sim_rtc.json"
+        return json.loads(p.read_text())["utc"] if p.exists() else self.t0
+
+    def outbox_len(self):
+        d = self.flash / "data" / "outbox"
+        return len([p for p in d.iterdir() if p.name.isdigit()]) if d.exists() else 0
+
+    async def wake(self, **bin_inputs):
+        """Run one wake (a fresh MicroPython process); returns (rc, output)."""
+        self.inputs["bin"].update(bin_inputs)
+        self.inputs["bin"]["seed"] = self.wakes + 1
+        (self.flash / "sim.json").write_text(json.dumps(self.inputs))
+        env = mpy.micropython_env([self.fw], {"ECLOR_SIM_FILE": "sim.json", "ECLOR_SIM_TIME": str(self.t0)})
+        proc = await asyncio.create_subprocess_exec(
+            *mpy.micropython_cmd(["-c", WAKE], self.heapsize), cwd=str(self.flash), env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        self.wakes += 1
+        self.last = out.decode(errors="replace")
+        return proc.returncode, self.last
+
+
+def fill_model(days, per_hour, seed=7):
+    """Per wake: (true fill %, temperature degC) with day-to-day variation."""
+    rng = random.Random(seed)
+    n = int(days * 24 * per_hour)
+    fill = 5.0
+    rate = 1.0
+    out = []
+    for k in range(n):
+        t = T0 + k * 3600 / per_hour
+        tm = time.gmtime(t)
+        hour = tm.tm_hour + tm.tm_min / 60
+        if tm.tm_hour == 0 and tm.tm_min < 60 / per_hour:
+            rate = rng.uniform(0.4, 1.6)           # %/h during the day, varies by day
+        if 7 <= hour < 21:
+            fill += rate / per_hour * rng.uniform(0.5, 1.5)
+        # collection Monday (0) and Thursday (3) at 07:00 when worth it
+        if tm.tm_wday in (0, 3) and tm.tm_hour == 7 and tm.tm_min < 60 / per_hour and fill >= 40:
+            fill = rng.uniform(1, 4)
+        fill = min(fill, 100.0)
+        temp = 11 + 7 * math.sin((hour - 9) / 24 * 2 * math.pi)
+        out.append((fill, round(temp, 1)))
+    return out
+
+
+def project(per_day_awake_ms, per_day_radio_ms):
+    """Battery years from the power model."""
+    day_ms = 86400000.0
+    radio_h = per_day_radio_ms / 3.6e6
+    cpu_h = max(0.0, per_day_awake_ms - per_day_radio_ms) / 3.6e6
+    sleep_h = max(0.0, day_ms - per_day_awake_ms) / 3.6e6
+    mah_day = cpu_h * AWAKE_MA + radio_h * RADIO_MA + sleep_h * SLEEP_UA / 1000
+    return CELL_MAH * DERATE / mah_day / 365.25, mah_day
+
+
+async def month(days, per_hour, fw, flash):
+    gp = GatewayProcess()
+    await gp.up()
+    board = BinBoard(flash, gp.port, fw, settings={"measure_s": int(3600 / per_hour)})
+    model = fill_model(days, per_hour)
+    t_start = time.monotonic()
+    for fill, temp in model:
+        dist = 0.30 + 1.0 * (1 - fill / 100.0)
+        rc, out = await board.wake(dist=dist, temp=temp, noise_m=0.005, false_p=0.05, timeout_p=0.03,
+                                   batt=3.9)
+        if rc not in (EXIT_DEEPSLEEP, EXIT_REBOOT):
+            raise SystemExit("wake %d failed (rc %s):\n%s" % (board.wakes, rc, out))
+    wall = time.monotonic() - t_start
+    await gp.down()
+    st = board.state()
+    return st, gp.gw, wall, board
+
+
+async def min_heap(fw, lo=16 * 1024, hi=100 * 1024):
+    """Smallest -X heapsize at which one wake with a transmission (register,
+    /dp, a command applied, /cr) completes from .mpy."""
+    gp = GatewayProcess()
+    await gp.up()
+
+    async def ok(heap):
+        with tempfile.TemporaryDirectory() as d:
+            b = BinBoard(d, gp.port, fw, ep="bin-heap-%d" % heap, heapsize=heap)
+            gp.gw.pending[b.config()["ep"]] = [{"id": "c-heap", "a": "intervals", "p": {"step_pct": 15}}]
+            gp.gw.results.clear()
+            rc, out = await b.wake(dist=0.8)
+            st = b.state()
+            return (rc == EXIT_DEEPSLEEP and st.get("tot_sent") == 1 and "MemoryError" not in out
+                    and any(r.get("id") == "c-heap" and r.get("s") == "done" for r in gp.gw.results))
+
+    if not await ok(hi):
+        await gp.down()
+        return None
+    step = 1024
+    while hi - lo > step:
+        mid = (lo + hi) // 2 // step * step
+        if await ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    await gp.down()
+    return hi
+
+
+async def main_async(args):
+    fw = firmware_tree("mpy")
+    flash = Path(tempfile.mkdtemp(prefix="eclor-bin-"))
+    try:
+        st, gw, wall, board = await month(args.days, args.per_hour, fw, flash)
+        heap = await min_heap(fw)
+    finally:
+        shutil.rmtree(flash, ignore_errors=True)
+        shutil.rmtree(fw, ignore_errors=True)
+    days = args.days
+    wakes = st.get("tot_wakes", 0) / days
+    tx = st.get("tot_tx", 0) / days
+    awake = st.get("tot_awake", 0) / days
+    radio = st.get("tot_radio", 0) / days
+    nbytes = st.get("tot_bytes", 0) / days
+    years, mah_day = project(awake, radio)
+    fills = gw.series("fill")
+    events = [(n, v) for ep, n, t, v in gw.rows if n.startswith("ev:")]
+    print("simulated %d days at %d measurements/hour: %d wakes in %.1f s of host time (%.0f ms/wake)"
+          % (days, args.per_hour, st.get("tot_wakes", 0), wall, wall * 1000 / max(1, st.get("tot_wakes", 1))))
+    print("transmissions %d, packs delivered %d in %d /dp posts, fill readings %d, events %s"
+          % (st.get("tot_tx", 0), st.get("tot_sent", 0), gw.posts, len(fills),
+             {k: sum(1 for e in events if e[0] == k) for k in sorted(set(e[0] for e in events))}))
+    print("per day: awake %.0f ms, radio %.0f ms, %.0f payload bytes, %.3f mAh -> %.1f years on %d mAh x %.0f %%"
+          % (awake, radio, nbytes, mah_day, years, CELL_MAH, DERATE * 100))
+    print("smallest heap for a wake with transmission and a command (.mpy): %s bytes" % heap)
+    res = {"wakes_per_day": round(wakes, 1), "tx_per_day": round(tx, 2), "awake_ms_per_day": round(awake),
+           "radio_ms_per_day": round(radio), "bytes_per_day": round(nbytes), "battery_years": round(years, 2),
+           "min_heap_bytes": heap}
+    print(json.dumps(res))
+    return res
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--per-hour", type=int, default=4)
+    args = ap.parse_args(argv)
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()

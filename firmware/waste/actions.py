@@ -1,0 +1,74 @@
+"""Bin command actions (docs/architecture.md "Commands"), applied through
+dev.commands (idempotent by id, expiry, reasons). Loaded only when the
+gateway hands over commands.
+
+geometry / thresholds / intervals take only their own keys; the new settings
+are validated as a whole (waste/conf.py) and written through dev.config
+(atomic, old file kept); a refusal raises ValueError(reason) and leaves both
+the running settings and config.json untouched.
+"""
+from waste import conf
+
+
+class Actions:
+    def __init__(self, c):
+        self.c = c
+        from dev.commands import Commands
+        self.cmds = Commands({"geometry": self.geometry, "thresholds": self.thresholds,
+                              "intervals": self.intervals, "config": self.config,
+                              "report": self.report, "reboot": self.reboot})
+
+    def apply(self, cmds):
+        return [self.cmds.apply(x) for x in cmds]
+
+    def _settings(self, action, p):
+        keys = conf.ACTIONS[action]
+        if not p:
+            raise ValueError(action + ": no parameters")
+        for k in p:
+            if k not in keys:
+                raise ValueError("%s: unknown parameter %s" % (action, k))
+        c = self.c
+        new = conf.merged(c.s, p)     # ValueError(reason): nothing changed
+        # only the bin section changes and it was just validated whole, so
+        # write config.json directly (atomic, dev.store) without loading
+        # dev.config into the radio phase's heap
+        from dev import store
+        cfg = dict(c.cfg)
+        b = dict(cfg.get("bin") or {})
+        b.update(p)
+        cfg["bin"] = b
+        store.save_json("config.json", cfg)
+        c.cfg = cfg
+        c.s = new
+        return p
+
+    def geometry(self, p):
+        return self._settings("geometry", p)
+
+    def thresholds(self, p):
+        return self._settings("thresholds", p)
+
+    def intervals(self, p):
+        return self._settings("intervals", p)
+
+    def config(self, p):
+        return set_config(self.c, p)
+
+    def report(self, p):
+        self.c.st["force"] = 1
+        return "queued"
+
+    def reboot(self, p):
+        self.c.reboot = True
+        return "rebooting"
+
+
+def set_config(c, p):
+    """Validate and persist config changes for cycle c; ValueError keeps all."""
+    from dev import config
+    config.SCHEMA["bin"] = conf.schema_rule
+    new = config.apply(c.cfg, p)
+    c.cfg = new
+    c.s = conf.from_config(new)[0]
+    return None

@@ -1,0 +1,37 @@
+"""The bin role's entry point, called by firmware/app.py.
+
+`run(cfg, safe)` is one wake: measure, transmit when worth it (waste/cycle.py),
+then deep sleep -- always, whatever failed, since a bin that stays awake
+empties its battery in days. In safe mode (firmware/app.py decided the
+firmware keeps crashing) the wake still measures and reports, with a
+`mode` = "safe" record so the gateway sees it.
+
+`role(cfg, safe)` gives the technician shell its object (waste/shell.py).
+"""
+import asyncio
+
+
+def role(cfg, safe=False):
+    """The role object for the shell (no wake cycle run)."""
+    from dev import config
+    from waste.shell import Bin
+    return Bin(cfg, config.secrets(), safe)
+
+
+def run(cfg, safe=False):
+    """One wake cycle, then deep sleep (never returns on a board)."""
+    from dev import config
+    from waste.cycle import Cycle
+    c = Cycle(cfg, config.secrets())
+    c.safe = safe
+    ms = c.s["measure_s"] * 1000
+    try:
+        ms = asyncio.run(c.wake())
+    except Exception as e:
+        try:
+            from dev import log
+            log.exception("bin wake", e)
+            ms = c.finish()
+        except Exception:
+            pass
+    c.sleep(ms)

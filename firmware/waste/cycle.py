@@ -1,0 +1,263 @@
+"""The bin's duty cycle: one wake = measure, maybe transmit, deep sleep.
+
+Every wake measures (ranger burst while the DS18B20 converts, tilt,
+battery) and evaluates the events. It transmits only when something is worth
+the radio: an event, a fill change of at least `step_pct` since the last
+queued level, a due heartbeat, a pending backlog whose retry time has come,
+or a `report` request. Otherwise the wake costs ~0.8 s of CPU and no radio.
+
+A transmission first puts this wake's pack (SenML CBOR) into the outbox in
+flash, so it survives a power cut, then: Wi-Fi on (saved channel/BSSID),
+register or update in queue mode (b=UQ), POST the backlog to /dp in packs of
+at most MAX_POST bytes (oldest first; each 2.04 acks exactly the items it
+carried), apply the commands the gateway put in the /dp answer and POST the
+results to /cr in the same wake, radio off, deep sleep. No answer, 5.03 or
+no Wi-Fi: the items stay queued and the next attempt waits an exponential
+back-off (backoff_s doubling up to backoff_max_s, or the gateway's Max-Age),
+and measurements keep being queued meanwhile (the outbox drops the oldest
+beyond its bound and counts them; "dropped" is reported).
+
+Energy accounting. awake_ms = BOOT_MS + hal ticks from the start of the
+wake to deep sleep; radio_ms = ticks from Wi-Fi on to Wi-Fi off. On the
+board these are real times. On the host the common sim HAL's clock moves only
+by documented physical durations (Wi-Fi association, sleep_ms, ping flights,
+DS18B20 conversion), and waste/link.py adds the ones it owns: RTT_MS per CoAP
+exchange and, for each retransmission or final timeout, the expected wait of
+the configured ACK_TIMEOUT schedule. Totals go to the state file and, since
+the last heartbeat, into the heartbeat (awake_ms, radio_ms, wakes).
+
+State kept across deep sleep: data/bin.json (atomic, dev.store): last fill
+and temperature, latched events, last queued fill and heartbeat time,
+back-off, saved Wi-Fi parameters, registration location, energy counters.
+"""
+import hal
+from dev import store
+from waste import conf
+
+BOOT_MS = 270          # ROM + bootloader + MicroPython start before main.py
+STATE = "data/bin.json"
+
+
+class Cycle:
+    def __init__(self, cfg, secrets=None, hw=None):
+        self.t0 = hal.ticks_ms()
+        self.cfg = cfg
+        self.secrets = secrets or {}
+        self.s, self.cfg_error = conf.from_config(cfg)
+        if hw is None:
+            hw = _open_hw(cfg)
+        self.hw = hw
+        self.ranger = None
+        self.st = store.load_json(STATE, None) or {}
+        self.ob = None
+        self.radio_ms = 0
+        self.reading = None
+        self.changes = []
+        self.sent = 0            # packs acknowledged this wake
+        self.bytes = 0           # CoAP payload bytes sent this wake
+        self.results = []        # command results of this wake
+        self.reboot = False
+        self.error = None        # why the last transmission failed
+        self.actions = None
+        self.deferred = None     # heartbeat flag of a pack waiting for the time
+        self.safe = False
+
+    def outbox(self):
+        if self.ob is None:
+            from dev.outbox import Outbox
+            self.ob = Outbox("data/outbox", self.s["outbox"])
+        return self.ob
+
+    # ---- measurement --------------------------------------------------------
+
+    def measure(self):
+        """One measurement with events; returns the reading dict."""
+        hw, s, st = self.hw, self.s, self.st
+        from waste import events
+        rg = self.get_ranger()
+        hw.temp_start()
+        rg.pings(s)
+        temp = hw.temp_read()
+        t_c = temp if temp is not None else st.get("temp", 15.0)
+        dist, fill, n, why = rg.evaluate(s, t_c)
+        tilted = hw.tilted()
+        batt = hw.battery_v()
+        changes, status = events.evaluate(st, fill, temp, tilted, hw.tilt_wake(), batt, s)
+        self.changes = changes
+        self.reading = r = {"fill": fill, "distance": dist, "temp": temp, "battery": batt,
+                            "status": status, "echoes": n, "why": why, "tilted": tilted}
+        return r
+
+    def get_ranger(self):
+        if self.ranger is None:
+            from waste.ranger import Ranger
+            self.ranger = Ranger(self.hw, hal.sleep_ms)
+        return self.ranger
+
+    def pack(self, now, heartbeat):
+        """This wake's SenML CBOR pack (bytes)."""
+        r, st = self.reading, self.st
+        recs = []
+        if r["fill"] is not None:
+            recs.append(("fill", "%", r["fill"], None))
+        if r["distance"] is not None:
+            recs.append(("distance", "m", r["distance"], None))
+        if r["temp"] is not None:
+            recs.append(("temp", "Cel", r["temp"], None))
+        if r["battery"] is not None:
+            recs.append(("battery", "V", int(r["battery"] * 1000 + 0.5) / 1000, None))
+        recs.append(("status", None, r["status"], None))
+        if self.safe:
+            recs.append(("mode", None, "safe", None))
+        for name, on in self.changes:
+            recs.append(("ev:" + name, None, on, None))
+        if heartbeat:
+            recs.append(("awake_ms", "ms", st.get("hb_awake", 0), None))
+            recs.append(("radio_ms", "ms", st.get("hb_radio", 0), None))
+            recs.append(("wakes", None, st.get("hb_wakes", 0), None))
+            recs.append(("dropped", None, self.outbox().dropped, None))
+        from fmt import senml, cbor
+        return bytes(senml.encode(recs, "urn:dev:ep:%s:" % self.cfg["ep"], int(now), cbor.Writer(160)))
+
+    def decide(self, now):
+        """Queue this wake's pack if worth sending; True when a transmission is due."""
+        s, st, r = self.s, self.st, self.reading
+        hb = now - st.get("hb", 0) >= s["heartbeat_s"]
+        why = None
+        if self.changes:
+            why = "event"
+        elif r["fill"] is not None and (st.get("sent_fill") is None
+                                         or abs(r["fill"] - st["sent_fill"]) >= s["step_pct"]):
+            why = "change"
+        elif r["status"] != st.get("sent_status", "ok") and r["status"] != "unknown":
+            why = "status"
+        elif hb:
+            why = "heartbeat"
+        elif st.get("force"):
+            why = "report"
+        if why:
+            if now < 1704067200:
+                # RTC unknown (power-on): the pack waits for the clock that
+                # the wake window sets (NTP or GET /time), see queue()
+                self.deferred = hb
+                self.why = why
+                return True
+            self.queue(now, hb)
+        self.why = why
+        if not len(self.outbox()):
+            return False
+        # a fresh event goes out now even during back-off; a routine reading waits
+        return why == "event" or now >= st.get("next_try", 0)
+
+    def queue(self, now, hb):
+        """Persist this wake's pack in the outbox and the state that goes with it."""
+        st, r = self.st, self.reading
+        self.deferred = None
+        self.outbox().push(self.pack(now, hb))
+        if r["fill"] is not None:
+            st["sent_fill"] = r["fill"]
+        st["sent_status"] = r["status"]
+        st["force"] = 0
+        if hb:
+            st["hb"] = now
+            st["hb_awake"] = st["hb_radio"] = st["hb_wakes"] = 0
+        store.save_json(STATE, st)
+
+    # ---- transmission -----------------------------------------------------------
+
+    async def transmit(self):
+        """The wake window (waste/link.py), then the back-off bookkeeping."""
+        # the radio phase needs the CoAP stack: make room on the heap by
+        # dropping what only the measurement needed (reloaded if used again)
+        self.ranger = None
+        unload("waste.ranger", "waste.events", "dev.config", "fmt.senml")
+        from waste import link
+        ok = await link.transmit(self)
+        st, s = self.st, self.s
+        now = int(hal.time())
+        if ok:
+            st["fails"] = 0
+            st["next_try"] = 0
+        else:
+            n = st.get("fails", 0)
+            st["fails"] = n + 1
+            wait = s["backoff_s"] << n if n < 16 else s["backoff_max_s"]
+            if wait > s["backoff_max_s"]:
+                wait = s["backoff_max_s"]
+            if self.error and self.error.startswith("max-age "):
+                wait = max(int(self.error[8:]), s["backoff_s"])
+            st["next_try"] = now + wait
+        st["tot_tx"] = st.get("tot_tx", 0) + 1
+        return ok
+
+    def apply(self, cmds):
+        """Apply command maps (waste/actions.py); returns the result maps."""
+        if self.actions is None:
+            from waste.actions import Actions
+            self.actions = Actions(self)
+        out = self.actions.apply(cmds)
+        self.results.extend(out)
+        return out
+
+    # ---- the whole wake -----------------------------------------------------------
+
+    async def wake(self):
+        """Measure, queue, maybe transmit; returns the ms to deep-sleep."""
+        st = self.st
+        if hal.reset_cause() != "deepsleep":
+            st["force"] = 1          # announce ourselves after power-on or reset
+        self.measure()
+        now = int(hal.time())
+        if self.decide(now):
+            await self.transmit()
+        if self.deferred is not None:
+            # the clock could not be set: queue with the RTC's time anyway
+            # rather than lose the reading
+            self.queue(int(hal.time()), self.deferred)
+        return self.finish()
+
+    def finish(self):
+        """Energy accounting, state save; returns the deep-sleep time (ms)."""
+        st, s = self.st, self.s
+        awake = BOOT_MS + hal.ticks_diff(hal.ticks_ms(), self.t0)
+        for k, v in (("hb_awake", awake), ("hb_radio", self.radio_ms), ("hb_wakes", 1),
+                     ("tot_awake", awake), ("tot_radio", self.radio_ms), ("tot_wakes", 1),
+                     ("tot_bytes", self.bytes), ("tot_sent", self.sent)):
+            st[k] = st.get(k, 0) + v
+        st["last_awake"] = awake
+        st["last_radio"] = self.radio_ms
+        store.save_json(STATE, st)
+        return max(1000, s["measure_s"] * 1000 - awake)
+
+    def sleep(self, ms):
+        self.hw.arm_tilt_wake(True)
+        hal.wifi_off()
+        if self.reboot:
+            hal.reboot()
+        hal.deepsleep(ms)
+
+
+def unload(*names):
+    """Forget modules so the GC can reclaim their code (RAM on a board
+    that loads .mpy from flash). They are re-imported if needed again."""
+    import sys
+    import gc
+    for n in names:
+        if sys.modules.pop(n, None) is not None:
+            pkg, _, attr = n.rpartition(".")
+            p = sys.modules.get(pkg)
+            if p is not None:
+                try:
+                    delattr(p, attr)
+                except (AttributeError, TypeError):
+                    pass
+    gc.collect()
+
+
+def _open_hw(cfg):
+    import sys
+    if sys.platform == "esp32":
+        from hal import bin_esp32 as m
+    else:
+        from hal import bin_sim as m
+    return m.open(cfg.get("pins"))
