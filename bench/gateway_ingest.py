@@ -216,6 +216,10 @@ def main(argv=None):
     g_us = _median([r["server_cpu_us_per_req"] for r in gws])
     out["cpu_ratio"] = round(b_us / g_us, 3) if b_us and g_us else None
     out["bare_cpu_us_per_req"] = b_us
+    # What the load generator could sustain if the server cost nothing: it
+    # must stay well above both servers' rates, or the client set the pace.
+    c_us = _median([r["client_us_per_req"] for r in bares + gws])
+    out["client_capacity_per_s"] = round(1e6 / c_us) if c_us else None
     out["lost_acknowledged"] = sum(r["readback"]["acked_readings"] - r["readback"]["stored"] for r in gws)
     out["bare"], out["gateway"] = bares, gws
     print(json.dumps(out, sort_keys=True))
