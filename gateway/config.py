@@ -36,7 +36,6 @@ SPEC = {
     "group_wait_s": (20.0, float, "how long POST /api/commands waits for outcomes"),
     "collection_threshold": (80.0, float, "fill % at which a bin is due for collection"),
     "battery_low_v": (3.4, float, "battery voltage counted as low"),
-    "offline_after_s": (0.0, float, "0: offline at lifetime expiry only"),
     "log_sample_s": (60.0, float, "at most one sampled junk/library warning per this many s"),
 }
 
