@@ -17,6 +17,8 @@ import hal
 from dev import clock, log as _log
 from dev import config as _config
 
+_out = print  # where the shell writes (tests capture it)
+
 
 def _cfg():
     if app.cfg is None:
@@ -33,7 +35,7 @@ def _role():
 def _call(name, *a):
     f = getattr(_role(), name, None)
     if f is None:
-        print("not available for role", _cfg()["role"])
+        _out("not available for role", _cfg()["role"])
         return None
     return f(*a)
 
@@ -42,26 +44,26 @@ def status():
     import version
     c = _cfg()
     t = hal.time()
-    print("ep       ", c["ep"], "(%s)" % c["role"], "firmware", version.VERSION)
-    print("mode     ", "SAFE" if app.safe else "normal", "boots", app.boots, "reset", hal.reset_cause())
-    print("time     ", clock.iso(t), "" if clock.time_known() else "(NOT KNOWN)", clock.source or "")
-    print("heap free", hal.free_heap(), "rssi", hal.rssi())
-    print("gateway  ", c["gateway"]["host"], c["gateway"]["port"])
+    _out("ep       ", c["ep"], "(%s)" % c["role"], "firmware", version.VERSION)
+    _out("mode     ", "SAFE" if app.safe else "normal", "boots", app.boots, "reset", hal.reset_cause())
+    _out("time     ", clock.iso(t), "" if clock.time_known() else "(NOT KNOWN)", clock.source or "")
+    _out("heap free", hal.free_heap(), "rssi", hal.rssi())
+    _out("gateway  ", c["gateway"]["host"], c["gateway"]["port"])
     try:
         st = _call("status")
     except Exception as e:  # role not importable yet: the generic part still helps
-        print("role      unavailable:", e)
+        _out("role      unavailable:", e)
         st = None
     if isinstance(st, dict):
         for k in sorted(st):
-            print("%-9s" % k, st[k])
+            _out("%-9s" % k, st[k])
 
 
 def config(key=None, value=None):
     c = _cfg()
     if key is None:
         for k in sorted(c):
-            print(k, "=", c[k])
+            _out(k, "=", c[k])
         return None
     parts = key.split(".")
     if value is None:
@@ -75,7 +77,7 @@ def config(key=None, value=None):
     try:
         app.cfg = _config.apply(c, ch)
     except ValueError as e:
-        print("refused:", e)
+        _out("refused:", e)
         return False
     _log.event("config %s=%r (shell)" % (key, value))
     return True
@@ -83,7 +85,7 @@ def config(key=None, value=None):
 
 def log(n=20):
     for line in _log.recent(n):
-        print(line)
+        _out(line)
 
 
 def selftest():
