@@ -268,7 +268,8 @@ async def min_heap(fw, lo=16 * 1024, hi=100 * 1024):
 
     async def ok(heap):
         with tempfile.TemporaryDirectory() as d:
-            b = BinBoard(d, gp.port, fw, ep="bin-heap-%d" % heap, heapsize=heap)
+            b = BinBoard(d, gp.port, fw, ep="bin-heap-%d" % heap, heapsize=heap,
+                         settings={"ack_timeout_ms": 200, "max_retransmit": 1})
             gp.gw.pending[b.config()["ep"]] = [{"id": "c-heap", "a": "intervals", "p": {"step_pct": 15}}]
             gp.gw.results.clear()
             rc, out = await b.wake(dist=0.8)

@@ -18,6 +18,7 @@ radio_ms reflects the protocol, not the host's speed. On a board _spend()
 is a no-op: the ticks are real.
 """
 import asyncio
+import gc
 import hal
 from coap import codec
 from coap.endpoint import Endpoint, Timeout, addr
@@ -70,6 +71,8 @@ class Link:
             if not await self.register():
                 return False
             await self.sync_time()
+            from waste.cycle import unload
+            unload("coap.rd", "dev.clock")    # done with them: heap for the flush
             if c.deferred is not None and hal.time() >= 1704067200:
                 c.queue(int(hal.time()), c.deferred)
             cmds = await self.flush()
@@ -100,6 +103,9 @@ class Link:
         """One CoAP POST with its physical cost accounted; None on timeout."""
         c, ep = self.c, self.ep
         retx = ep.retx
+        # free the garbage now: the receive loop needs one contiguous
+        # MAX_MSG block per datagram and a fragmented heap cannot give it
+        gc.collect()
         c.bytes += len(payload)
         try:
             r = await ep.request(codec.POST, self.gw, path, payload, ct=ct, query=query)
