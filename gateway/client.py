@@ -415,6 +415,7 @@ EVENT_COLUMNS = ("t", "ep", "kind", "detail")
 def add_arguments_events(p):
     _common(p)
     p.add_argument("--device", help="only events of this endpoint")
+    p.add_argument("--kind", help="only this kind, e.g. registered, expired, ev:fire")
     p.add_argument("--since", help="UNIX seconds, ISO 8601, or relative (15m, 2h, 3d)")
     p.add_argument("--limit", type=int, default=100)
 
@@ -422,7 +423,8 @@ def add_arguments_events(p):
 @_guard
 def run_events(args):
     """Recent events (registrations, expiries, device events)."""
-    q = {"device": args.device, "since": _fmt_num(_when(args.since)), "limit": args.limit}
+    q = {"device": args.device, "kind": args.kind, "since": _fmt_num(_when(args.since)),
+         "limit": args.limit}
     data = request(args.api, "GET", "/api/events", query=q, timeout=args.timeout)
     rows = _items(data, "events")
     if not args.json:

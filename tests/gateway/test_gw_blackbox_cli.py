@@ -137,9 +137,10 @@ def test_cli_against_running_gateway(gateways):
             rc, out, err = await eclor(gw, "readings", "no-such-device")
             assert rc == 1 and err.startswith("eclor readings: 404 ") and len(err.splitlines()) == 1
 
-            rc, out, err = await eclor(gw, "events", "--json")
+            rc, out, err = await eclor(gw, "events", "--kind", "registered", "--since", "1h", "--json")
             assert rc == 0, err
-            assert {e["ep"] for e in json.loads(out)["events"]} >= {LAMP, BIN}
+            evs = json.loads(out)["events"]
+            assert {e["ep"] for e in evs} == {LAMP, BIN} and {e["kind"] for e in evs} == {"registered"}
         finally:
             await lamp.close()
             await bin_.close()
