@@ -29,6 +29,9 @@ except ImportError:  # also imported by CPython tools
 
 MAX_DEPTH = const(16)
 _U64 = 0xFFFFFFFFFFFFFFFF
+# built once: a tuple literal of names in isinstance() would be allocated per call
+BYTES_LIKE = (bytes, bytearray, memoryview)
+_SEQ = (list, tuple)
 
 
 class Writer:
@@ -61,30 +64,27 @@ class Writer:
         self.n += k
 
     def head(self, major, v):
-        self._room(9)
+        if v < 0 or v > _U64:
+            raise ValueError("cbor: integer out of 64-bit range")
+        k = 1 if v < 24 else 2 if v < 0x100 else 3 if v < 0x10000 else 5 if v < 0x100000000 else 9
+        self._room(k)
         b, n = self.buf, self.n
         major <<= 5
-        if v < 24:
+        if k == 1:
             b[n] = major | v
-            self.n = n + 1
-        elif v < 0x100:
+        elif k == 2:
             b[n] = major | 24
             b[n + 1] = v
-            self.n = n + 2
-        elif v < 0x10000:
+        elif k == 3:
             b[n] = major | 25
             struct.pack_into(">H", b, n + 1, v)
-            self.n = n + 3
-        elif v < 0x100000000:
+        elif k == 5:
             b[n] = major | 26
             struct.pack_into(">I", b, n + 1, v)
-            self.n = n + 5
-        elif v <= _U64:
+        else:
             b[n] = major | 27
             struct.pack_into(">Q", b, n + 1, v)
-            self.n = n + 9
-        else:
-            raise ValueError("cbor: integer out of 64-bit range")
+        self.n = n + k
 
     def int(self, v):
         if v >= 0:
@@ -93,18 +93,18 @@ class Writer:
             self.head(1, -1 - v)
 
     def float(self, v):
-        self._room(9)
-        b, n = self.buf, self.n
         # single precision when exact (always on the ESP32); NaN/inf are exact too
-        struct.pack_into(">f", b, n + 1, v)
-        s = struct.unpack_from(">f", b, n + 1)[0]
-        if s == v or v != v:
-            b[n] = 0xFA
-            self.n = n + 5
+        s = struct.pack(">f", v)
+        if v != v or struct.unpack(">f", s)[0] == v:
+            self._room(5)
+            self.buf[self.n] = 0xFA
+            self.buf[self.n + 1:self.n + 5] = s
+            self.n += 5
         else:
-            b[n] = 0xFB
-            struct.pack_into(">d", b, n + 1, v)
-            self.n = n + 9
+            self._room(9)
+            self.buf[self.n] = 0xFB
+            struct.pack_into(">d", self.buf, self.n + 1, v)
+            self.n += 9
 
     def text(self, s):
         s = s.encode() if isinstance(s, str) else s
@@ -139,9 +139,9 @@ class Writer:
             self.float(o)
         elif isinstance(o, str):
             self.text(o)
-        elif isinstance(o, (bytes, bytearray, memoryview)):
+        elif isinstance(o, BYTES_LIKE):
             self.bytes(o)
-        elif isinstance(o, (list, tuple)):
+        elif isinstance(o, _SEQ):
             self.array(len(o))
             for x in o:
                 self.any(x, depth + 1)

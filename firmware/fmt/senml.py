@@ -43,6 +43,7 @@ S = 5
 T = 6
 VD = 8
 
+_NUM = (int, float)
 _JSON_LABELS = {"bn": BN, "bt": BT, "bu": BU, "bv": BV, "n": N, "u": U, "v": V,
                 "vs": VS, "vb": VB, "s": S, "t": T, "vd": VD, "ut": 7, "bver": -1, "bs": -6}
 
@@ -54,10 +55,10 @@ def _value(w, v):
     elif isinstance(v, str):
         w.int(VS)
         w.text(v)
-    elif isinstance(v, (bytes, bytearray, memoryview)):
+    elif isinstance(v, cbor.BYTES_LIKE):
         w.int(VD)
         w.bytes(v)
-    elif isinstance(v, (int, float)):
+    elif isinstance(v, _NUM):
         w.int(V)
         if isinstance(v, int):
             w.int(v)
