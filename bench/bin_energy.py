@@ -49,7 +49,6 @@ DERATE = 0.70
 T0 = 1780000000  # 2026-05-28, a Thursday; any fixed start keeps runs comparable
 EXIT_DEEPSLEEP = 3
 EXIT_REBOOT = 4
-WAKE = "from dev import config\nfrom waste import app\napp.run(config.load(), False)\n"
 
 
 def free_udp_port():
@@ -200,7 +199,7 @@ class BinBoard:
         (self.flash / "sim.json").write_text(json.dumps(self.inputs))
         env = mpy.micropython_env([self.fw], {"ECLOR_SIM_FILE": "sim.json", "ECLOR_SIM_TIME": str(self.t0)})
         proc = await asyncio.create_subprocess_exec(
-            *mpy.micropython_cmd(["-c", WAKE], self.heapsize), cwd=str(self.flash), env=env,
+            *mpy.micropython_cmd([str(Path(self.fw) / "main.py")], self.heapsize), cwd=str(self.flash), env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         out, _ = await asyncio.wait_for(proc.communicate(), 60)
         self.wakes += 1

@@ -6,27 +6,35 @@ empties its battery in days. In safe mode (firmware/app.py decided the
 firmware keeps crashing) the wake still measures and reports, with a
 `mode` = "safe" record so the gateway sees it.
 
-`role(cfg, safe)` gives the technician shell its object (waste/shell.py).
+`make(cfg, safe)` gives the technician shell its object (waste/shell.py).
+The "bin" section of config.json is validated by waste/conf.py: the rule
+is registered in dev.config here, so eclor.config("bin.depth_m", 1.2) and
+the `config` command are checked like the rest.
 """
 import asyncio
+from dev import config
+from waste import conf
+
+config.SCHEMA["bin"] = conf.schema_rule
 
 
-def role(cfg, safe=False):
+def make(cfg, safe=False):
     """The role object for the shell (no wake cycle run)."""
-    from dev import config
     from waste.shell import Bin
     return Bin(cfg, config.secrets(), safe)
 
 
 def run(cfg, safe=False):
     """One wake cycle, then deep sleep (never returns on a board)."""
-    from dev import config
+    import app
     from waste.cycle import Cycle
     c = Cycle(cfg, config.secrets())
     c.safe = safe
     ms = c.s["measure_s"] * 1000
     try:
         ms = asyncio.run(c.wake())
+        if c.error is None:
+            app.mark_healthy()    # a whole cycle went well: not a boot loop
     except Exception as e:
         try:
             from dev import log

@@ -95,29 +95,28 @@ class Cycle:
         return self.ranger
 
     def pack(self, now, heartbeat):
-        """This wake's SenML CBOR pack (bytes)."""
+        """This wake's SenML CBOR pack (bytes), names per docs/architecture.md."""
         r, st = self.reading, self.st
         recs = []
         if r["fill"] is not None:
-            recs.append(("fill", "%", r["fill"], None))
+            recs.append(("fill", "%", r["fill"]))
         if r["distance"] is not None:
-            recs.append(("distance", "m", r["distance"], None))
+            recs.append(("distance", "m", r["distance"]))
         if r["temp"] is not None:
-            recs.append(("temp", "Cel", r["temp"], None))
+            recs.append(("temp", "Cel", r["temp"]))
         if r["battery"] is not None:
-            recs.append(("battery", "V", int(r["battery"] * 1000 + 0.5) / 1000, None))
-        recs.append(("status", None, r["status"], None))
+            recs.append(("battery", "V", r["battery"]))
+        recs.append(("status", None, r["status"]))
         if self.safe:
-            recs.append(("mode", None, "safe", None))
+            recs.append(("mode", None, "safe"))
         for name, on in self.changes:
-            recs.append(("ev:" + name, None, on, None))
+            recs.append(("ev:" + name, None, on))
         if heartbeat:
-            recs.append(("awake_ms", "ms", st.get("hb_awake", 0), None))
-            recs.append(("radio_ms", "ms", st.get("hb_radio", 0), None))
-            recs.append(("wakes", None, st.get("hb_wakes", 0), None))
-            recs.append(("dropped", None, self.outbox().dropped, None))
-        from fmt import senml, cbor
-        return bytes(senml.encode(recs, "urn:dev:ep:%s:" % self.cfg["ep"], int(now), cbor.Writer(160)))
+            recs.append(("awake_ms", "ms", st.get("hb_awake", 0)))
+            recs.append(("radio_ms", "ms", st.get("hb_radio", 0)))
+            recs.append(("wakes", None, st.get("hb_wakes", 0)))
+            recs.append(("dropped", None, self.outbox().dropped))
+        return senml_pack(recs, "urn:dev:ep:%s:" % self.cfg["ep"], int(now))
 
     def decide(self, now):
         """Queue this wake's pack if worth sending; True when a transmission is due."""
@@ -170,7 +169,7 @@ class Cycle:
         # the radio phase needs the CoAP stack: make room on the heap by
         # dropping what only the measurement needed (reloaded if used again)
         self.ranger = None
-        unload("waste.ranger", "waste.events", "dev.config", "fmt.senml")
+        unload("waste.ranger", "waste.events")
         from waste import link
         ok = await link.transmit(self)
         st, s = self.st, self.s
@@ -224,6 +223,7 @@ class Cycle:
                      ("tot_awake", awake), ("tot_radio", self.radio_ms), ("tot_wakes", 1),
                      ("tot_bytes", self.bytes), ("tot_sent", self.sent)):
             st[k] = st.get(k, 0) + v
+        st["err"] = self.error
         st["last_awake"] = awake
         st["last_radio"] = self.radio_ms
         store.save_json(STATE, st)
@@ -235,6 +235,48 @@ class Cycle:
         if self.reboot:
             hal.reboot()
         hal.deepsleep(ms)
+
+
+def senml_pack(recs, bn, bt):
+    """SenML CBOR (RFC 8428) pack of (name, unit, value) records at time bt.
+
+    The pack's shape is fixed (bn and bt on the first record, at most ~16
+    records, numbers, text or booleans), so it is written straight with
+    fmt.cbor instead of loading fmt.senml (~5 KB of heap) into every wake.
+    Floats go out as float32: sensor values carry 4 significant digits at
+    most, and the ESP32's floats are 32-bit anyway.
+    """
+    import struct
+    from fmt import cbor
+    w = cbor.Writer(160)
+    w.array(len(recs))
+    first = True
+    for name, unit, v in recs:
+        w.map((4 if first else 2) + (1 if unit else 0))
+        if first:
+            w.int(-2)
+            w.text(bn)
+            w.int(-3)
+            w.int(bt)
+            first = False
+        w.int(0)
+        w.text(name)
+        if unit:
+            w.int(1)
+            w.text(unit)
+        if v is True or v is False:
+            w.int(4)
+            w.simple(v)
+        elif isinstance(v, str):
+            w.int(3)
+            w.text(v)
+        elif isinstance(v, float):
+            w.int(2)
+            w.raw(b"\xfa" + struct.pack(">f", v))
+        else:
+            w.int(2)
+            w.int(v)
+    return bytes(w.value())
 
 
 def unload(*names):

@@ -76,22 +76,26 @@ class Link:
             if c.deferred is not None and hal.time() >= 1704067200:
                 c.queue(int(hal.time()), c.deferred)
             cmds = await self.flush()
+            if cmds is None:
+                return False
             rounds = 0
             while cmds and rounds < MAX_CMD_ROUNDS:
                 rounds += 1
                 res = c.apply(cmds)
-                cmds = None
+                cmds = []
                 if st.get("force") and c.reading:
                     # "report": queue a fresh pack and send it in this window
                     c.outbox().push(c.pack(int(hal.time()), False))
                     st["force"] = 0
                     cmds = await self.flush()
+                    if cmds is None:
+                        return False
                 r = await self.post("cr", cbor.dumps(res), CT_CBOR)
                 if r is None:
                     return False
                 if r.code == codec.CHANGED and r.ct == CT_CBOR and r.payload:
-                    cmds = (cmds or []) + _decode_cmds(r.payload)
-            return cmds is not None and not len(c.outbox())
+                    cmds = cmds + _decode_cmds(r.payload)
+            return not len(c.outbox())
         except Timeout:
             c.error = "timeout"
             return False
@@ -106,6 +110,7 @@ class Link:
         # free the garbage now: the receive loop needs one contiguous
         # MAX_MSG block per datagram and a fragmented heap cannot give it
         gc.collect()
+        hal.wdt_feed()   # a wake window with retransmissions may pass 60 s
         c.bytes += len(payload)
         try:
             r = await ep.request(codec.POST, self.gw, path, payload, ct=ct, query=query)

@@ -5,7 +5,7 @@ board every module loaded from .mpy costs heap the radio phase needs.
 
   status()    last reading, events, queue, back-off, energy of the last wake
   measure()   a fresh burst right now (nothing queued, no state changed)
-  selftest()  ranger, temperature, tilt, battery, config: [(check, ok, detail)]
+  selftest()  ranger, temperature, tilt, battery, config: {check: (ok, detail)}
   config(changes=None)  the config, or apply changes (validated, old kept)
 """
 from waste.cycle import Cycle
@@ -38,19 +38,20 @@ class Bin:
             c.st = saved
 
     def selftest(self):
+        """{check: (ok, detail)} for ranger, temperature, tilt, battery, config."""
         c = self.cycle
         s = c.s
-        out = []
+        out = {}
         d, fill, n, why = c.get_ranger().measure(s, 15.0)
-        out.append(("ranger", why == "ok", "%d echoes, %s, d=%s" % (n, why, d)))
+        out["ranger"] = (why == "ok", "%d echoes, %s, d=%s" % (n, why, d))
         c.hw.temp_start()
         t = c.hw.temp_read()
-        out.append(("temperature", t is not None and -40 <= t <= 85, "%s degC" % t))
+        out["temperature"] = (t is not None and -40 <= t <= 85, "%s degC" % t)
         tl = c.hw.tilted()
-        out.append(("tilt", not tl, "tilted" if tl else "upright"))
+        out["tilt"] = (not tl, "tilted" if tl else "upright")
         b = c.hw.battery_v()
-        out.append(("battery", b is not None and b > s["battery_low_v"], "%s V" % b))
-        out.append(("config", c.cfg_error is None, c.cfg_error or "ok"))
+        out["battery"] = (b is not None and b > s["battery_low_v"], "%s V" % b)
+        out["config"] = (c.cfg_error is None, c.cfg_error or "ok")
         return out
 
     def config(self, changes=None):
