@@ -116,7 +116,7 @@ def routes(gw):
         return 200, res
 
     async def get_command(req, cid):
-        c = gw.relay.open.get(cid) or await gw.store.read(st.get_command, cid)
+        c = gw.relay.lookup(cid) or await gw.store.read(st.get_command, cid)
         if c is None:
             raise HTTPError(404, "unknown command %r" % cid)
         return 200, _cmd(c)
@@ -127,7 +127,7 @@ def routes(gw):
             raise HTTPError(400, "state must be one of %s" % ", ".join(cmds.STATES))
         rows = await gw.store.read(st.list_commands, req.arg("device"), state, req.arg("group"), _limit(req))
         # in-memory state is ahead of the store by at most one commit
-        rows = [_cmd(gw.relay.open.get(r["id"], r)) for r in rows]
+        rows = [_cmd(gw.relay.lookup(r["id"]) or r) for r in rows]
         return 200, {"commands": rows, "count": len(rows)}
 
     async def events(req):

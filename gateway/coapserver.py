@@ -34,6 +34,7 @@ from .store import StorageUnavailable
 log = logging.getLogger("eclor.gateway.coap")
 
 CT_TEXT, CT_LINK, CT_JSON, CT_CBOR = 0, 40, 50, 60
+KNOWN_PATHS = frozenset(("dp", "rd", "cr", "time", ".well-known"))  # bounded label set
 CHANGED, CREATED, DELETED, CONTENT = Code.CHANGED, Code.CREATED, Code.DELETED, Code.CONTENT
 
 
@@ -102,6 +103,8 @@ class Root(interfaces.Resource):
         self.gw = gw
         self.metrics = gw.metrics
         self.cfg = gw.cfg
+        self.counts = {}
+        gw.metrics.gauge(self._gauge)
 
     async def needs_blockwise_assembly(self, request):
         return True
@@ -134,8 +137,14 @@ class Root(interfaces.Resource):
         except Exception as e:  # a bug must cost one 5.00, never the server
             log.exception("error handling %s /%s", req.code, "/".join(path))
             res = _err(Code.INTERNAL_SERVER_ERROR, "internal error: %s" % type(e).__name__)
-        self.metrics.inc("eclor_coap_requests_total", path=path[0] if path else "", code=str(res.code.dotted))
+        # a tuple-keyed dict on the hot path; labels are formatted at /metrics time
+        k = (path[0] if path and path[0] in KNOWN_PATHS else "other", res.code)
+        self.counts[k] = self.counts.get(k, 0) + 1
         return res
+
+    def _gauge(self):
+        for (p, code), n in list(self.counts.items()):
+            yield "eclor_coap_requests_total", {"path": p, "code": "%d.%02d" % (code >> 5, code & 31)}, n
 
     # -- /dp ------------------------------------------------------------------
     async def dp(self, req):

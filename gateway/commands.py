@@ -19,6 +19,7 @@ caller, so a crash never loses an accepted command.
 Final states are never left: a late duplicate result is ignored.
 """
 import asyncio
+import collections
 import logging
 import os
 import time
@@ -118,6 +119,9 @@ class Relay:
         self.waiters = {}    # id -> [futures] waiting for a final state
         self.tasks = {}      # id -> delivery task (always-on)
         self.sleeping = set()  # ids whose delivery task waits before a retry
+        # Recently finished commands: the store lags the loop by one commit,
+        # so lookups check here first (bounded).
+        self.recent = collections.OrderedDict()
 
     @property
     def store(self):
@@ -160,7 +164,7 @@ class Relay:
         if cid is not None:
             if not isinstance(cid, str) or not 1 <= len(cid) <= 40:
                 raise CommandError(400, "id must be a string of 1..40 chars")
-            existing = self.open.get(cid) or await self.store.read(st.get_command, cid)
+            existing = self.lookup(cid) or await self.store.read(st.get_command, cid)
             if existing is not None:
                 if existing["device"] != ep or existing["action"] != action:
                     raise CommandError(409, "command id %r already used for another command" % cid)
@@ -189,6 +193,9 @@ class Relay:
         self.gw.metrics.inc("eclor_commands_total", state=state)
         if state in FINAL:
             self._untrack(c)
+            self.recent[c["id"]] = c
+            if len(self.recent) > 1000:
+                self.recent.popitem(last=False)
             t = self.tasks.pop(c["id"], None)
             if t is not None and t is not asyncio.current_task():
                 t.cancel()
@@ -196,10 +203,14 @@ class Relay:
                 if not f.done():
                     f.set_result(c)
 
+    def lookup(self, cid):
+        """The live view of a command (open or recently finished), or None."""
+        return self.open.get(cid) or self.recent.get(cid)
+
     async def wait(self, cid, timeout):
         c = self.open.get(cid)
         if c is None:
-            return await self.store.read(st.get_command, cid)
+            return self.recent.get(cid) or await self.store.read(st.get_command, cid)
         f = asyncio.get_running_loop().create_future()
         self.waiters.setdefault(cid, []).append(f)
         try:

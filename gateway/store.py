@@ -138,8 +138,10 @@ class Store:
         self._thread = None
         self._readers = None
         self._local = threading.local()
+        self._outbox = []            # jobs of this loop iteration, not yet handed over
         self.available = True        # False after a failed commit, until one succeeds
-        self.pending = 0             # jobs queued and not yet committed
+        self._submitted = 0          # jobs from the loop (written by the loop thread only)
+        self._done = 0               # ... of which committed or failed (writer thread only)
         self.commits = 0
         self.last_commit_s = 0.0
 
@@ -171,24 +173,39 @@ class Store:
         self._readers.shutdown(wait=True)
         self._con.close()
 
+    @property
+    def pending(self):
+        """Jobs queued and not yet committed (two single-writer counters: no lock)."""
+        return self._submitted - self._done
+
     # -- writes -----------------------------------------------------------
     def write(self, fn, *args):
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        self.pending += 1
-        self._q.put((fn, args, fut, loop))
+        self._submitted += 1
+        # Jobs submitted during one event-loop iteration are handed to the
+        # writer in one queue item: one thread wake-up instead of one per job.
+        if not self._outbox:
+            loop.call_soon(self._handover)
+        self._outbox.append((fn, args, fut, loop))
         return fut
+
+    def _handover(self):
+        items, self._outbox = self._outbox, []
+        self._q.put(items)
 
     def write_nowait(self, fn, *args):
         """Queue a write whose outcome nobody awaits (state changes, events)."""
-        self.pending += 1
-        self._q.put((fn, args, None, None))
+        loop = asyncio.get_running_loop()
+        self._submitted += 1
+        if not self._outbox:
+            loop.call_soon(self._handover)
+        self._outbox.append((fn, args, None, loop))
 
     def run_sync(self, fn, *args):
         """Run fn on the writer thread; return once it is committed (outside the loop)."""
         fut = concurrent.futures.Future()
-        self.pending += 1
-        self._q.put((fn, args, fut, None))
+        self._q.put([(fn, args, fut, None)])
         return fut.result()
 
     def _writer(self):
@@ -196,49 +213,48 @@ class Store:
         q = self._q
         stop = False
         while not stop:
-            item = q.get()
-            if item is None:
+            items = q.get()
+            if items is None:
                 break
-            batch = [item]
+            batch = list(items)
             # Group commit: everything that arrived meanwhile goes in this batch.
             while len(batch) < self.batch_max:
                 try:
-                    item = q.get_nowait()
+                    items = q.get_nowait()
                 except queue.Empty:
                     break
-                if item is None:
+                if items is None:
                     stop = True
                     break
-                batch.append(item)
+                batch.extend(items)
             self._run_batch(con, batch)
         # drain: nothing may be left un-committed at shutdown
         rest = []
         while True:
             try:
-                item = q.get_nowait()
+                items = q.get_nowait()
             except queue.Empty:
                 break
-            if item is not None:
-                rest.append(item)
+            if items is not None:
+                rest.extend(items)
         if rest:
             self._run_batch(con, rest)
 
     def _run_batch(self, con, batch):
         t0 = time.perf_counter()
-        results = []
         try:
             con.execute("BEGIN IMMEDIATE")
-            for fn, args, fut, loop in batch:
-                con.execute("SAVEPOINT job")
-                try:
-                    results.append((True, fn(con, *args)))
-                    con.execute("RELEASE job")
-                except Exception as e:
-                    if isinstance(e, sqlite3.OperationalError) and _fatal(e):
-                        raise  # locked / I/O / full: the whole batch cannot commit
-                    con.execute("ROLLBACK TO job")
-                    con.execute("RELEASE job")
-                    results.append((False, e))
+            try:
+                # Fast path: no per-job SAVEPOINT (two statements per job saved).
+                results = [(True, fn(con, *args)) for fn, args, fut, loop in batch]
+            except Exception as e:
+                if isinstance(e, sqlite3.OperationalError) and _fatal(e):
+                    raise
+                # A job failed: redo the batch with one SAVEPOINT per job so
+                # that only the failing job fails.
+                con.execute("ROLLBACK")
+                con.execute("BEGIN IMMEDIATE")
+                results = [self._isolated(con, fn, args) for fn, args, fut, loop in batch]
             con.execute("COMMIT")
         except Exception as e:
             try:
@@ -272,15 +288,28 @@ class Store:
                     fut.set_exception(res[1])
             elif fut is not None:
                 by_loop.setdefault(loop, []).append((fut, res))
-        n = len(batch)
+        n = sum(1 for item in batch if item[3] is not None)
         for loop, items in by_loop.items():
             try:
                 loop.call_soon_threadsafe(_resolve, items)
             except RuntimeError:
                 pass  # loop closed: nobody is waiting any more
-        self.pending -= n
+        self._done += n
 
     # -- reads ------------------------------------------------------------
+    @staticmethod
+    def _isolated(con, fn, args):
+        con.execute("SAVEPOINT job")
+        try:
+            res = (True, fn(con, *args))
+        except Exception as e:
+            if isinstance(e, sqlite3.OperationalError) and _fatal(e):
+                raise  # locked / I/O / full: the whole batch cannot commit
+            con.execute("ROLLBACK TO job")
+            res = (False, e)
+        con.execute("RELEASE job")
+        return res
+
     def _reader_con(self):
         con = getattr(self._local, "con", None)
         if con is None:
