@@ -21,7 +21,8 @@ send a backlog in few messages).
 into the same tuples with full names and absolute times (a resolved time
 below 2**28 is relative to "now" and is left as is). Bad input raises
 ValueError with the reason; labels ending in "_" (must-understand) are
-refused; unknown others are ignored.
+refused; unknown others are ignored. The decoder lives in fmt/senml_dec.py,
+loaded on first use: the roles only encode, and keep its ~3 KB of RAM.
 """
 import json
 from fmt import cbor
@@ -44,9 +45,6 @@ T = 6
 VD = 8
 
 _NUM = (int, float)
-_JSON_LABELS = {"bn": BN, "bt": BT, "bu": BU, "bv": BV, "n": N, "u": U, "v": V,
-                "vs": VS, "vb": VB, "s": S, "t": T, "vd": VD, "ut": 7, "bver": -1, "bs": -6}
-
 
 def _value(w, v):
     if v is True or v is False:
@@ -178,107 +176,5 @@ def _array_head(p):
 
 def decode(data, ct=CT_CBOR):
     """Parse and resolve a pack; returns a list of (name, unit, value, time)."""
-    if ct == CT_CBOR:
-        recs = cbor.loads(data)
-    elif ct == CT_JSON:
-        try:
-            recs = json.loads(data)
-        except Exception:
-            raise ValueError("senml: invalid JSON")
-    else:
-        raise ValueError("senml: unsupported content-format %s" % ct)
-    if not isinstance(recs, list):
-        raise ValueError("senml: pack must be an array")
-    bn = ""
-    bt = 0
-    bu = None
-    bv = 0
-    out = []
-    for rec in recs:
-        if not isinstance(rec, dict):
-            raise ValueError("senml: record must be a map")
-        if ct == CT_JSON:
-            r = {}
-            for k in rec:
-                if not isinstance(k, str):
-                    raise ValueError("senml: bad label")
-                lab = _JSON_LABELS.get(k)
-                if lab is None:
-                    if k.endswith("_"):
-                        raise ValueError("senml: must-understand label " + k)
-                    continue
-                r[lab] = rec[k]
-            rec = r
-        else:
-            for k in rec:
-                if isinstance(k, str) and k.endswith("_"):
-                    raise ValueError("senml: must-understand label " + k)
-        x = rec.get(BN)
-        if x is not None:
-            if not isinstance(x, str):
-                raise ValueError("senml: bn must be text")
-            bn = x
-        x = rec.get(BT)
-        if x is not None:
-            bt = _check_num(x, "bt")
-        x = rec.get(BU)
-        if x is not None:
-            bu = _check_str(x, "bu")
-        x = rec.get(BV)
-        if x is not None:
-            bv = _check_num(x, "bv")
-        name = bn + _check_str(rec.get(N, ""), "n")
-        if not name:
-            raise ValueError("senml: record without a name")
-        _check_name(name)
-        unit = rec.get(U, bu)
-        if unit is not None:
-            _check_str(unit, "u")
-        k = 0
-        val = None
-        if V in rec:
-            val = _check_num(rec[V], "v") + bv
-            k += 1
-        if VS in rec:
-            val = _check_str(rec[VS], "vs")
-            k += 1
-        if VB in rec:
-            val = rec[VB]
-            if val is not True and val is not False:
-                raise ValueError("senml: vb must be a boolean")
-            k += 1
-        if VD in rec:
-            val = rec[VD]
-            if ct == CT_JSON:
-                raise ValueError("senml: vd not supported in JSON")
-            if not isinstance(val, bytes):
-                raise ValueError("senml: vd must be bytes")
-            k += 1
-        if k == 0 and S in rec:
-            val = _check_num(rec[S], "s")
-            k = 1
-        if k != 1:
-            raise ValueError("senml: record needs exactly one value")
-        t = bt + _check_num(rec.get(T, 0), "t")
-        out.append((name, unit, val, t))
-    return out
-
-
-def _check_num(x, what):
-    if x is True or x is False or not isinstance(x, (int, float)):
-        raise ValueError("senml: %s must be a number" % what)
-    return x
-
-
-def _check_str(x, what):
-    if not isinstance(x, str):
-        raise ValueError("senml: %s must be text" % what)
-    return x
-
-
-def _check_name(name):
-    # RFC 8428 4.5.1: ASCII letter or digit first, then letters, digits and - : . / _
-    for i in range(len(name)):
-        c = name[i]
-        if not ("a" <= c <= "z" or "A" <= c <= "Z" or "0" <= c <= "9" or (i and c in "-:./_")):
-            raise ValueError("senml: bad character in name")
+    from fmt.senml_dec import decode as d
+    return d(data, ct)
