@@ -36,6 +36,9 @@ class ProvisionError(Exception):
 
 
 def add_arguments(p):
+    # no abbreviations: "--wifi-psk KEY" must not be taken for --wifi-psk-file
+    # (the key would land in the history and, echoed as a file name, on screen)
+    p.allow_abbrev = False
     p.add_argument("ep", metavar="EP", help="device name, e.g. lamp-villerupt-0001")
     p.add_argument("--role", required=True, choices=ROLES)
     p.add_argument("--zone", required=True)
@@ -100,7 +103,8 @@ def read_psk(path=None, prompt=True):
         try:
             text = Path(path).expanduser().read_text()
         except OSError as e:
-            raise ProvisionError("--wifi-psk-file: cannot read %s: %s" % (path, e.strerror)) from None
+            # the name is not echoed: it might be a key typed in the wrong place
+            raise ProvisionError("--wifi-psk-file: cannot read that file: %s" % e.strerror) from None
         psk = text.splitlines()[0] if text else ""
     elif prompt and sys.stdin.isatty():
         psk = getpass.getpass("Wi-Fi key (not echoed): ")
