@@ -134,8 +134,13 @@ def run_gateway(a):
         dev = lg.devices[0]
         lg.close()
         acked = len(dev.acked) * a.records
-        rows = gwproc.items(gw.api.get("/api/devices/%s/readings" % dev.ep, limit=acked + 100), "readings")
-        res["readback"] = {"device": dev.ep, "acked_readings": acked, "stored": len(rows)}
+        stored = 0
+        for i in range(a.records):  # per name: the API returns at most 10000 rows a query
+            rows = gwproc.items(gw.api.get("/api/devices/%s/readings" % dev.ep, name=loadgen.record_name(i)[0],
+                                           limit=min(10000, len(dev.acked) + 100)), "readings")
+            stored += len(rows)
+        res["readback"] = {"device": dev.ep, "acked_readings": acked, "stored": stored}
+        res["storage"] = storage_figures(gw.api.get("/metrics"))
         t0 = time.monotonic()
         gw.proc.send_signal(signal.SIGTERM)
         res["sigterm_exit"] = gw.proc.wait(10)
@@ -147,6 +152,26 @@ def run_gateway(a):
             sys.stderr.write("gateway data kept in %s\n" % data)
         else:
             shutil.rmtree(data, ignore_errors=True)
+
+
+def storage_figures(text):
+    """Group-commit figures from the gateway's /metrics (whole run, warm-up included)."""
+    m = {}
+    for line in text.splitlines() if isinstance(text, str) else ():
+        if line.startswith("eclor_") and "{" not in line:
+            k, _, v = line.partition(" ")
+            try:
+                m[k] = float(v)
+            except ValueError:
+                pass
+    commits = m.get("eclor_storage_commit_seconds_count") or m.get("eclor_storage_batches_total")
+    stored = m.get("eclor_readings_stored_total")
+    out = {"commits": commits, "readings_stored": stored}
+    if commits:
+        out["readings_per_commit"] = round(stored / commits, 2) if stored else None
+        s = m.get("eclor_storage_commit_seconds_sum")
+        out["commit_ms_mean"] = round(s / commits * 1000, 3) if s is not None else None
+    return out
 
 
 def gwproc_error():
@@ -163,6 +188,10 @@ def _line(side, r):
     if "readback" in r:
         line += "  readback %d/%d  SIGTERM exit %s in %.2f s" % (
             r["readback"]["stored"], r["readback"]["acked_readings"], r["sigterm_exit"], r["sigterm_s"])
+        st = r.get("storage") or {}
+        if st.get("commits"):
+            line += "  %.1f readings/commit, %.2f ms/commit" % (st["readings_per_commit"] or 0,
+                                                               st["commit_ms_mean"] or 0)
     print(line, flush=True)
 
 

@@ -209,12 +209,15 @@ class Pending:
         self.what = what
 
 
+def record_name(i):
+    n, u = NAMES[i % len(NAMES)]
+    return ("%s%d" % (n, i // len(NAMES)) if i >= len(NAMES) else n), u
+
+
 def senml_payload(ep, bt, records, seq):
     recs = []
     for i in range(records):
-        n, u = NAMES[i % len(NAMES)]
-        if i >= len(NAMES):
-            n = "%s%d" % (n, i // len(NAMES))
+        n, u = record_name(i)
         # values inside the ranges a validating gateway enforces (level 0-100 %, pf -1..1)
         r = {0: n, 1: u, 2: 0.95 if n == "pf" else float(seq % 90) + i * 0.25}
         if i == 0:
