@@ -18,8 +18,11 @@ main.py does `import app; app.main()`. main():
    A plain run (the bin's wake) calls app.mark_healthy() itself once its
    cycle went well, before it deep-sleeps;
 5. an exception escaping the role is written to the persisted log (dev.log)
-   and the board reboots after RESTART_DELAY_MS -- never a dead loop. A
-   KeyboardInterrupt (Ctrl-C from mpremote) returns to the REPL.
+   and the board reboots after a delay -- never a dead loop. The delay is
+   RESTART_DELAY_MS doubled for each unhealthy boot in a row, up to
+   MAX_RESTART_DELAY_MS, so a board that cannot start does not wear its
+   flash (boot counter + log line per boot) or flood the gateway, and a
+   technician has time to press Ctrl-C. A KeyboardInterrupt returns to the REPL.
 
 Role module contract (lamp/app.py, waste/app.py):
   run(cfg, safe) -> None or coroutine    the firmware's life
@@ -33,6 +36,7 @@ from dev import config, log, store
 SAFE_AFTER = 3
 HEALTHY_MS = 60000
 RESTART_DELAY_MS = 5000
+MAX_RESTART_DELAY_MS = 600000
 BOOTS = "data/boots"
 ROLES = {"lamp": "lamp.app", "bin": "waste.app"}
 
@@ -114,5 +118,10 @@ def main():
         raise
     except Exception as e:
         log.exception("role crashed", e)
-        hal.sleep_ms(RESTART_DELAY_MS)
+        hal.sleep_ms(restart_delay(boots))
         hal.reboot()
+
+
+def restart_delay(n):
+    """ms to wait before rebooting after the n-th unhealthy boot in a row."""
+    return min(RESTART_DELAY_MS << min(max(n - 1, 0), 10), MAX_RESTART_DELAY_MS)

@@ -69,10 +69,16 @@ def test_crash_is_logged_then_reboot_and_safe_mode_after_3_unhealthy_boots():
     _setup("crash")
     from dev import log
     safes = []
+    waits = []
     for i in range(5):
+        import hal
+        t0 = hal.time()  # the RTC survives the simulated reboot
         assert _boot() == 4  # hal.sim reboot status
+        import hal
+        waits.append(round(hal.time() - t0))
         safes.append(store.read("seen_safe"))
     assert safes == [b"0", b"0", b"0", b"1", b"1"]
+    assert waits == [5, 10, 20, 40, 80], waits  # back-off before each reboot
     assert store.read("data/boots") == b"5"
     text = "\n".join(log.recent(50))
     assert "role crashed" in text and "RuntimeError: role exploded" in text and "SAFE MODE" in text
@@ -138,3 +144,9 @@ def test_unknown_role_module_is_a_crash_not_a_hang():
         assert False
     except SystemExit as e:
         assert e.args[0] == 4
+
+
+def test_restart_delay_is_capped():
+    app = _fresh_app()
+    assert app.restart_delay(1) == 5000 and app.restart_delay(2) == 10000
+    assert app.restart_delay(100) == app.MAX_RESTART_DELAY_MS == 600000
