@@ -42,6 +42,9 @@ from eclor.tools import territory
 from eclor.tools.fleet import gwproc, load
 
 
+FINAL = ("done", "failed", "expired")
+
+
 def pct(values, q):
     if not values:
         return None
@@ -86,17 +89,21 @@ async def group(api, fleet, selector, level, lamps):
     # If the answer came back before every lamp was done (the gateway's own
     # wait is bounded), poll the commands until they are.
     if summary.get("done", 0) < len(lamps):
-        end = t0 + 60
-        pending = {ep: cid for ep, cid in ids.items() if cid}
+        states = {r["ep"]: r.get("state") for r in gwproc.items(ans, "devices", "results")}
+        end = t0 + 90
+        pending = {ep: cid for ep, cid in ids.items() if cid and states.get(ep) not in FINAL}
         while pending and time.monotonic() < end:
             for ep, cid in list(pending.items()):
                 c = await asyncio.to_thread(api.get, "/api/commands/" + cid)
-                if c.get("state") in ("done", "failed", "expired"):
-                    summary[c["state"]] = summary.get(c["state"], 0) + 1
+                if c.get("state") in FINAL:
+                    states[ep] = c["state"]
                     del pending[ep]
             if pending:
                 await asyncio.sleep(0.05)
         took = time.monotonic() - t0
+        summary = {"total": len(states)}
+        for v in states.values():
+            summary[v] = summary.get(v, 0) + 1
     lat = []
     for d in lamps:
         for cid, action, params, t in d.commands:
@@ -129,8 +136,15 @@ async def run(a):
 
         # 1. registration storm
         t0 = time.monotonic()
-        failed = await fleet.register_all(spread_s=a.storm_spread)
+        done_at = []
+
+        async def reg(d):
+            await d.register()
+            done_at.append(time.monotonic() - t0)
+        failed = await fleet.each(fleet.devices, reg, a.storm_spread)
         res["registration_storm_s"] = round(time.monotonic() - t0, 2)
+        res["registration_p50_s"] = round(pct(done_at, 50) or 0, 2)
+        res["registration_p99_s"] = round(pct(done_at, 99) or 0, 2)
         res["registration_failed"] = failed
         res["registered_at_gateway"] = len(gwproc.items(await asyncio.to_thread(api.get, "/api/devices"), "devices"))
         print("storm: %d devices registered in %.2f s (%d failed, gateway lists %d)" % (
@@ -141,6 +155,7 @@ async def run(a):
         for d in lamps:
             d.level, d.switch_on = 100, d.switch_on + 1
         before = fleet.stats["readings_acked"]
+        lat0 = len(fleet.latency)
         t0 = time.monotonic()
         failed = await fleet.report_all(lamps, spread_s=a.burst_spread)
         burst = time.monotonic() - t0
@@ -149,6 +164,8 @@ async def run(a):
         res["dusk_burst_s"] = round(burst, 2)
         res["dusk_burst_readings"] = n
         res["dusk_burst_failed"] = failed
+        res["dusk_post_p50_ms"] = round(1000 * (pct(fleet.latency[lat0:], 50) or 0), 1)
+        res["dusk_post_p99_ms"] = round(1000 * (pct(fleet.latency[lat0:], 99) or 0), 1)
         print("dusk burst: %d readings from %d lamps in %.2f s -> %.0f/s" % (
             n, len(lamps), burst, n / burst), flush=True)
 

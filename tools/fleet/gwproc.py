@@ -67,8 +67,8 @@ class Api:
         q = {k: v for k, v in params.items() if v is not None}
         return self._do("GET", path + ("?" + urllib.parse.urlencode(q) if q else ""))
 
-    def post(self, path, body):
-        return self._do("POST", path, body)
+    def post(self, path, body, timeout=60):
+        return self._do("POST", path, body, timeout)
 
     def ok(self):
         try:

@@ -529,7 +529,7 @@ class Fleet:
     def by_role(self, role):
         return [d for d in self.devices if d.role == role]
 
-    async def _each(self, devices, fn, spread_s=0.0, concurrency=None):
+    async def each(self, devices, fn, spread_s=0.0, concurrency=None):
         """Run fn(dev) for every device, each starting at a random moment in
         [0, spread_s); returns the number that failed (they are counted and
         their reason kept in self.errors)."""
@@ -553,11 +553,11 @@ class Fleet:
         return sum(res)
 
     async def register_all(self, devices=None, spread_s=0.0):
-        return await self._each(self.devices if devices is None else devices,
+        return await self.each(self.devices if devices is None else devices,
                                 lambda d: d.register(), spread_s)
 
     async def report_all(self, devices=None, spread_s=0.0):
-        return await self._each(self.devices if devices is None else devices,
+        return await self.each(self.devices if devices is None else devices,
                                 lambda d: d.report(), spread_s)
 
     async def run(self, duration, report_s, stop=None, on_tick=None):
