@@ -230,3 +230,46 @@ def test_junk_datagrams_do_not_flood_the_log(tmp_path):
     noisy = [r for r in records if r.levelno >= logging.WARNING]
     assert len(noisy) <= 3, [r.getMessage() for r in noisy]
     assert not any(r.exc_info for r in noisy)
+
+
+def test_lifetime_expiry_marks_offline_with_event(tmp_path):
+    async def scenario():
+        async with running(tmp_path, min_lt=1, lt_grace_s=0.0) as gw, Device("bin-e", et="eclor.bin",
+                                                                            queue=True, links=b"") as b:
+            assert (await b.register(gw, lt=1)).code == Code.CREATED
+            assert (await gw.get("/api/devices/bin-e"))["online"]
+            for _ in range(60):
+                await asyncio.sleep(0.1)
+                if not (await gw.get("/api/devices/bin-e"))["online"]:
+                    break
+            d = await gw.get("/api/devices/bin-e")
+            assert not d["online"] and d["status"] == "offline"
+            ev = await gw.get("/api/events?device=bin-e&kind=expired")
+            assert ev["count"] == 1
+            r = await b.post_readings(gw, senml_cbor("bin-e", int(time.time()), fill=1.0))
+            assert r.code == Code.NOT_FOUND
+            assert (await b.req(gw, Code.POST, b.location)).code == Code.NOT_FOUND
+            # re-registering brings it back, same location
+            loc = b.location
+            assert (await b.register(gw, lt=300)).code == Code.CREATED and b.location == loc
+            assert (await gw.get("/api/devices/bin-e"))["online"]
+    run(scenario())
+
+
+def test_ipv6_dual_stack_bind(tmp_path):
+    async def scenario():
+        import aiocoap
+        async with running(tmp_path, coap="[::]:0") as gw:
+            cli = await aiocoap.Context.create_client_context()
+            try:
+                for host in ("127.0.0.1", "[::1]"):
+                    m = aiocoap.Message(code=Code.POST, payload=b"", uri="coap://%s:%d/rd?ep=lamp-6%s&et=eclor.lamp"
+                                        % (host, gw.gw.coap_port, host.strip("[]").replace(":", "").replace(".", "")))
+                    r = await asyncio.wait_for(cli.request(m).response, 5)
+                    assert r.code == Code.CREATED, host
+                devs = {d["ep"]: d for d in (await gw.get("/api/devices"))["devices"]}
+                assert devs["lamp-6127001"]["address"].startswith("127.0.0.1:")
+                assert devs["lamp-61"]["address"].startswith("[::1]:")
+            finally:
+                await cli.shutdown()
+    run(scenario())
