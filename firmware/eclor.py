@@ -14,7 +14,7 @@ module's make(cfg). Kept tiny on purpose: it is imported on a busy heap.
 """
 import app
 import hal
-from dev import clock, log as _log
+from dev import log as _log
 from dev import config as _config
 
 _out = print  # where the shell writes (tests capture it)
@@ -42,6 +42,7 @@ def _call(name, *a):
 
 def status():
     import version
+    from dev import clock
     c = _cfg()
     t = hal.time()
     _out("ep       ", c["ep"], "(%s)" % c["role"], "firmware", version.VERSION)

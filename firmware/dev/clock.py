@@ -16,9 +16,7 @@ retransmission parameters) and the answer is corrected by half the round trip.
 /time payload accepted: a CBOR number (ct 60) or map {"t": n}, text digits
 (ct 0), JSON number or {"t": n} (ct 50) -- UTC seconds, float allowed.
 """
-import json
 import hal
-from fmt import cbor
 
 MIN_VALID = 1704067200  # 2024-01-01T00:00:00Z
 source = None  # "ntp" | "gateway" | "rtc" | None: where the time last came from
@@ -36,6 +34,8 @@ def now():
 
 def parse_time(payload, ct=None):
     """UTC seconds from a /time answer; ValueError if none is there."""
+    import json  # loaded on use: most wakes never parse a /time answer
+    from fmt import cbor
     v = None
     if ct == 60 or ct is None:
         try:
