@@ -47,3 +47,44 @@ def senml_decode(data, ct):
 
 def senml_concat(packs):
     return senml.concat(packs)
+
+
+# --- dev.outbox model test helpers (the bridge process works in a temp dir) ---
+_ob = None
+_bound = 0
+
+
+def ob_reset(path, bound):
+    import os
+    global _ob, _bound
+    os.chdir(path)
+    from dev.outbox import Outbox
+    _bound = bound
+    _ob = Outbox("ob", bound)
+    return True
+
+
+def ob_push(data):
+    return _ob.push(data)
+
+
+def ob_ack_nth(k):
+    items = _ob.peek(k + 1)
+    if len(items) > k:
+        _ob.ack(items[k][0])
+    return True
+
+
+def ob_reopen(cut=False):
+    """A reboot / deep-sleep wake; cut=True: a push was cut after its tmp file."""
+    global _ob
+    from dev.outbox import Outbox
+    if cut:
+        with open("ob/%08d.tmp" % _ob.next, "wb") as f:
+            f.write(b"torn")
+    _ob = Outbox("ob", _bound)
+    return True
+
+
+def ob_state():
+    return [[d for _, d in _ob.peek(10000)], _ob.dropped, len(_ob)]
