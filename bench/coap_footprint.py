@@ -1,0 +1,177 @@
+"""Footprint of the firmware CoAP stack, measured the way the design brief
+measured microCoAPy.
+
+* mpy_bytes: the stack as shipped (.mpy, -march=xtensawin): codec, endpoint,
+  observe, block, linkformat, rd (+ the package marker).
+* heap_after_import: gc.mem_alloc() in unix MicroPython after importing the
+  stack (asyncio and socket included: the stack needs them) — the whole
+  stack, and the client-only part (codec + endpoint) separately.
+* min_heap_bytes: the smallest `-X heapsize` at which 50 confirmable POSTs
+  to a local aiocoap server all succeed, found by bisection (256-byte
+  resolution).  "client": what a device that only POSTs loads (block,
+  observe... stay unloaded until used); "all": every module imported, an
+  observable resource served and a Registration object made, i.e. the full
+  feature set resident.
+* ms_per_request: one CON POST round trip with a 100 KB heap (mean over 200).
+
+The unix port is 64-bit: objects there are about twice their size on the
+ESP32, so these heap figures are pessimistic for the board (the reference
+numbers were taken the same way).  microCoAPy itself is not available on
+this machine; its figures from the design brief are printed beside ours as
+ratios, or measured in the same run when MICROCOAPY=/path/to/its/dir is set.
+
+    python bench/coap_footprint.py
+
+Last line: JSON.
+"""
+import asyncio
+import json
+import os
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiocoap
+import aiocoap.resource
+
+from eclor.tools import mpy
+
+N_POSTS = 50
+STACK = ["__init__", "codec", "endpoint", "observe", "block", "linkformat", "rd"]
+# microCoAPy as measured for the design brief (.mpy code, heap after import,
+# heap needed for 50 CON POSTs: 24-28 KB, the upper end is taken)
+REFERENCE = {"mpy_bytes": 8700, "heap_after_import": 18200, "min_heap_bytes": 28 * 1024}
+
+CLIENT = """
+import gc, sys, time
+gc.collect()
+import asyncio
+from coap import codec
+from coap.endpoint import Endpoint, addr
+ALL = %(all)d
+if ALL:
+    from coap import block, observe, linkformat, rd
+gc.collect()
+print("IMPORTED", gc.mem_alloc())
+
+async def main():
+    ep = Endpoint(params={"ACK_TIMEOUT": 1000})
+    if ALL:
+        ep.add("state", lambda r: (codec.CONTENT, b"1", 0), obs=True, attrs=b'rt="x"')
+        reg = rd.Registration(ep, ("127.0.0.1", %(port)d), "bench", "eclor.lamp", 60)
+    asyncio.create_task(ep.run())
+    a = addr("127.0.0.1", %(port)d)
+    body = b"\\x81\\xa3\\x21\\x6aurn:dev:x:\\x00\\x65power\\x02\\x18\\x2a"
+    ok = 0
+    t0 = time.ticks_ms()
+    for i in range(%(n)d):
+        r = await ep.request(codec.POST, a, "dp", body, ct=112)
+        if r.code == codec.CHANGED:
+            ok += 1
+    dt = time.ticks_diff(time.ticks_ms(), t0)
+    gc.collect()
+    print("RESULT", ok, dt, gc.mem_alloc())
+    ep.close()
+
+asyncio.run(main())
+"""
+
+
+class Dp(aiocoap.resource.Resource):
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    async def render_post(self, request):
+        self.n += 1
+        return aiocoap.Message(code=aiocoap.CHANGED)
+
+
+def free_udp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def run_client(fw, port, heap, n, all_):
+    script = Path(fw).parent / ("client_%d.py" % all_)
+    script.write_text(CLIENT % {"all": all_, "port": port, "n": n})
+    proc = await asyncio.create_subprocess_exec(
+        *mpy.micropython_cmd([str(script)], heap), env=mpy.micropython_env([fw]),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return None
+    res = {}
+    for line in out.decode(errors="replace").splitlines():
+        w = line.split()
+        if w and w[0] == "IMPORTED":
+            res["imported"] = int(w[1])
+        elif w and w[0] == "RESULT":
+            res["ok"], res["ms"], res["end"] = int(w[1]), int(w[2]), int(w[3])
+    res["pass"] = proc.returncode == 0 and res.get("ok") == n
+    return res
+
+
+async def bisect(fw, port, all_, lo=4096, hi=64 * 1024):
+    if not (await run_client(fw, port, hi, N_POSTS, all_))["pass"]:
+        raise SystemExit("50 POSTs fail even with a %d-byte heap" % hi)
+    while hi - lo > 256:
+        mid = (lo + hi) // 2 // 256 * 256
+        r = await run_client(fw, port, mid, N_POSTS, all_)
+        if r and r["pass"]:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+async def main():
+    with tempfile.TemporaryDirectory() as tmp:
+        fw = Path(tmp) / "fw"
+        mpy.compile_tree(fw)
+        sizes = {m: (fw / "coap" / (m + ".mpy")).stat().st_size for m in STACK}
+        mpy_bytes = sum(sizes.values())
+        port = free_udp_port()
+        site = aiocoap.resource.Site()
+        dp = Dp()
+        site.add_resource(["dp"], dp)
+        ctx = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", port))
+        try:
+            full = await run_client(fw, port, mpy.ESP32_HEAP, 200, 1)
+            client = await run_client(fw, port, mpy.ESP32_HEAP, 1, 0)
+            assert full["pass"] and client["pass"], (full, client)
+            min_client = await bisect(fw, port, 0)
+            min_all = await bisect(fw, port, 1)
+        finally:
+            await ctx.shutdown()
+    out = {
+        "mpy_bytes": mpy_bytes,
+        "mpy_bytes_by_module": sizes,
+        "heap_after_import": full["imported"],
+        "heap_after_import_client": client["imported"],
+        "min_heap_bytes": min_all,
+        "min_heap_bytes_client": min_client,
+        "ms_per_request": round(full["ms"] / 200, 3),
+        "posts_served": dp.n,
+        "reference_microcoapy": REFERENCE,
+        "ratio_vs_microcoapy": {
+            "mpy_bytes": round(mpy_bytes / REFERENCE["mpy_bytes"], 2),
+            "heap_after_import": round(full["imported"] / REFERENCE["heap_after_import"], 2),
+            "min_heap_bytes": round(min_all / REFERENCE["min_heap_bytes"], 2),
+        },
+    }
+    print("CoAP stack .mpy: %d bytes %s" % (mpy_bytes, sizes))
+    print("heap after import: %d (all), %d (client only)" % (full["imported"], client["imported"]))
+    print("min heap for %d CON POSTs: %d (all features resident), %d (client)" % (N_POSTS, min_all, min_client))
+    print("ms per CON POST round trip: %.3f" % out["ms_per_request"])
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,148 @@
+# Observe (RFC 7641) and block-wise (RFC 7959) inside unix MicroPython.
+import asyncio
+
+from coap import codec
+from coap.codec import Msg, CON, NON, ACK, RST
+from coap.endpoint import Endpoint
+from coap.block import parse
+from test_coap_util import server, Raw, FAST
+
+TIMEOUT = 30
+
+
+def _state_server(params=None):
+    s, port = server(params)
+    st = {"n": 0}
+    s.add("state", lambda r: (codec.CONTENT, b"n=%d" % st["n"], 0), obs=True)
+    asyncio.create_task(s.run())
+    return s, port, st
+
+
+async def test_observe_register_notify_seq_and_periodic_con():
+    s, port, st = _state_server({"OBS_CON_N": 3})
+    raw = Raw()
+    raw.sendm(Msg(CON, codec.GET, 1, b"ob", [[codec.OBSERVE, 0], [codec.URI_PATH, "state"]]), port)
+    r = await raw.recvm()
+    assert r.code == codec.CONTENT and r.uopt(codec.OBSERVE) is not None and s.observers("state") == 1
+    seqs = [r.uopt(codec.OBSERVE)]
+    types = []
+    for i in range(1, 7):
+        st["n"] = i
+        s.notify("state")
+        m = await raw.recvm()
+        assert m.token == b"ob" and m.payload == b"n=%d" % i, m
+        seqs.append(m.uopt(codec.OBSERVE))
+        types.append(m.mtype)
+        if m.mtype == CON:
+            raw.ack(m)
+    assert seqs == sorted(seqs) and len(set(seqs)) == 7, seqs
+    assert types == [NON, NON, CON, NON, NON, CON], types
+    # deregister with Observe=1
+    raw.sendm(Msg(CON, codec.GET, 2, b"ob", [[codec.OBSERVE, 1], [codec.URI_PATH, "state"]]), port)
+    r = await raw.recvm()
+    assert r.code == codec.CONTENT and r.opt(codec.OBSERVE) is None and s.observers() == 0
+    s.notify("state")
+    assert await raw.recv(150) is None
+    raw.close()
+    s.close()
+
+
+async def test_observer_dropped_when_con_notification_unacked_or_rst():
+    s, port, st = _state_server({"OBS_CON_N": 1, "ACK_TIMEOUT": 30, "MAX_RETRANSMIT": 2})
+    raw = Raw()
+    raw.sendm(Msg(CON, codec.GET, 1, b"o1", [[codec.OBSERVE, 0], [codec.URI_PATH, "state"]]), port)
+    await raw.recvm()
+    s.notify("state")  # CON, never acknowledged
+    got = 0
+    while await raw.recv(400) is not None:
+        got += 1
+    assert got == 3 and s.observers() == 0, (got, s.observers())
+    # RST to a NON notification ends the observation too
+    s.p["OBS_CON_N"] = 100
+    raw.sendm(Msg(CON, codec.GET, 3, b"o2", [[codec.OBSERVE, 0], [codec.URI_PATH, "state"]]), port)
+    await raw.recvm()
+    assert s.observers() == 1
+    s.notify("state")
+    m = await raw.recvm()
+    assert m.mtype == NON
+    raw.send(bytes((0x70, 0, m.mid >> 8, m.mid & 255)), port)
+    await asyncio.sleep_ms(50)
+    assert s.observers() == 0
+    raw.close()
+    s.close()
+
+
+async def test_observer_limit_and_error_ends_observation():
+    s, port, st = _state_server({"OBS_MAX": 1})
+    raw = Raw()
+    raw.sendm(Msg(CON, codec.GET, 1, b"a", [[codec.OBSERVE, 0], [codec.URI_PATH, "state"]]), port)
+    assert (await raw.recvm()).opt(codec.OBSERVE) is not None
+    raw.sendm(Msg(CON, codec.GET, 2, b"b", [[codec.OBSERVE, 0], [codec.URI_PATH, "state"]]), port)
+    r = await raw.recvm()
+    assert r.code == codec.CONTENT and r.opt(codec.OBSERVE) is None  # served, not registered
+    s._res["state"][0] = lambda req: (codec.SERVICE_UNAVAILABLE, b"", None)
+    s.notify("state")
+    m = await raw.recvm()
+    assert m.code == codec.SERVICE_UNAVAILABLE and m.mtype == CON and m.opt(codec.OBSERVE) is None
+    raw.ack(m)
+    await asyncio.sleep_ms(50)
+    assert s.observers() == 0
+    raw.close()
+    s.close()
+
+
+async def test_block2_fetch_whole_and_szx_negotiation():
+    s, port = server()
+    big = bytes(i * 7 & 255 for i in range(3000))
+    s.add("big", lambda r: (codec.CONTENT, big, codec.CT_OCTET))
+    asyncio.create_task(s.run())
+    for szx in (6, 4, 2):
+        c = Endpoint(params=dict(FAST, SZX=szx))
+        sent = []
+        c.wrap = lambda m, peer: sent.append(m.opt(codec.BLOCK2)) or m  # the OSCORE seam as a tap
+        asyncio.create_task(c.run())
+        r = await c.request(codec.GET, ("127.0.0.1", port), "big")
+        assert r.code == codec.CONTENT and r.payload == big and r.opt(codec.BLOCK2) is None
+        want = (3000 + (16 << szx) - 1) // (16 << szx)
+        assert len(sent) == want and all(parse(b)[2] == szx for b in sent if b is not None), (szx, sent)
+        c.close()
+    # a raw block request beyond the end is a 4.02
+    raw = Raw()
+    raw.sendm(Msg(CON, codec.GET, 5, b"", [[codec.URI_PATH, "big"], [codec.BLOCK2, (100 << 4) | 6]]), port)
+    assert (await raw.recvm()).code == codec.BAD_OPTION
+    raw.close()
+    s.close()
+
+
+async def test_block1_upload_server_asks_smaller_blocks():
+    s, port = server({"SZX": 4, "MAX_BODY": 4096})
+    got = []
+    s.add("up", lambda r: got.append(r.payload) or (codec.CHANGED, b"ok", 0))
+    asyncio.create_task(s.run())
+    c = Endpoint(params=FAST)  # SZX 6: starts with 1024-byte blocks
+    sizes = []
+    c.wrap = lambda m, peer: sizes.append((parse(m.opt(codec.BLOCK1))[2], len(m.payload))) or m
+    asyncio.create_task(c.run())
+    body = bytes(i * 13 & 255 for i in range(3000))
+    r = await c.request(codec.PUT, ("127.0.0.1", port), "up", body)
+    assert r.code == codec.CHANGED and r.payload == b"ok" and got == [body]
+    assert sizes[0] == (6, 1024) and all(x == (4, 256) for x in sizes[1:-1]), sizes
+    assert len(sizes) == 1 + (3000 - 1024 + 255) // 256
+    c.close()
+    s.close()
+
+
+async def test_block1_too_large_is_413_with_size1_and_gap_is_408():
+    s, port = server({"MAX_BODY": 2048})
+    s.add("up", lambda r: (codec.CHANGED, b"", None))
+    asyncio.create_task(s.run())
+    c = Endpoint(params=FAST)
+    asyncio.create_task(c.run())
+    r = await c.request(codec.POST, ("127.0.0.1", port), "up", bytes(3000))
+    assert r.code == codec.REQUEST_ENTITY_TOO_LARGE and r.uopt(codec.SIZE1) == 2048
+    raw = Raw()  # block 2 without blocks 0 and 1
+    raw.sendm(Msg(CON, codec.POST, 9, b"", [[codec.URI_PATH, "up"], [codec.BLOCK1, (2 << 4) | 8 | 6]], bytes(1024)), port)
+    assert (await raw.recvm()).code == codec.REQUEST_ENTITY_INCOMPLETE
+    raw.close()
+    c.close()
+    s.close()
