@@ -32,8 +32,12 @@ from lamp import resources
 MAX_PACKS = 4
 
 
+current = None
+
+
 def make(cfg, safe=False, hw=None):
-    ctl = Controller(cfg, safe, hw)
+    global current
+    ctl = current = Controller(cfg, safe, hw)
     try:
         import app
         app.current = ctl

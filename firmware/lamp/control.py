@@ -31,7 +31,7 @@ from lamp.dimmer import Dimmer, curve_ok
 from lamp.faults import Faults
 from lamp.energy import Energy
 
-CAL = "data/calendar.json"
+CAL = "data/calendar.cbor"  # as received: no re-encoding, one contiguous read
 OVR = "data/override.json"
 DEFAULT_CAL = {"id": "default", "default": "night",
                "programs": {"night": [{"at": "sunset", "level": 100}, {"at": "sunrise", "level": 0}]}}
@@ -47,7 +47,7 @@ SCHEMA = {"type": ["PWM", "1-10V", "DALI", "switch"], "wattage": (float, 1, 2000
           "debounce_s": (int, 0, 3600), "cycles_max": (int, 1, 100), "cycle_window_s": (int, 10, 86400),
           "voltage": (float, 90, 400), "default_level": (int, 1, 100), "lux_on": (float, 0, 100000),
           "lux_off": (float, 0, 100000), "tz_std": (int, -43200, 50400), "dst": (bool,),
-          "save_s": (int, 60, 86400), "outbox": (int, 4, 512), "tick_ms": (int, 10, 10000),
+          "save_s": (int, 60, 86400), "outbox": (int, 4, 512), "tick_ms": (int, 1, 10000),
           "pins": (dict,), "meter": (dict,), "port": (int, 0, 65535), "coap": (dict,)}
 config.SCHEMA["lamp"] = SCHEMA
 
@@ -72,15 +72,15 @@ class Controller:
         self.dim = Dimmer(self.hw, p["ramp_ms"], p["min_level"], p["curve"])
         self.faults = Faults(p, self._event)
         self.energy = Energy(save_s=p["save_s"])
-        self.cal_raw = DEFAULT_CAL
+        # only the compact validated form stays in RAM; GET reads the file
         self.cal = schedule.validate(DEFAULT_CAL)
-        raw = store.load_json(CAL, None)
-        if raw is not None:
+        data = store.read(CAL)
+        if data is not None:
             try:
-                self.cal = schedule.validate(raw)
-                self.cal_raw = raw
+                self.cal = schedule.validate(cbor.loads(data))
             except ValueError as e:
                 log.error("stored calendar invalid, default used: %s" % e)
+            data = None
         ov = store.load_json(OVR, [])
         self.overrides = ov if isinstance(ov, list) else []
         self.outbox = outbox or Outbox("data/outbox", p["outbox"])
@@ -220,14 +220,26 @@ class Controller:
         store.save_json(OVR, self.overrides)
         self.step()
 
-    def set_calendar(self, raw):
-        """Validate and install; ValueError(reason) keeps the old one."""
+    def set_calendar(self, raw, data=None):
+        """Validate and install; ValueError(reason) keeps the old one.
+        data: the same calendar as CBOR bytes when the caller has them."""
         cal = schedule.validate(raw)
-        store.save_json(CAL, raw)
-        self.cal, self.cal_raw = cal, raw
+        store.write(CAL, data if data is not None else cbor.dumps(raw))
+        self.cal = cal
         log.event("calendar %s installed" % cal[0])
         self.step()
         return cal[0]
+
+    def calendar_cbor(self):
+        """The installed calendar as CBOR bytes (as received), or the default."""
+        data = store.read(CAL)
+        if data is not None:
+            try:
+                if schedule.validate(cbor.loads(data))[0] == self.cal[0]:
+                    return data
+            except ValueError:
+                pass
+        return cbor.dumps(DEFAULT_CAL)
 
     def set_type(self, p):
         if not isinstance(p, dict):

@@ -97,10 +97,13 @@ def install(ep, ctl, reboot):
 
     def calendar(req):
         if req.method == GET:
-            return _out(req, ctl.cal_raw)
+            data = ctl.calendar_cbor()
+            if req.accept == CT_JSON:
+                return _out(req, cbor.loads(data))
+            return codec.CONTENT, data, CT_CBOR
         if req.method != PUT:
             return codec.METHOD_NOT_ALLOWED, b"", None
-        ctl.set_calendar(_body(req))
+        ctl.set_calendar(_body(req), req.payload if req.ct == CT_CBOR else None)
         return codec.CHANGED, b"", None
 
     def ltype(req):

@@ -209,7 +209,7 @@ def test_invalid_calendar_rejected_old_kept():
     c2 = Controller(CFG)
     assert c2.cal[0] == "good"
     # a corrupt file on flash falls back to the last good copy (.bak) or the default
-    with open("data/calendar.json", "w") as f:
+    with open("data/calendar.cbor", "w") as f:
         f.write("{garbage")
     c3 = Controller(CFG)
     assert c3.cal[0] in ("good", "default")
