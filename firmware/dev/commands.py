@@ -14,6 +14,12 @@ data/cmds.json (written after each newly applied command, i.e. at the rate
 of operator commands), so a command re-sent after a lost answer -- or after
 a reboot -- is answered with the stored result and not applied again.
 
+Poison commands: before a handler runs, the id is stored with the answer
+failed "interrupted by a restart", then replaced by the real result. If the
+device resets inside the handler (hang -> watchdog, hard fault), the re-sent
+command gets that answer instead of resetting the device again -- one extra
+small write per command, commands being rare.
+
 Expiry: a command whose "exp" (UTC seconds) is past is answered failed
 "expired" without being applied -- only when the device knows the time
 (dev.clock.time_known()); otherwise the gateway's own expiry rules.
@@ -73,7 +79,10 @@ class Commands:
         return None
 
     def _remember(self, cid, res):
-        self.recent.append([cid, res])
+        if self.recent and self.recent[-1][0] == cid:
+            self.recent[-1][1] = res  # the pending entry of this command
+        else:
+            self.recent.append([cid, res])
         del self.recent[:-KEEP]
         try:
             store.save_json(self.path, self.recent)
@@ -109,6 +118,7 @@ class Commands:
             if exp is not None and t is not None and t > exp:
                 res["r"] = "expired"
             else:
+                self._remember(cid, {"id": cid, "s": "failed", "r": "interrupted by a restart"})
                 try:
                     res["r"] = h(p)
                     res["s"] = "done"

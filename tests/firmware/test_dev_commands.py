@@ -124,3 +124,21 @@ def test_payloads_cbor_json_and_garbage():
         except ValueError:
             pass
     assert cm.apply_payload(cbor.dumps([1, {"id": "z"}]), 60)[0]["r"] == "bad command: not a map"
+
+
+def test_command_that_resets_the_device_is_not_applied_again():
+    n = []
+
+    def hang(p):
+        n.append(1)
+        raise SystemExit(4)  # what the simulated watchdog / reset does inside a handler
+
+    cm = Commands({"hang": hang}, now=lambda: NOW)
+    try:
+        cm.apply({"id": "poison", "a": "hang"})
+    except SystemExit:
+        pass
+    cm = Commands({"hang": hang}, now=lambda: NOW)  # after the reboot
+    r = cm.apply({"id": "poison", "a": "hang"})
+    assert r == {"id": "poison", "s": "failed", "r": "interrupted by a restart"} and len(n) == 1
+    assert len(cm.recent) == 1
