@@ -26,7 +26,9 @@ child exits, does what a board would:
 * machine.reset() (`mpremote reset`), hal reboot and watchdog (exit 4), or a
   crash: boot again with main.py;
 * deep sleep (exit 3, hal/sim.py): quiet until the wake time the firmware
-  saved, then boot with main.py; bytes typed meanwhile wait for the wake.
+  saved, then boot with main.py -- unless something arrives on the console
+  first: that is the technician pressing EN, the board boots at once (RTC
+  state lost, as on an EN reset) and gets the bytes (mpremote's Ctrl-C).
 
 The board's filesystem is a directory (--fs, default vboards/EP/fs, filled
 on first use with the role's firmware sources, board.json and the device's
@@ -63,9 +65,18 @@ BOOT = Path(__file__).with_name("vboard_boot.py")
 EXIT_DEEPSLEEP, EXIT_RESET, EXIT_SOFT = 3, 4, 5
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
 SOFT_REBOOT = b"MPY: soft reboot\r\n"
+STARTUP_S = 0.3     # console bytes wait this long after an interpreter starts
 EXIT_MARK = re.compile(rb"\x00\x1b\[vboard-exit (-?\d+)\]\x00")
 ALIASES = {"bin": {"distance": "bin.dist", "dist": "bin.dist", "temperature": "bin.temp", "temp": "bin.temp",
                    "tilt": "bin.tilt", "battery": "bin.batt", "batt": "bin.batt"}}
+
+
+def _marker_prefix(b):
+    """True if b could be the beginning of an EXIT_MARK still to be completed."""
+    head = b"\x00\x1b[vboard-exit "
+    if len(b) <= len(head):
+        return head.startswith(b)
+    return b.startswith(head) and len(b) < len(head) + 8 and b[len(head):].lstrip(b"-").isdigit()
 
 
 class VBoardError(Exception):
@@ -187,6 +198,8 @@ class VBoard:
         self.t0_real = time.time()
         self.t0_utc = time.time()
         self.stopping = False
+        self.sleep_until = None
+        self.spawned_at = 0.0
         # The public pty. The slave fd stays open here so the pty survives
         # clients coming and going (mpremote opens and closes it per command).
         self.pmaster, self.pslave = os.openpty()
@@ -224,6 +237,10 @@ class VBoard:
         termios.tcsetattr(s, termios.TCSANOW, attrs)
 
         def child_setup():
+            # SIGINT ignored until MicroPython installs its own handler (it
+            # does when it starts executing): a Ctrl-C arriving during the
+            # start-up must not kill the interpreter
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
             try:   # die with the supervisor (Linux)
@@ -241,11 +258,9 @@ class VBoard:
         self.raw = False
         self.hide_banner = to_raw
         self.hold = b""
+        self.spawned_at = time.monotonic()
         if to_raw:
             os.write(m, b"\r\x01")
-        if self.pending:
-            os.write(m, self.pending)
-            self.pending = b""
 
     def to_host(self, data):
         self.log.write(data)
@@ -282,14 +297,28 @@ class VBoard:
             self.reboot_after(int(m.group(1)))
             return
         k = buf.rfind(b"\x00")
-        if k >= 0 and len(buf) - k < 24:
+        if k >= 0 and _marker_prefix(buf[k:]):
             # maybe the start of the marker, split across reads: hold it back
+            # (only then: NUL bytes are ordinary data in raw-paste mode)
             buf, self.tail = buf[:k], buf[k:]
         self.to_host(buf)
 
     def from_host(self, data):
-        if self.child is None or self.child.poll() is not None:
+        if self.child is None and self.sleep_until is not None:
+            # a technician talking to a sleeping board presses EN: reset now
+            # (RTC state is lost on an EN reset, so the wake state goes too)
             self.pending += data
+            self.sleep_until = None
+            try:
+                (self.ctl / "rtc.json").unlink()
+            except OSError:
+                pass
+            self.to_host(b"\r\n[vboard: woken from deep sleep by the console]\r\n")
+            self.spawn(run_main=True)
+            return
+        if self.child is None or self.child.poll() is not None or self.pending \
+                or time.monotonic() - self.spawned_at < STARTUP_S:
+            self.pending += data      # delivered by serve() once the child is up
             return
         if self.raw and b"\x02" in data:
             self.raw = False
@@ -335,6 +364,9 @@ class VBoard:
             if self.child is None and self.sleep_until is not None and time.time() >= self.sleep_until:
                 self.sleep_until = None
                 self.spawn(run_main=True)
+            if self.pending and self.child and time.monotonic() - self.spawned_at >= STARTUP_S:
+                data, self.pending = self.pending, b""
+                self.from_host(data)
             fds = [self.pmaster] + ([self.cmaster] if self.child else [])
             try:
                 r, _, _ = select.select(fds, [], [], 0.2)
