@@ -14,7 +14,9 @@ CoAP endpoint (`await ep.request(GET, gw, "time")`, bounded by its
 retransmission parameters) and the answer is corrected by half the round trip.
 
 /time payload accepted: a CBOR number (ct 60) or map {"t": n}, text digits
-(ct 0), JSON number or {"t": n} (ct 50) -- UTC seconds, float allowed.
+(ct 0, what the gateway sends by default), JSON number or {"t": n} (ct 50)
+-- UTC seconds. Kept to whole seconds (about 1 s accuracy): on the ESP32 a
+float cannot carry 1.8e9 s to better than ~2 minutes.
 """
 import hal
 
@@ -71,7 +73,8 @@ async def sync(ep=None, gw=None, ntp_host="pool.ntp.org", online=True):
             r = await ep.request(1, gw, "time")  # GET
             rtt = hal.ticks_diff(hal.ticks_ms(), t0)
             if r.code == 69:  # 2.05 Content
-                hal.set_time(parse_time(r.payload, r.ct) + rtt / 2000)
+                # integer arithmetic: a 32-bit float cannot hold 1.8e9 s to the second
+                hal.set_time(int(parse_time(r.payload, r.ct)) + (rtt + 1000) // 2000)
                 source = "gateway"
                 return source
         except Exception:
