@@ -5,6 +5,9 @@ A reading is a tuple (name, unit, value, time):
   unit  str or None (SenML registry symbol: "W", "Wh", "%", "Cel", "V", "m", "s", "ms", ...)
   value int/float -> "v", str -> "vs", bool -> "vb", bytes -> "vd"
   time  absolute UTC seconds, or None for "the pack's base time"
+        (give bt and times as ints: an ESP32 float has 24 bits of mantissa,
+        so 1.8e9 s as a float is off by up to a minute)
+  names and units may be given as bytes (pre-encoded: nothing to allocate)
 
 `encode(readings, bn, bt, w)` writes one pack into the cbor.Writer `w`
 (reset first) and returns a memoryview of it: the first record carries bn and
