@@ -91,8 +91,15 @@ _load_state()
 # --- clock -----------------------------------------------------------------
 
 def ticks_ms():
+    global _ms, _real0
     if _speed:
-        return _ms + int(_t.ticks_diff(_t.ticks_ms(), _real0) * _speed)
+        now = _t.ticks_ms()
+        d = _t.ticks_diff(now, _real0)
+        if d > 3600000:  # re-anchor hourly: real ticks wrap (ticks_diff is exact below 2**29 ms)
+            _ms += int(d * _speed)
+            _real0 = now
+            d = 0
+        return _ms + int(d * _speed)
     return _ms
 
 
