@@ -111,8 +111,16 @@ class Root(interfaces.Resource):
 
     async def render_to_pipe(self, pipe):
         req = pipe.request
-        if req.opt.block1 is not None or req.opt.block2 is not None:
-            # rare: let aiocoap reassemble Block1 and slice Block2 for us
+        b1 = req.opt.block1
+        if b1 is not None or req.opt.block2 is not None:
+            # rare: let aiocoap reassemble Block1 and slice Block2 for us --
+            # but refuse a body growing past max_payload before it is spooled
+            if b1 is not None and b1.start + len(req.payload) > self.cfg["max_payload"]:
+                self.metrics.inc("eclor_readings_rejected_total", reason="too_large")
+                m = _err(Code.REQUEST_ENTITY_TOO_LARGE, "body > %d bytes" % self.cfg["max_payload"])
+                m.opt.size1 = self.cfg["max_payload"]
+                pipe.add_response(m, is_last=True)
+                return
             return await self._render_to_pipe(pipe)
         pipe.add_response(await self.render(req), is_last=True)
 

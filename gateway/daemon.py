@@ -175,9 +175,15 @@ class Gateway:
     async def _maintenance(self):
         while True:
             try:
-                res = await self.store.write(st.aggregate_and_expire, time.time(), self.cfg["retention_days"],
-                                             self.cfg["aggregate_days"])
-                log.debug("maintenance: %s", res)
+                now, first = time.time(), True
+                while True:
+                    res = await self.store.write(st.aggregate_and_expire, now, self.cfg["retention_days"],
+                                                 self.cfg["aggregate_days"], 48, 20000, first)
+                    log.debug("maintenance: %s", res)
+                    first = False
+                    if not res["more"]:
+                        break
+                    await asyncio.sleep(0.05)  # let ingest in between
             except Exception as e:
                 log.warning("maintenance failed: %s", e)
             await asyncio.sleep(self.cfg["maintenance_s"])

@@ -522,21 +522,28 @@ def energy_since(con, t0):
         (t0,))}
 
 
-def aggregate_and_expire(con, now, raw_days, agg_days, window_h=48):
+def aggregate_and_expire(con, now, raw_days, agg_days, window_h=48, chunk=20000, aggregate=True):
     """Hourly aggregates of the last ``window_h`` hours (late readings included),
     then drop raw readings older than raw_days and aggregates older than agg_days."""
     h_now = int(now // 3600)
     h0 = h_now - window_h
-    con.execute(
-        "INSERT OR REPLACE INTO hourly (device,name,hour,n,sum,min,max,last) "
-        "SELECT device, name, CAST(t/3600 AS INTEGER), COUNT(v), SUM(v), MIN(v), MAX(v), "
-        "(SELECT r2.v FROM readings r2 WHERE r2.device=r.device AND r2.name=r.name "
-        " AND r2.t >= CAST(r.t/3600 AS INTEGER)*3600 AND r2.t < CAST(r.t/3600 AS INTEGER)*3600+3600 "
-        " AND r2.v IS NOT NULL ORDER BY r2.t DESC LIMIT 1) "
-        "FROM readings r WHERE t >= ? AND t < ? AND v IS NOT NULL "
-        "GROUP BY device, name, CAST(t/3600 AS INTEGER)",
-        (h0 * 3600, h_now * 3600))
-    raw = con.execute("DELETE FROM readings WHERE t < ?", (now - raw_days * 86400,)).rowcount
-    agg = con.execute("DELETE FROM hourly WHERE hour < ?", (int((now - agg_days * 86400) // 3600),)).rowcount
-    ev = con.execute("DELETE FROM events WHERE t < ?", (now - agg_days * 86400,)).rowcount
-    return {"raw_deleted": raw, "hourly_deleted": agg, "events_deleted": ev}
+    if aggregate:
+        con.execute(
+            "INSERT OR REPLACE INTO hourly (device,name,hour,n,sum,min,max,last) "
+            "SELECT device, name, CAST(t/3600 AS INTEGER), COUNT(v), SUM(v), MIN(v), MAX(v), "
+            "(SELECT r2.v FROM readings r2 WHERE r2.device=r.device AND r2.name=r.name "
+            " AND r2.t >= CAST(r.t/3600 AS INTEGER)*3600 AND r2.t < CAST(r.t/3600 AS INTEGER)*3600+3600 "
+            " AND r2.v IS NOT NULL ORDER BY r2.t DESC LIMIT 1) "
+            "FROM readings r WHERE t >= ? AND t < ? AND v IS NOT NULL "
+            "GROUP BY device, name, CAST(t/3600 AS INTEGER)",
+            (h0 * 3600, h_now * 3600))
+    # Bounded deletes: a big backlog goes in several jobs (the caller repeats
+    # while `more`), so ingest never waits behind one huge transaction.
+    raw = con.execute("DELETE FROM readings WHERE (device, name, t) IN (SELECT device, name, t FROM readings "
+                      "WHERE t < ? LIMIT ?)", (now - raw_days * 86400, chunk)).rowcount
+    agg = con.execute("DELETE FROM hourly WHERE (device, name, hour) IN (SELECT device, name, hour FROM hourly "
+                      "WHERE hour < ? LIMIT ?)", (int((now - agg_days * 86400) // 3600), chunk)).rowcount
+    ev = con.execute("DELETE FROM events WHERE id IN (SELECT id FROM events WHERE t < ? LIMIT ?)",
+                     (now - agg_days * 86400, chunk)).rowcount
+    return {"raw_deleted": raw, "hourly_deleted": agg, "events_deleted": ev,
+            "more": max(raw, agg, ev) >= chunk}

@@ -71,6 +71,17 @@ def test_retention_and_hourly_aggregates(tmp_path):
     con = sqlite3.connect(str(tmp_path / "db.sqlite"))
     agg = con.execute("SELECT hour, n, sum, min, max, last FROM hourly WHERE device='lamp'").fetchall()
     assert agg == [(int(h // 3600), 10, 45.0, 0.0, 9.0, 9.0)]
+    # a large backlog is deleted in bounded chunks
+    s.run_sync(st.insert_readings, "lamp", [("energy", now - 50 * 86400 + i, 1.0, None, None, "Wh")
+                                            for i in range(25)])
+    seen = []
+    while True:
+        res = s.run_sync(st.aggregate_and_expire, now, 30, 730, 48, 10, False)
+        seen.append(res["raw_deleted"])
+        if not res["more"]:
+            break
+    assert seen == [10, 10, 5]
+    assert con.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 10
     s.close()
 
 
