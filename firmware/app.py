@@ -56,20 +56,28 @@ def _read_boots():
 
 
 def count_boot(reset_cause):
-    """Consecutive boots without a healthy minute, this one included."""
+    """Consecutive boots without a healthy minute, this one included. A flash
+    that cannot be written must not keep the lamp dark: logged, and the role
+    still runs (normal mode)."""
     n = _read_boots()
     if reset_cause == "deepsleep":
         return n
     n += 1
-    store.write(BOOTS, str(n))
+    try:
+        store.write(BOOTS, str(n))
+    except OSError as e:
+        log.error("boot counter not saved: %r" % e)
     return n
 
 
 def mark_healthy():
-    """The role runs well: clear the boot counter (one write, only if set)."""
+    """The role runs well: clear the boot counter (one write, only if set). Never raises."""
     global boots
-    if _read_boots():
-        store.write(BOOTS, "0")
+    try:
+        if _read_boots():
+            store.write(BOOTS, "0")
+    except OSError as e:
+        log.error("boot counter not cleared: %r" % e)
     boots = 0
 
 
@@ -97,29 +105,35 @@ async def _supervise(coro):
 
 
 def main():
-    global cfg, safe, boots, cause
     try:
-        cfg = config.load()
+        _main()
+    except KeyboardInterrupt:  # Ctrl-C from the technician: back to the REPL
+        raise
+    except Exception as e:
+        log.exception("role crashed" if cfg is not None else "boot failed", e)
+        hal.sleep_ms(restart_delay(boots))
+        hal.reboot()
+
+
+def _main():
+    global cfg, safe, boots, cause
+    cfg = None
+    try:
+        c = config.load()
     except ValueError as e:
         log.error("no valid config, staying at the REPL: %s" % e)
         return
     cause = hal.reset_cause()
     boots = count_boot(cause)
     safe = boots > SAFE_AFTER
+    cfg = c
     log.event("boot role=%s cause=%s boots=%d%s" % (cfg["role"], cause, boots, " SAFE MODE" if safe else ""))
-    try:
-        if cfg.get("wdt_ms"):
-            hal.wdt_enable(cfg["wdt_ms"])
-        r = role_module(cfg["role"]).run(cfg, safe)
-        if r is not None and hasattr(r, "send"):
-            import asyncio
-            asyncio.run(_supervise(r))
-    except KeyboardInterrupt:
-        raise
-    except Exception as e:
-        log.exception("role crashed", e)
-        hal.sleep_ms(restart_delay(boots))
-        hal.reboot()
+    if cfg.get("wdt_ms"):
+        hal.wdt_enable(cfg["wdt_ms"])
+    r = role_module(cfg["role"]).run(cfg, safe)
+    if r is not None and hasattr(r, "send"):
+        import asyncio
+        asyncio.run(_supervise(r))
 
 
 def restart_delay(n):

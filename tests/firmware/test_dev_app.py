@@ -150,3 +150,13 @@ def test_restart_delay_is_capped():
     app = _fresh_app()
     assert app.restart_delay(1) == 5000 and app.restart_delay(2) == 10000
     assert app.restart_delay(100) == app.MAX_RESTART_DELAY_MS == 600000
+
+
+def test_unwritable_boot_counter_does_not_stop_the_role():
+    _setup("healthy")
+    store.makedirs("data/boots.tmp")  # the counter cannot be written (EISDIR on its tmp file)
+    assert _boot() is None
+    assert store.read("seen_safe") == b"0"  # the role ran, in normal mode
+    from dev import log
+    text = "\n".join(log.recent(5))
+    assert "boot counter not saved" in text and "boot counter not cleared" not in text
