@@ -39,11 +39,32 @@ import time
 import zlib
 from pathlib import Path
 
+import cbor2
+
 from eclor.tools import mpy
 from eclor.tools.fleet import gwproc
 
 EXIT_DEEPSLEEP = 3
 EXIT_REBOOT = 4
+
+
+CONTROL_TYPES = {"pwm": "PWM", "dali": "DALI", "1-10V": "1-10V", "switch": "switch"}
+
+# Lighting programs of the communes (TALQ-style calendar, lamp/schedule.py):
+# the usual part-night dimming, and the switch-off 01:00-05:00 that some
+# communes chose (arrêté du 27/12/2018).
+PART_NIGHT = [{"at": "sunset", "level": 100}, {"at": "22:00", "level": 40},
+              {"at": "05:30", "level": 100}, {"at": "sunrise", "offset": 10, "level": 0}]
+SWITCH_OFF = [{"at": "sunset", "level": 100}, {"at": "23:00", "level": 50}, {"at": "01:00", "level": 0},
+              {"at": "05:00", "level": 70}, {"at": "sunrise", "offset": 10, "level": 0}]
+OFF_COMMUNES = ("Thil", "Russange", "Rédange", "Errouville", "Bréhain-la-Ville", "Serrouville")
+
+
+def calendar_for(spec):
+    """The calendar a lamp of this commune runs (installed in its flash)."""
+    off = spec["commune"] in OFF_COMMUNES
+    return {"id": "%s-%s" % ("extinction" if off else "mi-nuit", spec["commune"].lower()[:20]),
+            "default": "night", "programs": {"night": SWITCH_OFF if off else PART_NIGHT}}
 
 
 def device_config(spec, gateway, report_s=60, lt=300):
@@ -54,7 +75,9 @@ def device_config(spec, gateway, report_s=60, lt=300):
            "report_s": report_s, "lt": lt, "wdt_ms": 0}
     if spec["role"] == "lamp":
         lamp = spec.get("lamp", {})
-        cfg["lamp"] = {k: lamp[k] for k in ("wattage",) if k in lamp}
+        cfg["lamp"] = {k: lamp[k] for k in ("wattage", "tolerance", "warmup_s", "min_level") if k in lamp}
+        if lamp.get("control") in CONTROL_TYPES:
+            cfg["lamp"]["type"] = CONTROL_TYPES[lamp["control"]]
     else:
         b = spec.get("bin", {})
         cfg["bin"] = {k: b[k] for k in ("depth_m", "offset_m", "full_pct") if k in b}
@@ -137,8 +160,15 @@ class FirmwareFleet:
         for spec in self.specs:
             d = DeviceProc(spec, self.root / "devices" / spec["ep"])
             (d.path / "data").mkdir(parents=True, exist_ok=True)
+            # A new world clock: every device powers on (no saved sleep state).
+            for stale in (".sim_rtc.json",):
+                if (d.path / stale).exists():
+                    (d.path / stale).unlink()
             _write_json(d.path / "config.json", device_config(spec, self.gateway, self.report_s, self.lt))
             _write_json(d.path / "secrets.json", {"ssid": "eclor-sim", "psk": "simulated"})
+            if spec["role"] == "lamp" and not (d.path / "data" / "calendar.json").exists():
+                # lamp/control.py keeps its calendar as CBOR in data/calendar.json
+                _write_bytes(d.path / "data" / "calendar.json", cbor2.dumps(calendar_for(spec)))
             if not d.inputs_file.exists():
                 _write_json(d.inputs_file, initial_inputs(spec))
             self.devices[spec["ep"]] = d
@@ -188,7 +218,8 @@ class FirmwareFleet:
             st = json.loads((d.path / ".sim_rtc.json").read_text())
         except (OSError, ValueError):
             return 1.0
-        return max(0.0, (st["utc"] - self.world_utc()) / self.speed)
+        # bounded: a clock mix-up must not put a device to sleep for hours
+        return min(600.0, max(0.0, (st["utc"] - self.world_utc()) / self.speed))
 
     async def _life(self, d, delay):
         await asyncio.sleep(delay)
@@ -271,14 +302,18 @@ def _killpg(pid, sig):
         pass
 
 
-def _write_json(path, obj):
+def _write_bytes(path, data):
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f)
+    with open(tmp, "wb") as f:
+        f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _write_json(path, obj):
+    _write_bytes(path, json.dumps(obj).encode())
 
 
 def run_cli(args, gw):
