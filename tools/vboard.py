@@ -31,7 +31,7 @@ child exits, does what a board would:
   state lost, as on an EN reset) and gets the bytes (mpremote's Ctrl-C).
 
 The board's filesystem is a directory (--fs, default vboards/EP/fs, filled
-on first use with the role's firmware sources, board.json and the device's
+on first use with the role's firmware as .mpy (--source: .py), board.json and the device's
 config from `eclor provision` or a local one) or a LittleFS image (--image,
 written in place like flash). vboard_boot.py mounts it at "/".
 
@@ -100,6 +100,7 @@ def add_arguments(p):
     p.add_argument("--speed", type=float, default=1.0, help="simulated clock speed (1 = real time)")
     p.add_argument("--no-main", action="store_true", help="power on to the REPL without running main.py")
     p.add_argument("--echo", action="store_true", help="also print the console on stdout")
+    p.add_argument("--source", action="store_true", help="fill a fresh fs with .py sources instead of .mpy")
 
 
 # -- simulated inputs ---------------------------------------------------------
@@ -143,8 +144,10 @@ def update_inputs(path, sets):
 
 # -- the board's filesystem ---------------------------------------------------
 
-def prepare_fs(fs, ep, role, board, devices_dir, gateway):
-    """Fill an empty fs directory like `eclor build` fills an image (sources)."""
+def prepare_fs(fs, ep, role, board, devices_dir, gateway, compiled=True):
+    """Fill an empty fs directory like `eclor build` fills an image: .mpy for
+    the board's architecture (the bytes that ship; compiling .py on the
+    board would cost it heap), or sources with --source."""
     from eclor.boards import board as boards
     from eclor.tools import build, provision
     fs = Path(fs)
@@ -152,11 +155,11 @@ def prepare_fs(fs, ep, role, board, devices_dir, gateway):
         return False
     b = boards.load(board)
     try:
-        files = build.stage(b, role, ep, devices_dir, compiled=False)
+        files = build.stage(b, role, ep, devices_dir, compiled=compiled)
     except build.BuildError as e:
         if "not provisioned" not in str(e):
             raise VBoardError(str(e)) from None
-        files = build.stage(b, role, None, devices_dir, compiled=False)
+        files = build.stage(b, role, None, devices_dir, compiled=compiled)
         cfg = provision.make_config(ep, role, "vboard", "", 49.47, 5.93, gateway, board=b.name)
         files["config.json"] = (json.dumps(cfg, indent=1, sort_keys=True) + "\n").encode()
     for rel, data in files.items():
@@ -468,7 +471,7 @@ def run(args):
         else:
             fs = Path(args.fs) if args.fs else state / "fs"
             fs.mkdir(parents=True, exist_ok=True)
-            prepare_fs(fs, ep, role, args.board, args.devices_dir, args.gateway)
+            prepare_fs(fs, ep, role, args.board, args.devices_dir, args.gateway, compiled=not args.source)
         (state / "ctl").mkdir(exist_ok=True)
         update_inputs(state / "ctl" / "sim.json", sets)
     except VBoardError as e:

@@ -241,3 +241,33 @@ def test_flash_emulated_rom_then_boot_the_flash_and_register(tmp_path):
             vb.stop()
         srv.close()
         gw.stop()
+
+
+def test_mpremote_shortcuts_from_the_shipped_config(tmp_path):
+    """tools/mpremote_config.py installed where mpremote looks for it, used
+    against a fresh virtual bin running the real firmware modules."""
+    xdg = tmp_path / "xdg"
+    r = subprocess.run([sys.executable, "-m", "eclor.tools.mpremote_config", "--install"],
+                       env=dict(os.environ, XDG_CONFIG_HOME=str(xdg)), capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and (xdg / "mpremote" / "config.py").is_file()
+    vb = VB(tmp_path, "bin-vb-0005", "--role", "bin", "--no-main", "--set", "distance=0.5")
+    env = dict(os.environ, XDG_CONFIG_HOME=str(xdg))
+
+    def short(*args):
+        r = subprocess.run([MPREMOTE, "connect", vb.pty] + list(args), capture_output=True, text=True,
+                           timeout=40, env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout
+
+    try:
+        assert (vb.state / "bin-vb-0005" / "fs" / "waste" / "cycle.mpy").is_file()   # .mpy, as shipped
+        out = short("status")
+        assert out.splitlines()[0].split()[:3] == ["ep", "bin-vb-0005", "(bin)"]
+        m = short("measure")
+        assert "'distance': 0.5" in m
+        assert "'ranger': (True" in short("selftest")
+        assert "ep = bin-vb-0005" in short("config")
+        assert short("level", "30").strip().endswith("None")          # x=30 reached eclor.level
+        short("log", "5")
+    finally:
+        vb.stop()
