@@ -147,7 +147,7 @@ def add_arguments(parser):
             parser.add_argument(opt, dest=key, choices=typ, default=None, help=text)
         else:
             parser.add_argument(opt, dest=key, type=typ, default=None, help=text,
-                                metavar=key.split("_")[0].upper() if key in ("coap", "http") else None)
+                                metavar={"coap": "HOST:PORT", "http": "HOST:PORT", "data": "DIR"}.get(key))
     parser.add_argument("--config", metavar="FILE.toml", help="TOML config file (flat keys as above)")
 
 

@@ -43,6 +43,7 @@ except ImportError:  # pragma: no cover
 log = logging.getLogger("eclor.gateway")
 DB_NAME = "eclor.db"
 # keys that need a restart to change (SIGHUP leaves them as they are)
+MAX_LATEST_NAMES = 128  # distinct reading names kept in memory per device
 RESTART_KEYS = ("coap", "http", "data", "batch_max", "busy_ms")
 
 
@@ -232,7 +233,11 @@ class Gateway:
             lt = self.registry.latest[ep] = {}
         for name, t, v, vs, vb, unit in rows:
             old = lt.get(name)
-            if old is None or old[0] <= t:
+            if old is None:
+                if len(lt) >= MAX_LATEST_NAMES:
+                    continue  # stored, but a device inventing names cannot grow our memory
+                lt[name] = (t, v, vs, vb)
+            elif old[0] <= t:
                 lt[name] = (t, v, vs, vb)
         dev["last_seen"] = now
         self.metrics.inc("eclor_readings_stored_total", len(rows))

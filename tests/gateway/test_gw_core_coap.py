@@ -49,6 +49,13 @@ def test_register_push_query(tmp_path):
             assert d["online"] and d["type"] == "lamp" and d["location"] == loc[1:]
             assert d["address"] == "127.0.0.1:%d" % dev.ctx.request_interfaces[0].token_interface.message_interface._local_port()
             assert d["latest"]["power"]["v"] == 41.5
+            # a device inventing names: all stored, but the in-memory latest view stays bounded
+            for k in range(3):
+                recs = [{-2: "urn:dev:ep:lamp-a:", -3: t0, 0: "x%d" % (k * 60), 2: 1}] + \
+                    [{0: "x%d" % (k * 60 + i), 2: i} for i in range(1, 60)]
+                assert (await dev.post_readings(gw, recs)).code == Code.CHANGED
+            assert len(gw.gw.registry.latest["lamp-a"]) == 128
+            assert (await gw.get("/api/devices/lamp-a/readings?limit=1000"))["count"] == 185
             # update and delete
             r = await dev.req(gw, Code.POST, loc)
             assert r.code == Code.CHANGED
@@ -64,7 +71,7 @@ def test_register_push_query(tmp_path):
             kinds = [e["kind"] for e in ev["events"]]
             assert "registered" in kinds and "deregistered" in kinds
             m = gw.gw.metrics
-            assert m.get("eclor_readings_stored_total") == 8
+            assert m.get("eclor_readings_stored_total") == 8 + 180
     run(scenario())
 
 
