@@ -140,7 +140,7 @@ def apply(cur, changes, path=PATH):
     """Validate cur+changes, persist it, return it. ValueError: nothing changed."""
     if not isinstance(changes, dict):
         raise ValueError("config changes must be a map")
-    new = merge(cur, changes)
+    new = merge(DEFAULTS, merge(cur, changes))  # a deleted key falls back to its default
     validate(new)
     store.save_json(path, new)
     return new

@@ -88,3 +88,53 @@ def ob_reopen(cut=False):
 
 def ob_state():
     return [[d for _, d in _ob.peek(10000)], _ob.dropped, len(_ob)]
+
+
+# --- dev.config / dev.commands robustness helpers ---
+def cfg_apply(path, cur, changes_cbor):
+    """Apply CBOR-encoded changes to cur in dir path; reports the outcome and
+    whether config.json is byte-identical after a refusal."""
+    import os
+    from dev import config, store
+    os.chdir(path)
+    store.save_json("config.json", cur)
+    before = store.read("config.json")
+    try:
+        changes = cbor.loads(changes_cbor)
+    except ValueError:
+        return ["skip"]
+    try:
+        new = config.apply(cur, changes)
+    except ValueError as e:
+        return ["err", "ValueError", str(e), store.read("config.json") == before]
+    except Exception as e:
+        return ["err", type(e).__name__, str(e), False]
+    config.validate(new)
+    return ["ok", config.load() == new]
+
+
+_cm = None
+
+
+def cmd_apply(path, cmd_cbor):
+    import os
+    global _cm
+    from dev.commands import Commands
+    os.chdir(path)
+    try:
+        os.remove("cmds.json")  # each example on a device that has seen no command
+    except OSError:
+        pass
+    _cm = Commands({"level": _level, "none": lambda p: None}, "cmds.json", now=lambda: 1790000000)
+    try:
+        r = _cm.apply(cbor.loads(cmd_cbor))
+    except Exception as e:
+        return ["raised", type(e).__name__, str(e)]
+    return ["ok", cbor.dumps(r)]
+
+
+def _level(p):
+    lv = p.get("level")
+    if not isinstance(lv, int) or isinstance(lv, bool) or not 0 <= lv <= 100:
+        raise ValueError("level 0..100")
+    return lv
