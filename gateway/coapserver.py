@@ -400,8 +400,10 @@ class CoapServer:
                 orig(data, ancdata, flags, address)
             except Exception as e:  # e.g. UnicodeDecodeError from Message.decode
                 metrics.inc("eclor_coap_junk_total")
-                flt.filter(logging.makeLogRecord({
-                    "levelno": logging.WARNING, "msg": "junk datagram from %s: %s" % (address[0], type(e).__name__)}))
+                rec = logging.makeLogRecord({"levelno": logging.WARNING, "msg": "junk datagram from %s: %s"
+                                             % (address[0], type(e).__name__)})
+                if flt.filter(rec):  # a sample, with the count of those suppressed
+                    log.warning("%s", rec.msg)
         self.udp.datagram_msg_received = guarded
         return self.udp._local_port()
 

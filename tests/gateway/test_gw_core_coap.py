@@ -235,7 +235,7 @@ def test_junk_datagrams_do_not_flood_the_log(tmp_path):
             assert "eclor_coap_junk_total %d" % junk in text
     run(scenario())
     noisy = [r for r in records if r.levelno >= logging.WARNING]
-    assert len(noisy) <= 3, [r.getMessage() for r in noisy]
+    assert 1 <= len(noisy) <= 3, [r.getMessage() for r in noisy]  # a sample, not a flood
     assert not any(r.exc_info for r in noisy)
 
 
