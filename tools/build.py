@@ -54,6 +54,8 @@ def add_arguments(p):
     p.add_argument("--devices-dir", default="devices", help="where eclor provision wrote EP/config.json (default: devices)")
     p.add_argument("--out", metavar="DIR", help="output directory (default: build/EP or build/BOARD-ROLE)")
     p.add_argument("--source", action="store_true", help="ship .py sources instead of .mpy (for debugging)")
+    p.add_argument("--frozen", action="store_true",
+                   help="for a MicroPython built with boards/manifest.py: only main.py, board.json and the config")
 
 
 def firmware_version(src=None):
@@ -94,9 +96,27 @@ def device_files(ep, role, devices_dir):
     return out
 
 
-def stage(b, role, device=None, devices_dir="devices", compiled=True, src=None):
-    """All the files of the board's filesystem: {posix path: bytes}."""
+def stage(b, role, device=None, devices_dir="devices", compiled=True, src=None, frozen=False):
+    """All the files of the board's filesystem: {posix path: bytes}. With
+    frozen, the modules are in the firmware (boards/manifest.py): only
+    main.py goes on the filesystem."""
     src = Path(src or mpy.firmware_dir())
+    files = {}
+    if frozen:
+        role_sources(role, src)          # checks the role
+        files["main.py"] = (src / "main.py").read_bytes()
+    else:
+        files.update(_role_files(b, role, src, compiled))
+    if role not in b.pins:
+        raise BuildError("board %s has no pins for role %s" % (b.name, role))
+    files["board.json"] = (json.dumps({"board": b.name, "chip": b.chip, "role": role,
+                                       "pins": b.role_pins(role)}, sort_keys=True) + "\n").encode()
+    if device:
+        files.update(device_files(device, role, devices_dir))
+    return files
+
+
+def _role_files(b, role, src, compiled):
     files = {}
     with tempfile.TemporaryDirectory(prefix="eclor-build-") as tmp:
         tsrc = Path(tmp) / "src"
@@ -114,12 +134,6 @@ def stage(b, role, device=None, devices_dir="devices", compiled=True, src=None):
         for p in sorted(out.rglob("*")):
             if p.is_file():
                 files[p.relative_to(out).as_posix()] = p.read_bytes()
-    if role not in b.pins:
-        raise BuildError("board %s has no pins for role %s" % (b.name, role))
-    files["board.json"] = (json.dumps({"board": b.name, "chip": b.chip, "role": role,
-                                       "pins": b.role_pins(role)}, sort_keys=True) + "\n").encode()
-    if device:
-        files.update(device_files(device, role, devices_dir))
     return files
 
 
@@ -156,12 +170,12 @@ def _write(path, data, private=False):
     os.replace(tmp, path)
 
 
-def build(board_name, role, device=None, out=None, devices_dir="devices", compiled=True):
+def build(board_name, role, device=None, out=None, devices_dir="devices", compiled=True, frozen=False):
     try:
         b = boards.load(board_name)
     except boards.BoardError as e:
         raise BuildError(str(e)) from None
-    files = stage(b, role, device, devices_dir, compiled)
+    files = stage(b, role, device, devices_dir, compiled, frozen=frozen)
     out = Path(out or (Path("build") / (device or "%s-%s" % (b.name, role))))
     out.mkdir(parents=True, exist_ok=True)
     private = "secrets.json" in files
@@ -178,7 +192,7 @@ def build(board_name, role, device=None, out=None, devices_dir="devices", compil
     pkg = {"urls": [[p, "files/" + p] for p in sorted(files)], "deps": [], "version": version}
     _write(out / "package.json", (json.dumps(pkg, indent=1) + "\n").encode())
     meta = {"board": b.name, "chip": b.chip, "role": role, "device": device, "version": version,
-            "mpy_arch": None if not compiled else b.mpy_arch,
+            "mpy_arch": None if not compiled or frozen else b.mpy_arch, "frozen": frozen,
             "vfs_offset": "%#x" % b.vfs_offset, "vfs_size": "%#x" % b.vfs_size,
             "block_size": b.block_size, "block_count": b.block_count,
             "fs_sha256": hashlib.sha256(image).hexdigest(),
@@ -190,13 +204,13 @@ def build(board_name, role, device=None, out=None, devices_dir="devices", compil
 def run(args):
     try:
         out, meta, nbytes = build(args.board, args.role, args.device, args.out, args.devices_dir,
-                                  compiled=not args.source)
+                                  compiled=not args.source, frozen=args.frozen)
     except BuildError as e:
         print("eclor build: %s" % e, file=sys.stderr)
         return 2
     print("built %s %s%s for %s (%s): %d files, %d bytes" % (
         meta["role"], meta["version"], " device " + args.device if args.device else "", meta["board"],
-        meta["mpy_arch"] or "source", len(meta["files"]), nbytes))
+        "frozen modules" if args.frozen else meta["mpy_arch"] or "source", len(meta["files"]), nbytes))
     print("  %s  LittleFS %d x %d B, sha256 %s" % (out / "fs.img", meta["block_count"], meta["block_size"], meta["fs_sha256"][:16]))
     print("  %s  mpremote mip install --target / %s" % (out / "package.json", out / "package.json"))
     return 0

@@ -121,3 +121,57 @@ def test_build_bad_device_is_one_line(tmp_path, capsys, argv, words):
     err = capsys.readouterr().err
     assert rc == 2 and words in err and err.count("\n") == 1, err
     assert not (tmp_path / "o" / "fs.img").exists()
+
+
+def _manifest_modules(role):
+    """Run boards/manifest.py the way MicroPython's makemanifest does (cwd =
+    the manifest's directory, include/module/package as its API) and list the
+    firmware files it would freeze. It cannot build MicroPython here; this
+    checks that the manifest names real files and misses none."""
+    from eclor.tools import mpy as _mpy
+    bdir = _mpy.boards_dir()
+    frozen, included = [], []
+
+    def module(name, base_path="."):
+        p = (bdir / base_path / name).resolve()
+        assert p.is_file(), p
+        frozen.append(p)
+
+    def package(name, files=None, base_path="."):
+        root = (bdir / base_path / name).resolve()
+        assert root.is_dir(), root
+        if files is None:
+            frozen.extend(sorted(root.rglob("*.py")))
+        else:
+            for f in files:
+                assert (root / f).is_file(), root / f
+                frozen.append(root / f)
+
+    g = {"include": included.append, "module": module, "package": package}
+    old_env, old_cwd = os.environ.get("ECLOR_ROLE"), os.getcwd()
+    os.environ["ECLOR_ROLE"] = role
+    os.chdir(bdir)
+    try:
+        exec(compile((bdir / "manifest.py").read_text(), "manifest.py", "exec"), g)
+    finally:
+        os.chdir(old_cwd)
+        if old_env is None:
+            os.environ.pop("ECLOR_ROLE")
+        else:
+            os.environ["ECLOR_ROLE"] = old_env
+    assert included == ["$(PORT_DIR)/boards/manifest.py"]
+    fw = _mpy.firmware_dir().resolve()
+    return {p.relative_to(fw).as_posix() for p in frozen}
+
+
+@pytest.mark.parametrize("role", ["lamp", "bin"])
+def test_manifest_freezes_the_role_and_frozen_build_carries_the_rest(tmp_path, role):
+    frozen = _manifest_modules(role)
+    wanted = {r.as_posix() for r in build.role_sources(role) if r.suffix == ".py"}
+    sim = {p for p in wanted if p.startswith("hal/") and "sim" in p}     # host-only HAL
+    assert "main.py" not in frozen and not (frozen & sim)
+    assert frozen | {"main.py"} | sim == wanted
+    out = tmp_path / "frozen"
+    assert cli.main(["build", "--board", "esp32_devkitc", "--role", role, "--frozen", "--out", str(out)]) == 0
+    assert sorted(p.relative_to(out / "files").as_posix() for p in (out / "files").rglob("*") if p.is_file()) \
+        == ["board.json", "main.py"]
