@@ -92,15 +92,24 @@ def receive(ep, m):
     if szx == 7:
         return (codec.BAD_OPTION, b"", None)
     if num == 0:
-        st = ep._b1 = [m.peer, m.path, bytearray(), m.code]
-    elif st is None or st[0] != m.peer or st[1] != m.path or len(st[2]) != off:
+        # one buffer of the announced size (Size1): no growth, no fragments
+        st = ep._b1 = [m.peer, m.path, bytearray(size1 or 0), 0]
+    elif st is None or st[0] != m.peer or st[1] != m.path or st[3] != off:
         return (codec.REQUEST_ENTITY_INCOMPLETE, b"", None)
-    st[2].extend(m.payload)
+    buf = st[2]
+    end = off + len(m.payload)
+    if end <= len(buf):
+        buf[off:end] = m.payload
+    else:
+        if len(buf) != off:
+            st[2] = buf = buf[:off]
+        buf.extend(m.payload)
+    st[3] = end
     if szx > ep.szx:
         szx = ep.szx  # ask the client for our smaller blocks
     if more:
         return (codec.CONTINUE, b"", None, [[BLOCK1, val(num, 1, szx)]])
-    m.payload = bytes(st[2])
+    m.payload = bytes(memoryview(buf)[:end])
     ep._b1 = None
     m.b1 = val(num, 0, szx)
     return None

@@ -91,9 +91,8 @@ class Endpoint:
         s.setblocking(False)
         self._buf = bytearray(MAX_MSG)
         self._res = {}  # path -> [handler, obs, attrs]
-        self._ex = []  # exchanges: [peer, mid, token, state, response, Event]
+        self._ex = []  # outstanding exchanges, see exchange()
         self._seen = []  # dedup ring: [peer, mid, expiry, reply bytes]
-        self._free = asyncio.Event()  # set when some CON got its ACK (NSTART)
         self._mid = random.getrandbits(16)
         self._tok = random.getrandbits(30)
         self._obs = None  # coap.observe.Observers, created with the first obs resource
@@ -163,13 +162,17 @@ class Endpoint:
         until ACKed, then (response=True) wait for the matching response.
         Returns the response Msg (or True when response=False)."""
         if m.mtype == CON:
-            await self._nstart(peer)
+            # NSTART = 1: one unacknowledged CON per peer.  Rare enough
+            # (concurrent requests to one peer) for a short poll to do.
+            while self._busy(peer):
+                await asyncio.sleep_ms(5)
         m.mid = self._next_mid()
         if response and not m.token:
             self._tok += 1
             m.token = self._tok.to_bytes(4, "big")
         data = self._pack(m, peer)
-        ex = [peer, m.mid, m.token if response else None, 0 if m.mtype == CON else 1, True, asyncio.Event()]
+        # [peer, mid, token, state 0 unacked/1 acked/2 answered/3 reset, response, sleeping task]
+        ex = [peer, m.mid, m.token if response else None, 0 if m.mtype == CON else 1, None, None]
         self._ex.append(ex)
         p = self.p
         t = p["ACK_TIMEOUT"]
@@ -177,46 +180,56 @@ class Endpoint:
         if m.mtype == NON:
             t *= (2 << p["MAX_RETRANSMIT"]) - 1  # MAX_TRANSMIT_WAIT
         tries = 0
+        acked = False
+        due = time.ticks_add(time.ticks_ms(), t)
         try:
             self._send(data, peer)
             while True:
-                ev = ex[5]
-                try:
-                    await asyncio.wait_for_ms(ev.wait(), t)
-                except asyncio.TimeoutError:
-                    if ex[3] == 0 and tries < p["MAX_RETRANSMIT"]:
-                        tries += 1
-                        t *= 2
-                        self.retx += 1
-                        self._send(data, peer)
-                        continue
-                    raise Timeout()
-                ev.clear()
                 st = ex[3]
                 if st == 3:
                     raise Reset()
                 if st == 2:
                     return ex[4]
-                if not response:
-                    return True
-                t = p["RESPONSE_TIMEOUT"]  # acked: wait for the separate response
+                if st == 1:
+                    if not response:
+                        return True
+                    if not acked:  # empty ACK: now wait for the separate response
+                        acked = True
+                        due = time.ticks_add(time.ticks_ms(), p["RESPONSE_TIMEOUT"])
+                left = time.ticks_diff(due, time.ticks_ms())
+                if left <= 0:
+                    if st or tries >= p["MAX_RETRANSMIT"]:
+                        raise Timeout()
+                    tries += 1
+                    t *= 2
+                    due = time.ticks_add(due, t)
+                    self.retx += 1
+                    self._send(data, peer)
+                    continue
+                # sleep until the deadline; _rx wakes us early (_poke) when
+                # something arrives for this exchange: no Event, no extra task
+                ex[5] = asyncio.current_task()
+                await asyncio.sleep_ms(left)
+                ex[5] = None
         finally:
             self._ex.remove(ex)
-            self._wake()
 
-    async def _nstart(self, peer):
-        # NSTART = 1: only one unacknowledged CON per peer at a time.
-        while True:
-            for ex in self._ex:
-                if ex[0] == peer and ex[3] == 0:
-                    break
-            else:
-                return
-            await self._free.wait()
+    def _busy(self, peer):
+        for ex in self._ex:
+            if ex[0] == peer and ex[3] == 0:
+                return True
+        return False
 
-    def _wake(self):
-        self._free.set()
-        self._free = asyncio.Event()
+    @staticmethod
+    def _poke(ex):
+        # Bring a sleeping exchange task forward to now, as Task.cancel()
+        # does for a sleeping task, but without raising into it.
+        t = ex[5]
+        if t is not None:
+            ex[5] = None
+            q = asyncio.core._task_queue
+            q.remove(t)
+            q.push(t)
 
     def _next_mid(self):
         self._mid = (self._mid + 1) & 0xFFFF
@@ -283,13 +296,12 @@ class Endpoint:
                         ex[3] = 3
                     elif m.code == 0:
                         ex[3] = 1
-                        self._wake()
                     elif ex[2] == m.token:
                         ex[3] = 2
                         ex[4] = m
                     else:
                         return
-                    ex[5].set()
+                    self._poke(ex)
                     return
             if t == RST and self._obs:
                 self._obs.reset(peer, m.mid)
@@ -310,7 +322,7 @@ class Endpoint:
                 if ex[0] == peer and ex[2] == m.token and ex[3] < 2:
                     ex[3] = 2
                     ex[4] = m
-                    ex[5].set()
+                    self._poke(ex)
                     ok = True
                     break
             if t == CON:

@@ -140,8 +140,8 @@ async def test_block1_too_large_is_413_with_size1_and_gap_is_408():
     asyncio.create_task(c.run())
     r = await c.request(codec.POST, ("127.0.0.1", port), "up", bytes(3000))
     assert r.code == codec.REQUEST_ENTITY_TOO_LARGE and r.uopt(codec.SIZE1) == 2048
-    raw = Raw()  # block 2 without blocks 0 and 1
-    raw.sendm(Msg(CON, codec.POST, 9, b"", [[codec.URI_PATH, "up"], [codec.BLOCK1, (2 << 4) | 8 | 6]], bytes(1024)), port)
+    raw = Raw()  # block 1 without block 0
+    raw.sendm(Msg(CON, codec.POST, 9, b"", [[codec.URI_PATH, "up"], [codec.BLOCK1, (1 << 4) | 8 | 6]], bytes(1024)), port)
     assert (await raw.recvm()).code == codec.REQUEST_ENTITY_INCOMPLETE
     raw.close()
     c.close()
