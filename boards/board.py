@@ -48,7 +48,7 @@ CHIPS = {
 ROLE_PINS = {
     "lamp": {
         "out": ("pwm", "relay", "meter_sel"),
-        "in": ("meter_cf", "meter_cf1", "pir"),
+        "in": ("meter_cf", "meter_cf1", "pir", "relay_fb"),
         "adc": ("light_adc", "current_adc"),
         "required": ("pwm", "relay", "pir", "light_adc"),
         # the power meter is either an HLW8012/BL0937 (CF, CF1, SEL) or a
@@ -56,7 +56,7 @@ ROLE_PINS = {
         "one_of": (("meter_cf", "meter_cf1", "meter_sel"), ("current_adc",)),
     },
     "bin": {
-        "out": ("trigger", "temp_1wire"),
+        "out": ("trigger", "temp_1wire", "sensor_power"),
         "in": ("echo", "tilt"),
         "adc": ("battery_adc",),
         "required": ("trigger", "echo", "temp_1wire", "tilt", "battery_adc"),
