@@ -219,7 +219,20 @@ class Gateway:
         if self.store.pending >= self.cfg["queue_limit"]:
             raise StorageUnavailable("write queue full")
         ep = dev["ep"]
-        events = [r for r in rows if r[0].startswith("ev:")]
+        lt = self.registry.latest.get(ep)
+        if lt is None:
+            lt = self.registry.latest[ep] = {}
+        events = None
+        for r in rows:
+            if r[0].startswith("ev:"):
+                # devices repeat their active events in every report: an event
+                # row is recorded on a change of state only
+                if events is None:
+                    events, state = [], {}
+                prev = state.get(r[0], lt.get(r[0]))
+                if prev is None or prev[3] != r[4]:
+                    events.append(r)
+                state[r[0]] = (r[1], None, None, r[4])
         if events:
             def job(con):
                 st.insert_readings(con, ep, rows)
@@ -228,9 +241,6 @@ class Gateway:
             await self.store.write(job)
         else:
             await self.store.write(st.insert_readings, ep, rows)
-        lt = self.registry.latest.get(ep)
-        if lt is None:
-            lt = self.registry.latest[ep] = {}
         for name, t, v, vs, vb, unit in rows:
             old = lt.get(name)
             if old is None:

@@ -110,6 +110,14 @@ def test_http_api_errors_keepalive_and_stats(tmp_path):
                                     "lat": 49.48, "lon": 5.96, "online": True, "status": "full"}]
             ev = await gw.get("/api/events?kind=ev:lampFailure")
             assert [e["device"] for e in ev["events"]] == ["lamp-s"]
+            # the device repeats its active event in later reports: no new event row until it changes
+            await lamp.post_readings(gw, senml_cbor("lamp-s", t + 1, **{"ev:lampFailure": True}))
+            await lamp.post_readings(gw, senml_cbor("lamp-s", t + 2, **{"ev:lampFailure": True}))
+            await lamp.post_readings(gw, senml_cbor("lamp-s", t + 3, **{"ev:lampFailure": False}))
+            ev = await gw.get("/api/events?kind=ev:lampFailure")
+            assert [e["detail"]["active"] for e in ev["events"]] == [False, True]  # newest first
+            assert [d["ep"] for d in (await gw.get("/api/devices?status=faulty"))["devices"]] == []
+            await lamp.post_readings(gw, senml_cbor("lamp-s", t + 4, **{"ev:lampFailure": True}))
             assert [d["ep"] for d in (await gw.get("/api/devices?status=faulty"))["devices"]] == ["lamp-s"]
             # JSON errors
             for method, path, body, raw, code, msg in [
