@@ -23,11 +23,11 @@ energy by its own policy (lamp/energy.py); reports by dev/outbox.
 """
 import random
 import hal
-from dev import store, log, clock, config
+from dev import store, log, clock
 from dev.outbox import Outbox
 from fmt import senml, cbor
 from lamp import schedule
-from lamp.dimmer import Dimmer, curve_ok
+from lamp.dimmer import Dimmer
 from lamp.faults import Faults
 from lamp.energy import Energy
 
@@ -38,20 +38,6 @@ DEFAULT_CAL = {"id": "default", "default": "night",
 DEFAULTS = {"wattage": 60, "tolerance": 0.2, "warmup_s": 30, "min_level": 10, "ramp_ms": 2000,
             "curve": "linear", "default_level": 100, "debounce_s": 30, "lux_on": 20, "lux_off": 50,
             "tz_std": 3600, "dst": True, "save_s": 900, "outbox": 64}
-# lamp type parameters (action lamp_type, resource lamp/type)
-TYPE_KEYS = ("type", "wattage", "tolerance", "warmup_s", "min_level", "curve", "ramp_ms", "on_w",
-             "debounce_s", "cycles_max", "cycle_window_s", "voltage", "default_level")
-SCHEMA = {"type": ["PWM", "1-10V", "DALI", "switch"], "wattage": (float, 1, 2000),
-          "tolerance": (float, 0.01, 1), "warmup_s": (int, 0, 1800), "min_level": (int, 0, 100),
-          "curve": curve_ok, "ramp_ms": (int, 0, 60000), "on_w": (float, 0, 500),
-          "debounce_s": (int, 0, 3600), "cycles_max": (int, 1, 100), "cycle_window_s": (int, 10, 86400),
-          "voltage": (float, 90, 400), "default_level": (int, 1, 100), "lux_on": (float, 0, 100000),
-          "lux_off": (float, 0, 100000), "tz_std": (int, -43200, 50400), "dst": (bool,),
-          "save_s": (int, 60, 86400), "outbox": (int, 4, 512), "tick_ms": (int, 1, 10000),
-          "pins": (dict,), "meter": (dict,), "port": (int, 0, 65535), "coap": (dict,)}
-config.SCHEMA["lamp"] = SCHEMA
-
-
 def make_hw(lc):
     import sys
     if sys.platform == "esp32":
@@ -204,68 +190,40 @@ class Controller:
 
     # ---- operator actions (commands, resources, shell) -------------------------
 
+    # operator actions live in lamp/admin.py, imported on first use: their
+    # code (validation, persistence, self-test) is not on the heap otherwise
+
     def set_override(self, level, duration=0):
-        if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 100:
-            raise ValueError("level must be an integer 0..100")
-        if isinstance(duration, bool) or not isinstance(duration, int) or duration < 0:
-            raise ValueError("duration must be seconds >= 0")
-        t = int(hal.time())
-        self.overrides = [[level, t, t + duration if duration else 0]]
-        store.save_json(OVR, self.overrides)
-        log.event("override %d%% %s" % (level, "for %ds" % duration if duration else "until resume"))
-        self.step()
+        from lamp import admin
+        admin.set_override(self, level, duration)
 
     def resume(self):
-        self.overrides = []
-        store.save_json(OVR, self.overrides)
-        self.step()
+        from lamp import admin
+        admin.resume(self)
 
     def set_calendar(self, raw, data=None):
-        """Validate and install; ValueError(reason) keeps the old one.
-        data: the same calendar as CBOR bytes when the caller has them."""
-        cal = schedule.validate(raw)
-        store.write(CAL, data if data is not None else cbor.dumps(raw))
-        self.cal = cal
-        log.event("calendar %s installed" % cal[0])
-        self.step()
-        return cal[0]
+        from lamp import admin
+        return admin.set_calendar(self, raw, data)
 
     def calendar_cbor(self):
-        """The installed calendar as CBOR bytes (as received), or the default."""
-        data = store.read(CAL)
-        if data is not None:
-            try:
-                if schedule.validate(cbor.loads(data))[0] == self.cal[0]:
-                    return data
-            except ValueError:
-                pass
-        return cbor.dumps(DEFAULT_CAL)
+        from lamp import admin
+        return admin.calendar_cbor(self)
 
     def set_type(self, p):
-        if not isinstance(p, dict):
-            raise ValueError("lamp type must be a map")
-        for k in p:
-            if k not in TYPE_KEYS:
-                raise ValueError("lamp type: unknown key %s" % k)
-        return self.set_config({"lamp": p})
+        from lamp import admin
+        return admin.set_type(self, p)
 
     def set_config(self, changes):
-        self.cfg = config.apply(self.cfg, changes)
-        try:
-            import app
-            app.cfg = self.cfg
-        except ImportError:
-            pass
-        p = self.p
-        p.update(self.cfg.get("lamp") or {})
-        d = self.dim
-        d.ramp_ms, d.min_level, d.curve = p["ramp_ms"], p["min_level"], p["curve"]
-        self.faults.set_params(p)
-        return None
+        from lamp import admin
+        return admin.set_config(self, changes)
 
     def lamp_type(self):
-        p = self.p
-        return {k: p[k] for k in TYPE_KEYS if k in p}
+        from lamp import admin
+        return admin.lamp_type(self)
+
+    def selftest(self, wait_ms=1500):
+        from lamp import admin
+        return admin.selftest(self, wait_ms)
 
     # ---- role object for app.py / eclor.py -------------------------------------
 
@@ -285,33 +243,6 @@ class Controller:
         else:
             self.set_override(x, duration)
         return self.status()
-
-    def selftest(self, wait_ms=1500):
-        """Relay click and power check (blocks ~2 s), clock, gateway."""
-        hw, d, p = self.hw, self.dim, self.p
-        hw.set_relay(False)
-        hal.sleep_ms(wait_ms // 3)
-        hw.power()  # restart the meter's averaging window
-        hal.sleep_ms(wait_ms // 3)
-        off = hw.power() or 0.0
-        hw.set_duty(65535)
-        hw.set_relay(True)
-        hal.sleep_ms(wait_ms // 3)
-        hw.power()
-        hal.sleep_ms(wait_ms)
-        on = hw.power() or 0.0
-        hw.set_relay(d.relay)  # back to what the dimmer drives
-        d._duty = -1
-        d._write()
-        on_w = self.faults.on_w
-        exp = p["wattage"]
-        r = {"relay": "ok" if off <= on_w < on else "FAIL (off %.1f W, on %.1f W)" % (off, on),
-             "power": "ok %.1f W" % on if abs(on - exp) <= exp * p["tolerance"] + 1
-             else "FAIL %.1f W, expected %s W" % (on, exp),
-             "clock": (clock.source or "rtc") if clock.time_known() else "FAIL time unknown",
-             "gateway": "registered" if self.net_ok() else "FAIL not registered"}
-        log.event("selftest %s" % r)
-        return r
 
     def net_ok(self):
         reg = getattr(self, "reg", None)

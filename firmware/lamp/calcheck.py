@@ -1,0 +1,127 @@
+"""Calendar validation (docs/lamp.md): a calendar map -> the compact form
+lamp/schedule.py evaluates, or ValueError with a reason a technician can act
+on. Loaded only when a calendar arrives (and once at boot), then dropped.
+"""
+from lamp import tz
+
+MAX_PROGRAMS = 8
+MAX_POINTS = 12
+MAX_RULES = 16
+_FIXED = 0
+_SUNSET = 1
+_SUNRISE = 2
+
+
+def _int(v, lo, hi, what):
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo or v > hi:
+        raise ValueError("%s must be an integer %d..%d" % (what, lo, hi))
+    return v
+
+
+def _hhmm(s, what):
+    try:
+        h, m = s.split(":")
+        if len(h) == 2 and len(m) == 2:
+            h, m = int(h), int(m)
+            if 0 <= h < 24 and 0 <= m < 60:
+                return h * 60 + m
+    except (ValueError, AttributeError, TypeError):
+        pass
+    raise ValueError("%s: 'at' must be HH:MM, sunset or sunrise" % what)
+
+
+def _date(s, what):
+    # "MM-DD" (every year) -> (0, m*100+d); "YYYY-MM-DD" -> (1, day number)
+    try:
+        p = s.split("-")
+        if len(p) == 2 and len(p[0]) == 2 and len(p[1]) == 2:
+            m, d = int(p[0]), int(p[1])
+            if 1 <= m <= 12 and 1 <= d <= 31:
+                return 0, m * 100 + d
+        elif len(p) == 3 and len(p[0]) == 4:
+            y, m, d = int(p[0]), int(p[1]), int(p[2])
+            if 1 <= m <= 12 and 1 <= d <= 31:
+                z = tz.days_from_civil(y, m, d)
+                if tz.civil_from_days(z) == (y, m, d):
+                    return 1, z
+    except (ValueError, AttributeError, TypeError):
+        pass
+    raise ValueError("%s: date must be MM-DD or YYYY-MM-DD" % what)
+
+
+def _program(name, pts):
+    what = "program %s" % name
+    if not isinstance(pts, list) or not pts or len(pts) > MAX_POINTS:
+        raise ValueError("%s: must be a list of 1..%d switch points" % (what, MAX_POINTS))
+    out = []
+    prev = -1
+    for i, p in enumerate(pts):
+        w = "%s point %d" % (what, i + 1)
+        if not isinstance(p, dict):
+            raise ValueError(w + ": must be a map")
+        at = p.get("at")
+        lvl = _int(p.get("level"), 0, 100, w + " level")
+        off = _int(p.get("offset", 0), -720, 720, w + " offset (minutes)")
+        if at == "sunset":
+            out.append((_SUNSET, off, lvl))
+        elif at == "sunrise":
+            out.append((_SUNRISE, off, lvl))
+        else:
+            # minutes after the operating day's noon
+            key = (_hhmm(at, w) + off - 720) % 1440
+            if key < prev:
+                raise ValueError(w + ": fixed times out of order (the day runs 12:00 to 12:00)")
+            prev = key
+            out.append((_FIXED, key, lvl))
+    return tuple(out)
+
+
+def validate(cal):
+    """Calendar map -> (id, programs, rules, default, presence); ValueError(reason)."""
+    if not isinstance(cal, dict):
+        raise ValueError("calendar must be a map")
+    cid = cal.get("id", "")
+    if not isinstance(cid, str) or len(cid) > 32:
+        raise ValueError("id must be a string of at most 32 characters")
+    progs = cal.get("programs")
+    if not isinstance(progs, dict) or not progs or len(progs) > MAX_PROGRAMS:
+        raise ValueError("programs must be a map of 1..%d named programs" % MAX_PROGRAMS)
+    programs = {}
+    for name, pts in progs.items():
+        if not isinstance(name, str) or not name or len(name) > 16:
+            raise ValueError("program names must be strings of 1..16 characters")
+        programs[name] = _program(name, pts)
+    default = cal.get("default")
+    if default not in programs:
+        raise ValueError("default must name a program")
+    rules = []
+    rl = cal.get("rules", [])
+    if not isinstance(rl, list) or len(rl) > MAX_RULES:
+        raise ValueError("rules must be a list of at most %d rules" % MAX_RULES)
+    for i, r in enumerate(rl):
+        w = "rule %d" % (i + 1)
+        if not isinstance(r, dict):
+            raise ValueError(w + ": must be a map")
+        if r.get("program") not in programs:
+            raise ValueError(w + ": unknown program %r" % (r.get("program"),))
+        lo = _date(r["from"], w + " from") if "from" in r else None
+        hi = _date(r["to"], w + " to") if "to" in r else None
+        if lo and hi and lo[0] != hi[0]:
+            raise ValueError(w + ": from and to must both be MM-DD or both YYYY-MM-DD")
+        days = r.get("days", [1, 2, 3, 4, 5, 6, 7])
+        if not isinstance(days, list):
+            raise ValueError(w + ": days must be a list of ISO weekdays 1..7")
+        mask = 0
+        for d in days:
+            mask |= 1 << _int(d, 1, 7, w + " weekday")
+        rules.append((lo, hi, mask, r["program"]))
+    pres = cal.get("presence")
+    if pres is not None:
+        if not isinstance(pres, dict):
+            raise ValueError("presence must be a map")
+        pres = (_int(pres.get("level"), 0, 100, "presence level"),
+                _int(pres.get("hold_s", 60), 1, 86400, "presence hold_s"),
+                _int(pres.get("gap_s", 0), 0, 86400, "presence gap_s"))
+    return (cid, programs, tuple(rules), default, pres)
+
+
