@@ -212,3 +212,48 @@ def test_restart_keeps_registry_and_command_queue(tmp_path):
                 stats = await gw.get("/api/stats")
                 assert stats["total"]["bins_to_collect"] == 1 and stats["total"]["low_batteries"] == 1
     run(scenario())
+
+
+def raw(mtype, mid, token, m):
+    """A message with the messaging-layer fields set by hand (a raw-socket peer)."""
+    m.mtype, m.mid, m.token = mtype, mid, token
+    return m
+
+
+def test_command_retransmitted_to_a_lossy_device(tmp_path):
+    """The device loses the first /cmd: aiocoap retransmits (counted in /metrics)
+    and the command still ends `done`, sent from the gateway's CoAP port to the
+    port the device registered from."""
+    import socket
+    from aiocoap.numbers.types import Type
+
+    async def scenario():
+        async with running(tmp_path) as gw:
+            loop = asyncio.get_running_loop()
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.1", 0))
+            s.setblocking(False)
+            reg = raw(Type.CON, 7, b"\x01", aiocoap.Message(code=Code.POST, uri_path=("rd",), payload=b"</cmd>",
+                                                           uri_query=("ep=lamp-raw", "lt=300", "et=eclor.lamp")))
+            s.sendto(reg.encode(), gw.coap_addr)
+            data, _ = await asyncio.wait_for(loop.sock_recvfrom(s, 2048), 5)
+            assert aiocoap.Message.decode(data).code == Code.CREATED
+            st, c = await gw.http("POST", "/api/devices/lamp-raw/commands", {"action": "reboot", "ttl": 60})
+            assert st == 201
+            first, src = await asyncio.wait_for(loop.sock_recvfrom(s, 2048), 5)   # dropped on purpose
+            again, src2 = await asyncio.wait_for(loop.sock_recvfrom(s, 2048), 10)  # the retransmission
+            assert first == again and src == src2 == gw.coap_addr
+            m = aiocoap.Message.decode(again)
+            assert m.mtype == Type.CON and m.opt.uri_path == ("cmd",) and m.opt.content_format == 60
+            cmd = cbor2.loads(m.payload)
+            ack = raw(Type.ACK, m.mid, m.token, aiocoap.Message(
+                code=Code.CHANGED, payload=cbor2.dumps({"id": cmd["id"], "s": "done", "r": "rebooting"})))
+            ack.opt.content_format = 60
+            s.sendto(ack.encode(), src)
+            c = await wait_state(gw, c["id"])
+            assert c["state"] == "done" and c["answer"] == {"s": "done", "r": "rebooting"}
+            s.close()
+            text = (await gw.http("GET", "/metrics"))[1]
+            n = [ln for ln in text.splitlines() if ln.startswith("eclor_coap_retransmissions_total ")]
+            assert n and int(n[0].split()[1]) >= 1, n
+    run(scenario())
