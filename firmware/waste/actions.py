@@ -1,19 +1,28 @@
 """Bin command actions (docs/architecture.md "Commands"), applied through
-dev.commands (idempotent by id, expiry, reasons). Loaded only when the
-gateway hands over commands.
+dev.commands (idempotent by id, expiry, reasons). Imported with
+waste/link.py at the start of the radio phase, not when the first command
+arrives: loading a module late in the window, on a fragmented heap, is
+where a 100 KB heap runs out of contiguous blocks.
 
 geometry / thresholds / intervals take only their own keys; the new settings
 are validated as a whole (waste/conf.py) and written through dev.config
 (atomic, old file kept); a refusal raises ValueError(reason) and leaves both
 the running settings and config.json untouched.
 """
+from dev.commands import Commands
 from waste import conf
+
+# action -> the settings it may change (docs/architecture.md "Commands")
+KEYS = {
+    "geometry": ("depth_m", "offset_m", "blind_m", "max_range_m"),
+    "thresholds": ("full_pct", "fire_c", "fire_rise_c", "battery_low_v", "emptied_drop_pct"),
+    "intervals": ("measure_s", "heartbeat_s", "step_pct"),
+}
 
 
 class Actions:
     def __init__(self, c):
         self.c = c
-        from dev.commands import Commands
         self.cmds = Commands({"geometry": self.geometry, "thresholds": self.thresholds,
                               "intervals": self.intervals, "config": self.config,
                               "report": self.report, "reboot": self.reboot})
@@ -22,7 +31,7 @@ class Actions:
         return [self.cmds.apply(x) for x in cmds]
 
     def _settings(self, action, p):
-        keys = conf.ACTIONS[action]
+        keys = KEYS[action]
         if not p:
             raise ValueError(action + ": no parameters")
         for k in p:

@@ -7,43 +7,52 @@ settings stay in force: a bin must never end up measuring with a depth of
 zero or sleeping for a negative time because of one typo at the gateway.
 """
 
-# key: (default, low, high); a key whose default is an int takes ints only.
-# One table rather than a defaults dict and a ranges dict: on a board every
-# dict and key loaded from .mpy lives in the RAM the radio phase needs.
-TABLE = {
-    # geometry (metres)
-    "depth_m": (1.0, 0.1, 5.0), "offset_m": (0.30, 0.0, 2.0), "blind_m": (0.25, 0.0, 1.0),
-    "max_range_m": (4.5, 0.5, 8.0),
-    # measurement: pings per burst, echoes that must agree, within agree_m
-    "pings": (7, 3, 9), "min_valid": (3, 1, 9), "agree_m": (0.05, 0.005, 0.5),
-    # thresholds
-    "full_pct": (80, 10, 100), "fire_c": (60.0, 30.0, 120.0), "fire_rise_c": (5.0, 1.0, 50.0),
-    "battery_low_v": (3.4, 2.5, 4.5), "emptied_drop_pct": (30, 5, 100),
-    # duty cycle (seconds, %)
-    "measure_s": (900, 60, 86400), "heartbeat_s": (21600, 300, 604800), "step_pct": (10, 1, 100),
-    # radio: CoAP parameters of the wake window; back-off while the gateway
-    # is away (first wait, cap)
-    "ack_timeout_ms": (2000, 100, 10000), "max_retransmit": (2, 0, 4),
-    "backoff_s": (900, 60, 86400), "backoff_max_s": (14400, 60, 604800),
-    # outbox bound: reports kept while the gateway is away
-    "outbox": (256, 8, 4096),
-}
-DEFAULTS = {}
-for _k in TABLE:
-    DEFAULTS[_k] = TABLE[_k][0]
+# One row per setting: "key default low high", rows separated by "|"; a
+# default written without a decimal point means the key takes integers only.
+# A string rather than a dict of tuples: loaded from .mpy it costs ~0.7 KB of
+# heap instead of ~3 KB, and the radio phase of a wake needs that RAM.
+#   geometry (metres); measurement: pings per burst, echoes that must agree
+#   within agree_m; thresholds; duty cycle (s, %); radio: CoAP parameters of
+#   the wake window, back-off while the gateway is away (first wait, cap);
+#   outbox bound (reports kept while the gateway is away).
+TABLE = ("depth_m 1.0 0.1 5.0|offset_m 0.30 0.0 2.0|blind_m 0.25 0.0 1.0|max_range_m 4.5 0.5 8.0|"
+         "pings 7 3 9|min_valid 3 1 9|agree_m 0.05 0.005 0.5|"
+         "full_pct 80 10 100|fire_c 60.0 30.0 120.0|fire_rise_c 5.0 1.0 50.0|battery_low_v 3.4 2.5 4.5|"
+         "emptied_drop_pct 30 5 100|"
+         "measure_s 900 60 86400|heartbeat_s 21600 300 604800|step_pct 10 1 100|"
+         "ack_timeout_ms 2000 100 10000|max_retransmit 2 0 4|backoff_s 900 60 86400|"
+         "backoff_max_s 14400 60 604800|outbox 256 8 4096")
 
-# command action -> keys it may change (docs/architecture.md "Commands")
-ACTIONS = {
-    "geometry": ("depth_m", "offset_m", "blind_m", "max_range_m"),
-    "thresholds": ("full_pct", "fire_c", "fire_rise_c", "battery_low_v", "emptied_drop_pct"),
-    "intervals": ("measure_s", "heartbeat_s", "step_pct"),
-}
+
+def _num(x):
+    return float(x) if "." in x else int(x)
+
+
+def row(key):
+    """(default, low, high) of a setting, or None if there is no such key."""
+    i = TABLE.find(key + " ")
+    while i > 0 and TABLE[i - 1] != "|":
+        i = TABLE.find(key + " ", i + 1)
+    if i < 0:
+        return None
+    j = TABLE.find("|", i)
+    f = TABLE[i:j if j > 0 else len(TABLE)].split()
+    return _num(f[1]), _num(f[2]), _num(f[3])
+
+
+def defaults():
+    """A fresh dict of the default settings."""
+    d = {}
+    for r in TABLE.split("|"):
+        f = r.split()
+        d[f[0]] = _num(f[1])
+    return d
 
 
 def check(new):
     """Reason (str) why the settings `new` are invalid, or None."""
     for k, v in new.items():
-        r = TABLE.get(k)
+        r = row(k) if isinstance(k, str) else None
         if r is None:
             return "unknown key " + k
         if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -69,7 +78,7 @@ def merged(cur, changes):
         raise ValueError("params must be a map")
     new = dict(cur)
     for k in changes:
-        if k not in DEFAULTS:
+        if not isinstance(k, str) or row(k) is None:
             raise ValueError("unknown key " + str(k))
         new[k] = changes[k]
     why = check(new)
@@ -79,14 +88,14 @@ def merged(cur, changes):
 
 
 def from_config(cfg):
-    """Bin settings from a config dict: defaults + cfg["bin"]; bad -> (DEFAULTS, reason)."""
+    """Bin settings from a config dict: defaults + cfg["bin"]; bad -> (defaults, reason)."""
     sub = cfg.get("bin") if isinstance(cfg, dict) else None
     try:
-        return merged(DEFAULTS, sub or {}), None
+        return merged(defaults(), sub or {}), None
     except ValueError as e:
-        return dict(DEFAULTS), str(e)
+        return defaults(), str(e)
 
 
 def schema_rule(v):
     """dev.config schema rule for the "bin" section: ValueError(reason) if bad."""
-    merged(DEFAULTS, v)
+    merged(defaults(), v)

@@ -44,6 +44,7 @@ class Cycle:
         self.cfg = cfg
         self.secrets = secrets or {}
         self.s, self.cfg_error = conf.from_config(cfg)
+        self._own_hw = hw is None
         if hw is None:
             hw = _open_hw(cfg)
         self.hw = hw
@@ -71,22 +72,9 @@ class Cycle:
     # ---- measurement --------------------------------------------------------
 
     def measure(self):
-        """One measurement with events; returns the reading dict."""
-        hw, s, st = self.hw, self.s, self.st
-        from waste import events
-        rg = self.get_ranger()
-        hw.temp_start()
-        rg.pings(s)
-        temp = hw.temp_read()
-        t_c = temp if temp is not None else st.get("temp", 15.0)
-        dist, fill, n, why = rg.evaluate(s, t_c)
-        tilted = hw.tilted()
-        batt = hw.battery_v()
-        changes, status = events.evaluate(st, fill, temp, tilted, hw.tilt_wake(), batt, s)
-        self.changes = changes
-        self.reading = r = {"fill": fill, "distance": dist, "temp": temp, "battery": batt,
-                            "status": status, "echoes": n, "why": why, "tilted": tilted}
-        return r
+        """One measurement with events (waste/sense.py); the reading dict."""
+        from waste import sense
+        return sense.measure(self)
 
     def get_ranger(self):
         if self.ranger is None:
@@ -118,36 +106,6 @@ class Cycle:
             recs.append(("dropped", None, self.outbox().dropped))
         return senml_pack(recs, "urn:dev:ep:%s:" % self.cfg["ep"], int(now))
 
-    def decide(self, now):
-        """Queue this wake's pack if worth sending; True when a transmission is due."""
-        s, st, r = self.s, self.st, self.reading
-        hb = now - st.get("hb", 0) >= s["heartbeat_s"]
-        why = None
-        if self.changes:
-            why = "event"
-        elif r["fill"] is not None and (st.get("sent_fill") is None
-                                         or abs(r["fill"] - st["sent_fill"]) >= s["step_pct"]):
-            why = "change"
-        elif r["status"] != st.get("sent_status", "ok") and r["status"] != "unknown":
-            why = "status"
-        elif hb:
-            why = "heartbeat"
-        elif st.get("force"):
-            why = "report"
-        if why:
-            if now < 1704067200:
-                # RTC unknown (power-on): the pack waits for the clock that
-                # the wake window sets (NTP or GET /time), see queue()
-                self.deferred = hb
-                self.why = why
-                return True
-            self.queue(now, hb)
-        self.why = why
-        if not len(self.outbox()):
-            return False
-        # a fresh event goes out now even during back-off; a routine reading waits
-        return why == "event" or now >= st.get("next_try", 0)
-
     def queue(self, now, hb):
         """Persist this wake's pack in the outbox and the state that goes with it."""
         st, r = self.st, self.reading
@@ -166,10 +124,6 @@ class Cycle:
 
     async def transmit(self):
         """The wake window (waste/link.py), then the back-off bookkeeping."""
-        # the radio phase needs the CoAP stack: make room on the heap by
-        # dropping what only the measurement needed (reloaded if used again)
-        self.ranger = None
-        unload("waste.ranger", "waste.events")
         from waste import link
         ok = await link.transmit(self)
         st, s = self.st, self.s
@@ -192,7 +146,7 @@ class Cycle:
     def apply(self, cmds):
         """Apply command maps (waste/actions.py); returns the result maps."""
         if self.actions is None:
-            from waste.actions import Actions
+            from waste.actions import Actions   # loaded with waste.link
             self.actions = Actions(self)
         out = self.actions.apply(cmds)
         self.results.extend(out)
@@ -205,9 +159,19 @@ class Cycle:
         st = self.st
         if hal.reset_cause() != "deepsleep":
             st["force"] = 1          # announce ourselves after power-on or reset
-        self.measure()
+        from waste import sense
+        sense.measure(self)
         now = int(hal.time())
-        if self.decide(now):
+        go = sense.decide(self, now)
+        if go:
+            # the radio phase needs the CoAP stack: make room on the heap by
+            # dropping what only the measurement needed (reloaded if used again)
+            self.ranger = None
+            sense = None
+            hwmod = self.hw.__class__.__module__ if self._own_hw else None
+            if hwmod:
+                self.hw = None      # re-opened for the deep sleep set-up
+            unload("waste.sense", "waste.ranger", "waste.events", hwmod)
             await self.transmit()
         if self.deferred is not None:
             # the clock could not be set: queue with the RTC's time anyway
@@ -230,6 +194,8 @@ class Cycle:
         return max(1000, s["measure_s"] * 1000 - awake)
 
     def sleep(self, ms):
+        if self.hw is None:
+            self.hw = _open_hw(self.cfg)
         self.hw.arm_tilt_wake(True)
         hal.wifi_off()
         if self.reboot:
@@ -285,7 +251,7 @@ def unload(*names):
     import sys
     import gc
     for n in names:
-        if sys.modules.pop(n, None) is not None:
+        if n and sys.modules.pop(n, None) is not None:
             pkg, _, attr = n.rpartition(".")
             p = sys.modules.get(pkg)
             if p is not None:

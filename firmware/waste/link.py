@@ -23,6 +23,8 @@ import hal
 from coap import codec
 from coap.endpoint import Endpoint, Timeout, addr
 from fmt import cbor
+from dev.commands import parse
+import waste.actions  # noqa: F401  (loaded now, while the heap is in one piece)
 
 RTT_MS = 30            # one CoAP exchange on the local Wi-Fi incl. gateway work
 RANDOM_FACTOR = 1.25   # mean of ACK_RANDOM_FACTOR 1.5's uniform draw
@@ -208,7 +210,6 @@ def _concat(items, n):
 
 
 def _decode_cmds(payload):
-    from dev.commands import parse
     try:
         return parse(payload)
     except ValueError as e:

@@ -21,7 +21,7 @@ class Clock:
 
 
 def _measure(script, temp=None, **over):
-    s = dict(conf.DEFAULTS)
+    s = conf.defaults()
     s.update(over)
     clk = Clock()
     hw = BinSim(script, clk)
@@ -101,7 +101,7 @@ def test_fill_clamped():
 
 
 def _ev(st, fill=50, temp=15.0, tilted=False, tilt_wake=False, batt=3.9, **over):
-    s = dict(conf.DEFAULTS)
+    s = conf.defaults()
     s.update(over)
     return events.evaluate(st, fill, temp, tilted, tilt_wake, batt, s)
 
@@ -162,7 +162,7 @@ def test_tilt_moved_and_battery():
 
 
 def test_settings_validation():
-    s = dict(conf.DEFAULTS)
+    s = conf.defaults()
     assert conf.check(s) is None
     for bad, why in (({"depth_m": 0}, "depth_m"), ({"full_pct": "x"}, "number"), ({"pings": 2.5}, "integer"),
                      ({"nope": 1}, "unknown key"), ({"measure_s": 30}, "measure_s"),
@@ -173,5 +173,5 @@ def test_settings_validation():
             assert why in str(e), (bad, e)
         else:
             raise AssertionError("accepted %r" % bad)
-    assert s == conf.DEFAULTS            # old settings untouched
+    assert s == conf.defaults()            # old settings untouched
     assert conf.merged(s, {"depth_m": 1.2})["depth_m"] == 1.2
