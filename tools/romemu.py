@@ -18,7 +18,8 @@ FLASH_BEGIN/DATA/END (erase, checksum and sequence checked), SPI_FLASH_MD5
 fail with "invalid message", as on a real ESP32, whose ROM predates them.
 
 The flash is a bytearray (4 MiB by default); `--flash FILE` loads it from and
-saves it to a file after each FLASH_END so it survives the emulator.
+saves it to a file (tmp + rename) after FLASH_END, when esptool hangs up and
+at exit, so it survives the emulator.
 """
 import argparse
 import hashlib
@@ -97,6 +98,7 @@ class RomEmulator:
         self.fail_after = fail_after
         self.lock = threading.Lock()
         self.log = []              # (cmd, ok) for tests and --verbose
+        self.dirty = False         # flash changed since the last save
 
     # -- helpers --------------------------------------------------------
     def _resp(self, cmd, value=0, data=b"", status=0, error=0):
@@ -126,6 +128,7 @@ class RomEmulator:
             return bytes(self.flash[offset:offset + size])
 
     def save(self):
+        self.dirty = False
         if self.flash_file:
             tmp = self.flash_file + ".tmp"
             with open(tmp, "wb") as f:
@@ -187,6 +190,7 @@ class RomEmulator:
             end = min(at + n, self.flash_size)
             self.flash[at:end] = payload[: end - at]
             self.written += n
+            self.dirty = True
             return self._resp(cmd)
         if cmd == FLASH_END:
             self.begin = None
@@ -260,6 +264,10 @@ class TcpServer:
                 pass
             finally:
                 conn.close()
+                # esptool --after no-reset sends no FLASH_END: save when it hangs up
+                if self.emu.dirty:
+                    with self.emu.lock:
+                        self.emu.save()
 
     def close(self):
         self.stop.set()
@@ -326,6 +334,8 @@ def main(argv=None):
     if a.pty:
         pty_srv = PtyServer(emu).start()
         print(pty_srv.path, flush=True)
+    import signal
+    signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
