@@ -16,10 +16,11 @@ What an operator sees while it runs (all through the gateway's API):
 - commands sent with `eclor send` reaching the devices (lamps at once, bins
   at their next wake).
 
-The simulated world starts ten minutes before today's sunset at Villerupt,
-so dusk comes within the first minute. Readings carry the simulated time,
-which runs ahead of the wall clock: the demo's gateway accepts timestamps
-up to 30 days ahead (--max-future-s).
+The simulated world starts ten minutes before sunset at Villerupt a week
+ago, so dusk comes within the first minute; readings carry the simulated
+time. At x60 the world catches up with the wall clock after about three
+hours; beyond that the demo's gateway still accepts its readings
+(--max-future-s 30 days), but commands could look expired to the devices.
 
 Ctrl-C (or SIGTERM, or --duration) stops the devices, then the gateway;
 every child runs in its own process group with a parent-death signal, so
@@ -76,11 +77,16 @@ def _astro():
     return mod
 
 
-def world_start(now=None):
-    """Ten minutes before today's (UTC day) sunset at Villerupt."""
+def world_start(now=None, days_back=7):
+    """Ten minutes before sunset at Villerupt, `days_back` days ago.
+
+    Why in the past: devices judge a command's expiry ("exp", set by the
+    gateway from the wall clock) with their own, simulated, clock. A world
+    that starts a week back and runs x60 stays behind the wall clock for
+    about three hours, so commands behave as in the field."""
     now = time.time() if now is None else now
     name, lat, lon, _ = territory.COMMUNES[0]
-    day = int(now // 86400)
+    day = int(now // 86400) - days_back
     try:
         _, sunset = _astro().sun_times(day, lat, lon)
     except Exception:  # noqa: BLE001 - the demo must start even without the lamp code
@@ -179,9 +185,9 @@ async def _status(api, fleet, seen, say):
         return
     tot = stats.get("total", {}) if isinstance(stats, dict) else {}
     online = sum(1 for d in devs if d.get("online"))
-    say("[%s] %d/%d devices online, lamps on %s/%s (faulty %s), energy today %s kWh, bins to collect %d%s" % (
+    say("[%s] %d/%d devices online, lamps on %s/%s (faulty %s), bins to collect %d%s" % (
         local(fleet.world_utc()), online, len(fleet.devices), tot.get("lamps_on", "?"), tot.get("lamps", "?"),
-        tot.get("lamps_faulty", "?"), tot.get("energy_today_kwh", "?"), coll.get("count", 0),
+        tot.get("lamps_faulty", "?"), coll.get("count", 0),
         (": " + ", ".join("%s %.0f%%" % (b["ep"], b["fill"]) for b in coll.get("bins", [])[:3])) if coll.get("count") else ""))
     for e in sorted(evs, key=lambda e: e.get("id", 0)):
         if e.get("id") in seen["ids"]:
@@ -212,7 +218,7 @@ def banner(gw, data, args, specs):
         "  data        %s  (gateway: gateway/eclor.db, gateway/gateway.log; devices: fleet/devices/<ep>/)" % data,
         "  CoAP        coap://%s:%d" % gw.coap,
         "  HTTP API    %s/api/devices   /api/collection   /api/events   /api/stats   /metrics" % api,
-        "  time        x%g: one simulated hour every %.0f s; the world starts 10 min before sunset"
+        "  time        x%g: one simulated hour every %.0f s, from 10 min before sunset a week ago"
         % (args.speed, 3600 / args.speed),
         "  scenario    %s" % ("none" if args.no_scenario else SCENARIO_HELP),
         "  try         %seclor devices" % env,
