@@ -10,9 +10,11 @@ from lamp.dimmer import curve_ok
 from lamp.control import CAL, OVR, DEFAULT_CAL
 
 # lamp type parameters (action lamp_type, resource lamp/type)
-TYPE_KEYS = ("type", "wattage", "tolerance", "warmup_s", "min_level", "curve", "ramp_ms", "on_w",
-             "debounce_s", "cycles_max", "cycle_window_s", "voltage", "default_level")
-SCHEMA = {"type": ["PWM", "1-10V", "DALI", "switch"], "wattage": (float, 1, 2000),
+TYPE_KEYS = ("control", "wattage", "tolerance", "warmup_s", "min_level", "curve", "ramp_ms", "on_w",
+             "debounce_s", "cycles_max", "cycle_window_s", "voltage", "default_level", "current_min",
+             "current_max")
+SCHEMA = {"control": ["PWM", "1-10V", "DALI", "switch"], "current_min": (float, 0, 100),
+          "current_max": (float, 0, 100), "wattage": (float, 1, 2000),
           "tolerance": (float, 0.01, 1), "warmup_s": (int, 0, 1800), "min_level": (int, 0, 100),
           "curve": curve_ok, "ramp_ms": (int, 0, 60000), "on_w": (float, 0, 500),
           "debounce_s": (int, 0, 3600), "cycles_max": (int, 1, 100), "cycle_window_s": (int, 10, 86400),
