@@ -25,6 +25,7 @@ import aiocoap
 import cbor2
 from aiocoap import interfaces
 from aiocoap.numbers.codes import Code
+from aiocoap.numbers.constants import TransportTuning
 
 from . import registry as reg
 from . import senml
@@ -327,7 +328,7 @@ class Observer:
         ep = row["ep"]
         uri = "coap://%s%s" % (_hostport(row["host"], row["port"]), path if path.startswith("/") else "/" + path)
         try:
-            req = aiocoap.Message(code=Code.GET, uri=uri, observe=0)
+            req = aiocoap.Message(code=Code.GET, uri=uri, observe=0, transport_tuning=self.gw.coap.tuning())
             self.gw.metrics.inc("eclor_coap_out_total", kind="observe")
             pr = self.gw.coap.context.request(req)
             first = await pr.response
@@ -407,10 +408,17 @@ class CoapServer:
         self.udp.datagram_msg_received = guarded
         return self.udp._local_port()
 
+    def tuning(self):
+        """RFC 7252 transmission parameters of the gateway's own requests (config)."""
+        t = TransportTuning()
+        t.ACK_TIMEOUT = self.gw.cfg["ack_timeout"]
+        t.MAX_RETRANSMIT = self.gw.cfg["max_retransmit"]
+        return t
+
     async def send_command(self, dev, cmd, expires):
         """POST /cmd (CON, CBOR) to the device's registered address -> (code, payload)."""
         uri = "coap://%s/cmd" % _hostport(dev["host"], dev["port"])
-        req = aiocoap.Message(code=Code.POST, uri=uri, payload=cbor2.dumps(cmd))
+        req = aiocoap.Message(code=Code.POST, uri=uri, payload=cbor2.dumps(cmd), transport_tuning=self.tuning())
         req.opt.content_format = CT_CBOR
         self.gw.metrics.inc("eclor_coap_out_total", kind="command")
         timeout = max(1.0, expires - time.time())

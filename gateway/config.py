@@ -30,6 +30,8 @@ SPEC = {
     "default_lt": (90000, int, "registration lifetime when the device gives none (RFC 9176)"),
     "min_lt": (60, int, "shortest registration lifetime accepted"),
     "lt_grace_s": (30.0, float, "grace after a lifetime before the device is marked offline"),
+    "ack_timeout": (2.0, float, "CoAP ACK_TIMEOUT (s) of the gateway's own requests (commands, observe)"),
+    "max_retransmit": (4, int, "CoAP MAX_RETRANSMIT of the gateway's own requests"),
     "command_ttl": (3600.0, float, "default command TTL in seconds"),
     "command_retry_s": (30.0, float, "pause before re-sending a command to an always-on device"),
     "group_concurrency": (16, int, "devices addressed at once by a group command"),
@@ -97,6 +99,10 @@ def validate(cfg):
     for k in positive:
         if cfg[k] <= 0:
             raise ConfigError("%s must be > 0, not %r" % (k, cfg[k]))
+    if not 0.1 <= cfg["ack_timeout"] <= 60:
+        raise ConfigError("ack_timeout must be within 0.1..60 s")
+    if not 0 <= cfg["max_retransmit"] <= 10:
+        raise ConfigError("max_retransmit must be within 0..10")
     if cfg["aggregate_days"] < cfg["retention_days"]:
         raise ConfigError("aggregate_days must be >= retention_days")
     if not 0 <= cfg["collection_threshold"] <= 100:

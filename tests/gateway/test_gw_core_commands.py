@@ -228,7 +228,9 @@ def test_command_retransmitted_to_a_lossy_device(tmp_path):
     from aiocoap.numbers.types import Type
 
     async def scenario():
-        async with running(tmp_path) as gw:
+        async with running(tmp_path, ack_timeout=0.3, max_retransmit=2) as gw:
+            t = gw.gw.coap.tuning()
+            assert (t.ACK_TIMEOUT, t.MAX_RETRANSMIT) == (0.3, 2)
             loop = asyncio.get_running_loop()
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.bind(("127.0.0.1", 0))
