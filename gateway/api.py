@@ -84,6 +84,12 @@ def routes(gw):
         rows = await gw.store.read(st.query_readings, ep, req.arg("name"), since, until, _limit(req))
         return 200, {"ep": ep, "readings": rows, "count": len(rows)}
 
+    async def hourly(req, ep):
+        device(ep)
+        rows = await gw.store.read(st.query_hourly, ep, req.arg("name"), req.arg("since", float),
+                                   req.arg("until", float), _limit(req))
+        return 200, {"ep": ep, "hourly": rows, "count": len(rows)}
+
     async def send(req, ep):
         body = req.json()
         if not isinstance(body, dict):
@@ -168,6 +174,7 @@ def routes(gw):
         ("POST", r"/api/devices", declare),
         ("GET", EP, get_device),
         ("GET", EP + r"/readings", readings),
+        ("GET", EP + r"/hourly", hourly),
         ("POST", EP + r"/commands", send),
         ("POST", r"/api/commands", group),
         ("GET", r"/api/commands", list_commands),

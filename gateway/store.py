@@ -498,6 +498,24 @@ def query_readings(con, device, name=None, since=None, until=None, limit=100):
     return out
 
 
+def query_hourly(con, device, name=None, since=None, until=None, limit=100):
+    sql = "SELECT name, hour*3600 AS t, n, sum, min, max, last FROM hourly WHERE device=?"
+    args = [device]
+    for cond, val in (("name=?", name), ("hour>=?", None if since is None else int(since // 3600)),
+                      ("hour<=?", None if until is None else int(until // 3600))):
+        if val is not None:
+            sql += " AND " + cond
+            args.append(val)
+    sql += " ORDER BY hour DESC, name LIMIT ?"
+    args.append(limit)
+    out = []
+    for r in con.execute(sql, args):
+        d = dict(r)
+        d["avg"] = d["sum"] / d["n"] if d["n"] else None
+        out.append(d)
+    return out
+
+
 def query_events(con, device=None, kind=None, since=None, limit=100):
     sql, args = "SELECT id, t, device, kind, detail FROM events WHERE 1=1", []
     for cond, val in (("device=?", device), ("kind=?", kind), ("t>=?", since)):

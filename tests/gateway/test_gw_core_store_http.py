@@ -105,6 +105,10 @@ def test_http_api_errors_keepalive_and_stats(tmp_path):
                 ("Russange", "z1", 1, 0, 1, 1)
             assert (g["bins"], g["bins_to_collect"], g["low_batteries"], g["offline"]) == (1, 1, 1, 0)
             assert g["energy_today_kwh"] == (0.5 if time.time() % 86400 > 120 else g["energy_today_kwh"])
+            await gw.gw.store.write(st.aggregate_and_expire, time.time() + 7200, 30, 730)
+            hr = await gw.get("/api/devices/lamp-s/hourly?name=energy")
+            assert hr["count"] >= 1 and sum(h["n"] for h in hr["hourly"]) == 2
+            assert max(h["max"] for h in hr["hourly"]) == 1500.0 and min(h["min"] for h in hr["hourly"]) == 1000.0
             col = await gw.get("/api/collection")
             assert col["bins"] == [{"ep": "bin-s", "fill": 92.0, "t": round(t, 3), "zone": "z1", "commune": "Russange",
                                     "lat": 49.48, "lon": 5.96, "online": True, "status": "full"}]
