@@ -76,3 +76,17 @@ def test_esptool_reads_the_flash_id_and_mac(capsys):
     assert "Chip type:          ESP32" in out or "ESP32" in out
     assert "Manufacturer: ef" in out and "Device: 4016" in out
     assert "4MB" in out
+
+
+def test_esptool_writes_over_the_pty_transport(tmp_path):
+    from eclor.tools.romemu import PtyServer
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(bytes((i * 31) & 0xFF for i in range(9000)))
+    emu = RomEmulator()
+    srv = PtyServer(emu).start()
+    try:
+        esptool.main(["--chip", "esp32", "--port", srv.path, "--baud", "115200", "--no-stub",
+                      "--before", "no-reset", "--after", "no-reset", "write-flash", "0x10000", str(blob)])
+    finally:
+        srv.close()
+    assert emu.dump(0x10000, 9000) == blob.read_bytes()
