@@ -160,6 +160,9 @@ class Server:
             except HTTPError as e:
                 return e.status, {"error": str(e)}, None
             except Exception as e:
+                status = getattr(e, "http_status", None)
+                if status is not None:  # e.g. storage unavailable -> 503, retry later
+                    return status, {"error": "%s: %s" % (type(e).__name__, e)}, None
                 log.exception("HTTP %s %s failed", req.method, req.path)
                 return 500, {"error": "internal error: %s" % type(e).__name__}, None
             if len(res) == 2:

@@ -88,6 +88,7 @@ MIGRATIONS = [
 
 class StorageUnavailable(Exception):
     """The write was not made durable; the caller should ask the device to retry."""
+    http_status = 503
 
 
 def _connect(path, readonly=False, busy_ms=1000):

@@ -184,6 +184,8 @@ def test_storage_unavailable_answers_503_then_recovers(tmp_path):
             assert r.code == Code.SERVICE_UNAVAILABLE and r.opt.max_age == 17, (r, r.payload)
             st, body = await gw.http("GET", "/healthz")
             assert st == 503 and body["storage"] == "unavailable"
+            st, body = await gw.http("POST", "/api/devices/lamp-d/commands", {"action": "report"})
+            assert st == 503 and "StorageUnavailable" in body["error"]
             locker.execute("ROLLBACK")
             locker.close()
             r = await dev.post_readings(gw, senml_cbor("lamp-d", t, power=5.0))
