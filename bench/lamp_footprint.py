@@ -1,0 +1,181 @@
+"""Lamp firmware footprint: flash (.mpy bytes) and heap.
+
+    python bench/lamp_footprint.py [--speed 10000] [--lo 48] [--hi 320]
+
+mpy_bytes       the whole lamp firmware as it ships (mpy-cross -march=xtensawin):
+                boot frame, CoAP stack, dev services, fmt, common + lamp HAL,
+                lamp role (the bin role and its HAL excluded)
+min_heap_bytes  smallest `micropython -X heapsize=` (4 KB resolution, by
+                bisection) at which a simulated full night runs from the .mpy
+                files without MemoryError: boot via main.py -> app.py ->
+                lamp.app, time from simulated NTP, registration at a real
+                gateway (`eclor gateway` on 127.0.0.1, which also observes
+                lamp/state), reports every 15 simulated minutes, and commands
+                through the gateway's HTTP API (level, calendar, lamp_type,
+                report, resume) during the night
+peak_heap_bytes the largest live heap seen in that run (gc.collect() then
+                gc.mem_alloc(), sampled every 50 ms) at the largest heap
+
+The simulated clock runs `speed` times real time (default 10,000: the night
+of 2025-12-21, 15:00 to 08:00 UTC, in ~6 s). Figures are for the 64-bit unix
+port, whose objects are larger than an ESP32's (8-byte pointers).
+Last line: JSON.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from eclor.tools import mpy  # noqa: E402
+from eclor.tools.fleet import gwproc  # noqa: E402
+
+EP = "lamp-bench-0001"
+T0 = 1766329200  # 2025-12-21 15:00 UTC
+T_END = T0 + 17 * 3600  # 08:00 UTC the next morning, after dawn
+
+DRIVER = r'''
+import sys, gc, asyncio
+import hal
+FAIL = []
+PEAK = [0]
+END = %(end)d
+
+def handler(loop, ctx):
+    e = ctx.get("exception")
+    FAIL.append(repr(e))
+
+async def sampler():
+    while True:
+        gc.collect()
+        a = gc.mem_alloc()
+        if a > PEAK[0]:
+            PEAK[0] = a
+        await asyncio.sleep_ms(50)
+
+async def main():
+    asyncio.get_event_loop().set_exception_handler(handler)
+    import app
+    from dev import config
+    app.cfg = cfg = config.load()
+    from lamp import app as lamp
+    asyncio.create_task(sampler())
+    t = asyncio.create_task(lamp.main(cfg))
+    while hal.time() < END and not FAIL:
+        await asyncio.sleep_ms(50)
+    ctl = lamp.current
+    st = ctl.status() if ctl else {}
+    t.cancel()
+    try:
+        log = open("data/log.txt").read()
+    except OSError:
+        log = ""
+    if "MemoryError" in log:
+        FAIL.append("MemoryError in the log")
+    print("RESULT", {"fail": FAIL, "peak": PEAK[0], "queued": st.get("queued"), "energy": st.get("energy_wh"),
+                     "switch_on": st.get("switch_on"), "registered": bool(ctl and ctl.net_ok()),
+                     "observers": ctl.ep.observers() if ctl else 0})
+
+try:
+    asyncio.run(main())
+except MemoryError as e:
+    print("RESULT", {"fail": ["MemoryError " + str(e)], "peak": 0})
+'''
+
+
+def lamp_files(fw):
+    out = []
+    for p in sorted(Path(fw).rglob("*")):
+        rel = p.relative_to(fw).as_posix()
+        if p.is_file() and (p.suffix == ".mpy" or rel == "main.py") and not (
+                rel.startswith("waste/") or rel.startswith("hal/bin_")):
+            out.append(p)
+    return out
+
+
+def commands(api, stop):
+    cal = {"id": "bench", "default": "pn", "programs": {"pn": [
+        {"at": "sunset", "level": 100}, {"at": "22:00", "level": 40},
+        {"at": "05:30", "level": 100}, {"at": "sunrise", "level": 0}]}}
+    seq = [("level", {"level": 55, "duration": 600}), ("calendar", {"calendar": cal}),
+           ("lamp_type", {"wattage": 45, "tolerance": 0.15}), ("report", {}), ("resume", {})]
+    i = 0
+    while not stop.is_set() and i < len(seq):
+        a, p = seq[i]
+        try:
+            api.post("/api/devices/%s/commands" % EP, {"action": a, "params": p, "ttl": 30, "wait": 5}, timeout=10)
+            i += 1
+        except Exception:
+            pass  # not registered yet: try again
+        stop.wait(0.3)
+    return i
+
+
+def run_once(fw, gw, heap, speed, tmp):
+    flash = Path(tempfile.mkdtemp(dir=tmp))
+    cfg = {"ep": EP, "role": "lamp", "gateway": {"host": "127.0.0.1", "port": gw.coap_port},
+           "lat": 49.47, "lon": 5.93, "report_s": 900, "lt": 3600, "wdt_ms": 0,
+           "lamp": {"port": 0, "tick_ms": 20}}
+    (flash / "config.json").write_text(json.dumps(cfg))
+    (flash / "secrets.json").write_text(json.dumps({"ssid": "sim", "psk": "sim"}))
+    (flash / "driver.py").write_text(DRIVER % {"end": T_END})
+    stop = threading.Event()
+    th = threading.Thread(target=commands, args=(gw.api, stop), daemon=True)
+    th.start()
+    try:
+        proc = mpy.run([str(flash / "driver.py")], [fw], heapsize=heap, cwd=flash, timeout=120,
+                       env={"ECLOR_SIM_SPEED": str(speed), "ECLOR_SIM_TIME": str(T0)})
+    finally:
+        stop.set()
+        th.join(5)
+    res = None
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            import ast
+            res = ast.literal_eval(line[7:])
+    ok = bool(res) and not res["fail"] and proc.returncode == 0
+    return ok, res, proc
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--speed", type=float, default=10000)
+    ap.add_argument("--lo", type=int, default=48, help="KB")
+    ap.add_argument("--hi", type=int, default=320, help="KB")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        fw = Path(tmp) / "fw"
+        mpy.compile_tree(fw)
+        files = lamp_files(fw)
+        mpy_bytes = sum(p.stat().st_size for p in files)
+        lamp_only = sum(p.stat().st_size for p in files if p.relative_to(fw).as_posix().startswith(("lamp/", "hal/lamp_")))
+        print("mpy: %d bytes in %d files (lamp role and its HAL: %d)" % (mpy_bytes, len(files), lamp_only))
+        with gwproc.Gateway(Path(tmp) / "gw") as gw:
+            hi = args.hi * 1024
+            ok, res, proc = run_once(fw, gw, hi, args.speed, tmp)
+            if not ok:
+                print(proc.stdout[-3000:], proc.stderr[-2000:])
+                raise SystemExit("the night does not run even with %d KB" % args.hi)
+            peak = res["peak"]
+            print("at %d KB: %s" % (args.hi, res))
+            lo = args.lo * 1024  # assumed failing
+            while hi - lo > 4096:
+                mid = (lo + hi) // 2 // 4096 * 4096
+                ok, r, _ = run_once(fw, gw, mid, args.speed, tmp)
+                print("heap %3d KB: %s %s" % (mid // 1024, "ok  " if ok else "FAIL", (r or {}).get("fail") or ""))
+                if ok:
+                    hi = mid
+                else:
+                    lo = mid
+    print(json.dumps({"mpy_bytes": mpy_bytes, "lamp_role_mpy_bytes": lamp_only, "min_heap_bytes": hi,
+                      "peak_heap_bytes": peak, "target_min_heap_bytes": 65536, "speed": args.speed}))
+
+
+if __name__ == "__main__":
+    main()
