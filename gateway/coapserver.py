@@ -256,6 +256,8 @@ class Root(interfaces.Resource):
                 return _err(Code.NOT_FOUND, "unknown registration, register again")
             self.metrics.inc("eclor_registrations_total", kind="update")
             self.gw.device_seen(row)
+            if not row.get("queue"):
+                self.gw.observer.ensure(row)
             return _resp(CHANGED)
         if req.code == Code.DELETE:
             row = await self.gw.registry.remove(reg_id, now)
@@ -318,6 +320,13 @@ class Observer:
             return  # a sleepy device cannot be observed
         loop = asyncio.get_running_loop()
         self.tasks[row["ep"]] = [loop.create_task(self._observe(row, p)) for p in paths]
+
+    def ensure(self, row):
+        """After an update: observations that ended (device rebooted, RST) start again."""
+        tasks = self.tasks.get(row["ep"])
+        if tasks and not all(t.done() for t in tasks):
+            return
+        self.start(row, [p for p, a in reg.parse_links(row.get("links") or "") if "obs" in a])
 
     def cancel(self, ep=None):
         for e in ([ep] if ep else list(self.tasks)):

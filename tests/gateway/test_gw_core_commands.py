@@ -176,6 +176,19 @@ def test_observed_resource_notifications_are_stored(tmp_path):
                 assert d["latest"]["level"]["v"] == lvl
             rows = (await gw.get("/api/devices/lamp-o/readings?name=level"))["readings"]
             assert {r["v"] for r in rows} >= {0.0, 30.0, 70.0}
+            # the observation ends (as when the device reboots): its next update restarts it
+            for t in gw.gw.observer.tasks["lamp-o"]:
+                t.cancel()
+            await asyncio.sleep(0.1)
+            assert (await lamp.req(gw, Code.POST, lamp.location)).code == Code.CHANGED
+            await asyncio.sleep(0.3)
+            lamp.state.set(90)
+            for _ in range(100):
+                d = await gw.get("/api/devices/lamp-o")
+                if d["latest"]["level"]["v"] == 90:
+                    break
+                await asyncio.sleep(0.05)
+            assert d["latest"]["level"]["v"] == 90
             assert gw.gw.metrics.get("eclor_observe_notifications_total") >= 3
     run(scenario())
 
