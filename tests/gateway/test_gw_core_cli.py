@@ -152,3 +152,17 @@ def test_inventory_import(tmp_path):
     r = subprocess.run(ECLOR + ["gateway", "--http", "127.0.0.1:1", "import", str(good)],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 1 and "cannot reach the gateway" in r.stderr
+
+
+def test_port_in_use_is_a_clear_error(tmp_path):
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    port = s.getsockname()[1]
+    try:
+        r = subprocess.run(ECLOR + ["gateway", "--coap", "127.0.0.1:0", "--http", "127.0.0.1:%d" % port,
+                                    "--data", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=30)
+    finally:
+        s.close()
+    assert r.returncode == 1 and "cannot start" in r.stderr and "address already in use" in r.stderr
