@@ -60,6 +60,7 @@ import zlib
 from pathlib import Path
 
 from eclor.tools import mpy
+from eclor.tools.fleet import gwproc
 
 BOOT = Path(__file__).with_name("vboard_boot.py")
 EXIT_DEEPSLEEP, EXIT_RESET, EXIT_SOFT = 3, 4, 5
@@ -244,13 +245,8 @@ class VBoard:
             # does when it starts executing): a Ctrl-C arriving during the
             # start-up must not kill the interpreter
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-            os.setsid()
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-            try:   # die with the supervisor (Linux)
-                import ctypes
-                ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
-            except OSError:
-                pass
+            gwproc.child_setup()                   # own session, dies with the supervisor
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)   # the private pty is its terminal: Ctrl-C works
 
         self.child = subprocess.Popen(
             mpy.micropython_cmd(["-i", str(BOOT)], self.heap), stdin=s, stdout=s, stderr=s,
