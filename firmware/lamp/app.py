@@ -22,12 +22,11 @@ time) and reports pile up in the bounded outbox (oldest dropped, counted).
 import asyncio
 import hal
 from coap import codec
-from coap.endpoint import Endpoint, addr
-from coap.rd import Registration
-from dev import clock, config, log
+from dev import clock, log
 from fmt import senml
 from lamp.control import Controller
-from lamp import resources
+# The network modules (endpoint, registration, resources) are imported in
+# main(): the technician shell builds the role with make() without them.
 
 MAX_PACKS = 4
 
@@ -107,6 +106,10 @@ async def control(ctl, tick_ms):
 async def main(cfg, safe=False, hw=None):
     ctl = make(cfg, safe, hw)
     ctl.step()  # light first
+    from coap.endpoint import Endpoint, addr
+    from coap.rd import Registration
+    from dev import config
+    from lamp import resources
     p = ctl.p
     sec = config.secrets()
     if sec.get("ssid"):

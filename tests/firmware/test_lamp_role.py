@@ -1,0 +1,120 @@
+# The lamp role object as the technician shell and app.py see it: self-test,
+# presence boost (rate-limited), safe mode, outbox bound with the dropped
+# counter, and `import eclor` on a provisioned lamp -- from .mpy at 100 KB.
+import json
+import hal
+from lamp import tz
+from lamp.control import Controller
+from fmt import senml
+
+MODES = ("mpy",)
+DAY = tz.days_from_civil(2026, 12, 21)
+NIGHT = DAY * 86400 + 21 * 3600  # 22:00 CET
+CFG = {"ep": "lamp-r", "role": "lamp", "gateway": {"host": "127.0.0.1", "port": 5683},
+       "lat": 49.47, "lon": 5.93, "report_s": 900, "lamp": {"wattage": 60, "outbox": 8}}
+PRES = {"id": "pres", "default": "p", "presence": {"level": 90, "hold_s": 60, "gap_s": 30},
+        "programs": {"p": [{"at": "sunset", "level": 100}, {"at": "21:00", "level": 20},
+                           {"at": "sunrise", "level": 0}]}}
+
+
+def _at(t):
+    hal.set_true_time(t)
+    hal.set_time(t)
+
+
+def _run(c, n, ms=1000):
+    for _ in range(n):
+        hal.advance(ms)
+        c.step()
+
+
+def test_selftest_healthy_and_broken_lamp():
+    _at(NIGHT)
+    c = Controller(CFG)
+    _run(c, 5)
+    r = c.selftest(wait_ms=30)
+    assert r["relay"] == "ok" and r["power"].startswith("ok"), r
+    assert r["clock"] != "FAIL time unknown"
+    assert r["gateway"].startswith("FAIL")  # no registration in this test
+    assert c.hw.relay == c.dim.relay and c.hw.duty == int(c.dim.frac() * 65535 + 0.5)  # output restored
+    hal.set_inputs(lamp="broken")
+    r = c.selftest(wait_ms=30)
+    assert r["relay"].startswith("FAIL") and r["power"].startswith("FAIL"), r
+    hal.set_inputs(lamp="high")
+    r = c.selftest(wait_ms=30)
+    assert r["relay"] == "ok" and r["power"].startswith("FAIL"), r
+    hal.set_time(hal.RTC_EPOCH_2000)
+    assert c.selftest(wait_ms=30)["clock"] == "FAIL time unknown"
+
+
+def test_presence_boost_rate_limited_night_only():
+    _at(NIGHT)
+    c = Controller(CFG)
+    c.set_calendar(PRES)
+    _run(c, 3)
+    assert c.dim.target == 20 and c.src == "schedule"
+    hal.set_inputs(presence=True)
+    _run(c, 1)
+    assert c.dim.target == 90 and c.src == "presence"
+    t_motion = c.presence_at
+    hal.set_inputs(presence=False)
+    _run(c, 20)
+    hal.set_inputs(presence=True)  # 21 s later: inside gap_s, not a new trigger
+    _run(c, 1)
+    assert c.presence_at == t_motion
+    hal.set_inputs(presence=False)
+    _run(c, 45)  # 60 s hold from the first motion is over
+    assert c.dim.target == 20
+    hal.set_inputs(presence=True)
+    _run(c, 1)
+    assert c.dim.target == 90 and c.presence_at > t_motion
+    hal.set_inputs(presence=False)
+    # daytime: motion does not light the lamp
+    _at(DAY * 86400 + 11 * 3600)
+    hal.set_inputs(presence=True)
+    _run(c, 2)
+    assert c.dim.target == 0
+    hal.set_inputs(presence=False)
+
+
+def test_safe_mode_ignores_presence_and_says_so():
+    _at(NIGHT)
+    c = Controller(CFG, safe=True)
+    c.set_calendar(PRES)
+    hal.set_inputs(presence=True)
+    _run(c, 2)
+    assert c.dim.target == 20
+    hal.set_inputs(presence=False)
+    c.report()
+    recs = senml.decode(c.outbox.peek(8)[-1][1])
+    mode = [r for r in recs if r[0].endswith(":mode")]
+    assert mode and mode[0][2] == "safe"
+
+
+def test_outbox_bound_drops_oldest_and_reports_the_count():
+    _at(NIGHT)
+    c = Controller(CFG)
+    for _ in range(12):
+        c.report()
+    assert len(c.outbox) == 8 and c.outbox.dropped == 4
+    recs = senml.decode(c.outbox.peek(8)[-1][1])
+    dropped = [r for r in recs if r[0].endswith(":dropped")]
+    assert dropped and dropped[0][2] >= 3
+
+
+def test_eclor_shell_on_a_lamp():
+    _at(NIGHT)
+    with open("config.json", "w") as f:
+        json.dump(CFG, f)
+    import eclor
+    import app
+    eclor.status()
+    st = app.current.status()
+    assert st["target"] == 0  # made, not yet stepped
+    eclor.level(35)
+    assert app.current.dim.target == 35 and app.current.src == "override"
+    st = app.current.status()
+    assert st["source"] == "override" and st["calendar"] == "default"
+    eclor.level(None)
+    assert app.current.dim.target == 100
+    assert any("override 35%" in line for line in app.current.log())
