@@ -109,7 +109,9 @@ def receive(ep, m):
         szx = ep.szx  # ask the client for our smaller blocks
     if more:
         return (codec.CONTINUE, b"", None, [[BLOCK1, val(num, 1, szx)]])
-    m.payload = bytes(memoryview(buf)[:end])
+    # hand over the buffer itself when Size1 was right (no second copy of
+    # the body at the moment memory is tightest): payload is then a bytearray
+    m.payload = buf if end == len(buf) else bytes(memoryview(buf)[:end])
     ep._b1 = None
     m.b1 = val(num, 0, szx)
     return None

@@ -96,7 +96,8 @@ class Endpoint:
         self._mid = random.getrandbits(16)
         self._tok = random.getrandbits(30)
         self._obs = None  # coap.observe.Observers, created with the first obs resource
-        self._b1 = None  # Block1 reassembly [peer, path, data, next num]
+        self._b1 = None  # Block1 reassembly [peer, path, buffer, length]
+        self._cobs = []  # our observations: [peer, token, callback, seq, ticks]
         self._task = None
         self.wrap = None
         self.unwrap = None
@@ -127,6 +128,16 @@ class Endpoint:
         return self._obs.count(path) if self._obs else 0
 
     # ---- client side -------------------------------------------------------
+
+    async def observe(self, peer, path, cb, query=None, accept=None):
+        """GET+Observe as a client; cb(msg) gets each newer notification.
+        Returns the first response.  See coap.observe.watch."""
+        from coap.observe import watch
+        return await watch(self, peer, path, cb, query, accept)
+
+    def unobserve(self, r):
+        """End the observation started with response r (RST to the next)."""
+        self._cobs = [o for o in self._cobs if o[1] != r.token]
 
     async def request(self, method, peer, path, payload=b"", ct=None, query=None, con=True, accept=None, options=None):
         """Send a request and return the response Msg (`code`, `payload`,
@@ -325,7 +336,12 @@ class Endpoint:
                     self._poke(ex)
                     ok = True
                     break
-            if t == CON:
+            else:
+                ok = False
+                if self._cobs:
+                    from coap.observe import note
+                    ok = note(self, m)
+            if t == CON or not ok:  # unexpected NON too: RST ends an observation
                 e[3] = bytes((0x60 if ok else 0x70, 0, data[2], data[3]))
                 self._send(e[3], peer)
             return

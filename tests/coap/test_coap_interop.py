@@ -3,7 +3,7 @@ through a lossy UDP relay that drops 20 % of the datagrams in each direction
 (seeded, 127.0.0.1 only).
 
 * firmware client -> aiocoap server: PUT, GET, POST, Block2 GET of 3 KB,
-  Block1 PUT of 3 KB.
+  Block1 PUT of 3 KB, a separate response, observe with ten notifications.
 * aiocoap client -> firmware server: PUT, GET, POST, observe with ten
   notifications, Block2 GET of 3 KB, Block1 PUT of 3 KB.
 
@@ -129,6 +129,15 @@ async def main():
     out["block1"] = [r.code, r.payload.decode()]
     r = await ep.request(codec.GET, a, "slow")
     out["separate"] = [r.code, r.payload.decode()]
+    seen = []
+    r = await ep.observe(a, "counter", lambda n: seen.append(int(n.payload)))
+    out["observe_first"] = [r.code, r.opt(codec.OBSERVE) is not None]
+    for _ in range(300):
+        if seen and seen[-1] >= 10:
+            break
+        await asyncio.sleep_ms(50)
+    ep.unobserve(r)
+    out["observe"] = seen
     out["retx"] = ep.retx
     print("RESULT " + json.dumps(out))
     ep.close()
@@ -170,6 +179,26 @@ class Upload(resource.Resource):
         return aiocoap.Message(code=aiocoap.CHANGED, payload=b"%d" % len(request.payload))
 
 
+class Counter(resource.ObservableResource):
+    """Counts 1..10 every 100 ms once observed, then repeats 10."""
+
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+        self.task = None
+
+    async def render_get(self, request):
+        if self.task is None:
+            self.task = asyncio.create_task(self.count())
+        return aiocoap.Message(payload=b"%d" % self.n)
+
+    async def count(self):
+        while True:
+            await asyncio.sleep(0.1)
+            self.n = min(self.n + 1, 10)
+            self.updated_state()
+
+
 class Slow(resource.Resource):
     async def render_get(self, request):
         await asyncio.sleep(0.3)  # longer than EMPTY_ACK_DELAY: separate response
@@ -188,11 +217,15 @@ async def _firmware_client(firmware, tmp_path):
     up = Upload()
     site.add_resource(["upload"], up)
     site.add_resource(["slow"], Slow())
+    counter = Counter()
+    site.add_resource(["counter"], counter)
     ctx = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", port))
     transport, relay, rport = await start_relay(port, seed=7)
     try:
         out = await run_micropython(firmware, FW_CLIENT, [rport], tmp_path)
     finally:
+        if counter.task:
+            counter.task.cancel()
         transport.close()
         await ctx.shutdown()
     line = [l for l in out.splitlines() if l.startswith("RESULT ")]
@@ -204,6 +237,9 @@ async def _firmware_client(firmware, tmp_path):
     assert res["block2"] == [69, 3072, True]
     assert res["block1"] == [68, "3072"] and up.got == [BIG]
     assert res["separate"] == [69, "late"]
+    assert res["observe_first"] == [69, True]
+    notes = res["observe"]
+    assert notes == sorted(notes) and notes[-1] == 10 and len(set(notes)) >= 4, notes
     # the loss really happened and was recovered by retransmission
     assert relay.dropped > 0 and res["retx"] > 0, (relay.dropped, res)
 

@@ -146,3 +146,31 @@ async def test_block1_too_large_is_413_with_size1_and_gap_is_408():
     raw.close()
     c.close()
     s.close()
+
+
+async def test_client_observe_orders_notifications_and_unobserve_resets():
+    s, port, st = _state_server({"OBS_CON_N": 2})
+    c = Endpoint(params=FAST)
+    asyncio.create_task(c.run())
+    got = []
+    r = await c.observe(("127.0.0.1", port), "state", lambda m: got.append(m.payload))
+    assert r.payload == b"n=0" and s.observers() == 1
+    for i in range(1, 5):
+        st["n"] = i
+        s.notify("state")
+        await asyncio.sleep_ms(30)
+    assert got == [b"n=1", b"n=2", b"n=3", b"n=4"], got
+    # a stale notification (older sequence number) is acknowledged, not delivered
+    o = c._cobs[0]
+    old = Msg(NON, codec.CONTENT, 4242, o[1], [[codec.OBSERVE, o[3] - 1]], b"stale")
+    buf = bytearray(64)
+    n = codec.encode(old, buf)
+    c._rx(bytes(buf[:n]), o[0])
+    assert got[-1] == b"n=4"
+    c.unobserve(r)
+    st["n"] = 5
+    s.notify("state")  # the client answers RST -> the server drops the observer
+    await asyncio.sleep_ms(100)
+    assert s.observers() == 0 and got[-1] == b"n=4"
+    c.close()
+    s.close()
