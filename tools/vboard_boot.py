@@ -63,6 +63,52 @@ class FileBlockDev:
         return 0
 
 
+class DirFS:
+    """VfsPosix of the board's directory, whose ilistdir also gives sizes as
+    LittleFS does on a board (mpremote `fs ls` shows them)."""
+
+    def __init__(self, path):
+        self.p = vfs.VfsPosix(path)
+
+    def ilistdir(self, d):
+        base = d if d.endswith("/") else d + "/"
+        for e in self.p.ilistdir(d):
+            yield (e[0], e[1], e[2], 0 if e[1] == 0x4000 else self.p.stat(base + e[0])[6])
+
+    def mount(self, ro, mkfs):
+        return self.p.mount(ro, mkfs)
+
+    def umount(self):
+        return self.p.umount()
+
+    def chdir(self, d):
+        return self.p.chdir(d)
+
+    def getcwd(self):
+        return self.p.getcwd()
+
+    def mkdir(self, d):
+        return self.p.mkdir(d)
+
+    def remove(self, f):
+        return self.p.remove(f)
+
+    def rename(self, a, b):
+        return self.p.rename(a, b)
+
+    def rmdir(self, d):
+        return self.p.rmdir(d)
+
+    def stat(self, f):
+        return self.p.stat(f)
+
+    def statvfs(self, f):
+        return self.p.statvfs(f)
+
+    def open(self, f, m):
+        return self.p.open(f, m)
+
+
 class _Machine:
     pass
 
@@ -94,7 +140,7 @@ def _vb_mount():
         f = open(img, "r+b")
         root = vfs.VfsLfs2(FileBlockDev(f, int(os.getenv("ECLOR_VBOARD_BLOCK") or 4096)))
     else:
-        root = vfs.VfsPosix(os.getenv("ECLOR_VBOARD_FS"))
+        root = DirFS(os.getenv("ECLOR_VBOARD_FS"))
     ctlfs = vfs.VfsPosix(ctl) if ctl else None
     vfs.umount("/")
     vfs.mount(root, "/")
@@ -129,5 +175,5 @@ _vb_machine()
 _vb_run("boot.py")
 if os.getenv("ECLOR_VBOARD_MAIN") == "1":
     _vb_run("main.py")
-del _vb_mount, _vb_machine, _vb_run, _Machine, _EXIT_RESET, _EXIT_SOFT, _EXIT_MARK, FileBlockDev
+del _vb_mount, _vb_machine, _vb_run, _Machine, _EXIT_RESET, _EXIT_SOFT, _EXIT_MARK, FileBlockDev, DirFS
 del os, sys, vfs

@@ -113,6 +113,8 @@ def test_mpremote_exec_run_fs_and_resets(fakeboard, tmp_path):
     vb.mpremote("fs", "cp", ":notes.txt", str(back))
     assert back.read_bytes() == src.read_bytes()
     assert vb.mpremote("fs", "cat", ":notes.txt").stdout.startswith("ligne 1\nlampe éclairage\n")
+    ls = vb.mpremote("fs", "ls", ":").stdout
+    assert "%12d notes.txt" % src.stat().st_size in ls, ls    # sizes, as LittleFS gives them
     vb.mpremote("fs", "rm", ":notes.txt")
     assert "notes.txt" not in vb.mpremote("fs", "ls", ":").stdout and not (fs / "notes.txt").exists()
     # run a local script
