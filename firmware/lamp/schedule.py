@@ -84,11 +84,28 @@ def program_for(cal, day):
     return cal[3]
 
 
+# Memo of the last sun events: the controller evaluates every second, the sun
+# moves once a day; on the ESP32 every float is a heap object, so recomputing
+# would churn the GC for nothing. Same answers, so level_at stays pure.
+_memo = [None, None, None]  # lat, lon, {day * 2 + rising: seconds or None}
+
+
+def _event(d, lat, lon, rising):
+    m = _memo
+    if m[0] != lat or m[1] != lon or m[2] is None or len(m[2]) > 8:
+        m[0], m[1], m[2] = lat, lon, {}
+    k = d * 2 + (1 if rising else 0)
+    t = m[2].get(k, 0)
+    if t == 0:
+        t = m[2][k] = astro.event(d, lat, lon, rising)
+    return t
+
+
 def _sun(day, lat, lon, rising, start, end):
     # UTC instant of D's sunset (rising False) or D+1's sunrise; polar
     # fallbacks keep the lamp on all of a polar night and off on a polar day.
     d = day + 1 if rising else day
-    t = astro.event(d, lat, lon, rising)
+    t = _event(d, lat, lon, rising)
     if t is None:
         up = astro.polar_day(d, lat, lon)
         if rising:
