@@ -273,3 +273,42 @@ def test_mpremote_shortcuts_from_the_shipped_config(tmp_path):
         short("log", "5")
     finally:
         vb.stop()
+
+
+SLEEPY_MAIN = """
+import time, sys, json
+try:
+    n = int(open("boots").read())
+except OSError:
+    n = 0
+open("boots", "w").write(str(n + 1))
+print("sleepy boot", n + 1)
+if n == 0:
+    sys.exit(7)                      # a crash: the board reboots
+if n in (1, 2):
+    # deep sleep the way hal/sim.py does it: wake time saved, exit status 3
+    with open("/_vboard/rtc.json", "w") as f:
+        json.dump({"utc": time.time() + (1.0 if n == 1 else 3600)}, f)
+    sys.exit(3)
+while True:
+    time.sleep_ms(20)
+"""
+
+
+def test_crash_reboot_deep_sleep_and_wake_by_console(tmp_path):
+    fs = tmp_path / "fs"
+    fs.mkdir()
+    (fs / "main.py").write_text(SLEEPY_MAIN)
+    vb = VB(tmp_path, "bin-vb-0006", "--role", "bin", "--fs", str(fs))
+    try:
+        wait_for(lambda: _boots(fs) == 2, what="reboot after the crash")
+        assert "[vboard: micropython exited with status 7; rebooting]" in vb.console()
+        wait_for(lambda: _boots(fs) == 3, timeout=10, what="wake after a 1 s deep sleep")
+        time.sleep(1.0)
+        assert _boots(fs) == 3                      # now asleep for an hour
+        # mpremote on a sleeping board: like pressing EN, it boots and answers
+        r = vb.mpremote("exec", "print(open('boots').read())")
+        assert r.stdout.strip() == "4"
+        assert "[vboard: woken from deep sleep by the console]" in vb.console()
+    finally:
+        vb.stop()
