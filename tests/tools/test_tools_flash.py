@@ -162,3 +162,12 @@ def test_offline_checks_touch_no_board(built, emulator, tmp_path, capsys, case, 
     err = capsys.readouterr().err
     assert rc == 2 and words in err and err.count("\n") == 1, err
     assert srv.emu.log == []                          # not a single frame sent to the board
+
+
+def test_board_with_a_smaller_flash_is_refused_before_writing(built, emulator, capsys):
+    srv = emulator(flash_size=2 << 20)                # a 2 MiB module where 4 MiB are expected
+    assert _flash(built, [srv.url], "--fs-only") == 1
+    err = capsys.readouterr().err.strip()
+    assert err == ("eclor flash: flash too small on %s: the chip has 2097152 bytes, board esp32_devkitc "
+                   "needs 4194304 (wrong --board?)" % srv.url)
+    assert srv.emu.written == 0
