@@ -115,6 +115,8 @@ def _one_line(port, b, err):
     if "Wrong chip argument" in msg or "Wrong --chip" in msg:
         found = first.split("This chip is ", 1)[-1].split(",", 1)[0]
         return "wrong chip on %s: found %s, board %s is %s" % (port, found, b.name, b.chip), False
+    if "RAM download mode" in msg or "stub" in first.lower():
+        return ("flasher stub refused on %s (%s): try again with --no-stub" % (port, first)), False
     if "will not fit in" in msg and "bytes of flash" in msg:
         have = msg.split("will not fit in ", 1)[1].split(" ", 1)[0]
         return ("flash too small on %s: the chip has %s bytes, board %s needs %d (wrong --board?)"

@@ -171,3 +171,14 @@ def test_board_with_a_smaller_flash_is_refused_before_writing(built, emulator, c
     assert err == ("eclor flash: flash too small on %s: the chip has 2097152 bytes, board esp32_devkitc "
                    "needs 4194304 (wrong --board?)" % srv.url)
     assert srv.emu.written == 0
+
+
+def test_stub_refused_says_no_stub(built, emulator, capsys):
+    srv = emulator()                                  # a ROM that cannot run esptool's stub
+    rc = cli.main(["flash", "--board", "esp32_devkitc", "--build-dir", str(built / "build"), "--port", srv.url,
+                   "--before", "no-reset", "--after", "no-reset", "--connect-attempts", "1", "--fs-only",
+                   "bin-rusange-0003"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and err.startswith("eclor flash: flasher stub refused on %s" % srv.url)
+    assert err.endswith("try again with --no-stub") and "\n" not in err
+    assert srv.emu.written == 0
