@@ -9,7 +9,8 @@
   2.01 Created with Location-Path -> `reg.location` ("rd/ID").
 * update: POST /<location> with no payload at 3/4 of the lifetime (at least
   UPDATE_MARGIN_S before it runs out) -> 2.04; 4.04 means the gateway forgot
-  us: register again at once.
+  us: register again at once (also on any other 4.xx; 5.xx backs off).
+  `registered` stays True after a failed update until the lifetime ends.
 * while the gateway is unreachable: exponential back-off from BACKOFF_MIN_MS
   to BACKOFF_MAX_MS with random jitter (50-100 %), so a fleet that lost its
   gateway does not come back in lock-step.
@@ -83,8 +84,10 @@ class Registration:
             self.last_code = r.code
             if r.code == codec.CHANGED:
                 return True
-            if r.code != codec.NOT_FOUND:
-                return False
+            if r.code >= 160:
+                return False  # 5.xx: the directory is in trouble, back off
+            # 4.04: it forgot us; any other 4.xx (e.g. 4.05 from an RD of an
+            # older draft): registering again is idempotent and always works
             self.location = None
             self.registered = False
         q = ["ep=" + self.name, "lt=%d" % self.lt, "et=" + self.et]
@@ -114,6 +117,7 @@ class Registration:
             return False
         try:
             r = await self.ep.request(codec.DELETE, self.gw, loc)
+            self.last_code = r.code
             return r.code == codec.DELETED
         except Exception:
             return False
