@@ -89,6 +89,41 @@ except MemoryError as e:
 '''
 
 
+# Heap after import, by part, in boot order (gc.collect() then gc.mem_alloc()
+# deltas; the qstr pool grows in chunks, so a part may carry a chunk for the
+# parts before it).
+SPLIT = r'''
+import gc
+gc.collect()
+base = gc.mem_alloc()
+out = []
+for part, mods in %(parts)r:
+    for m in mods:
+        __import__(m)
+    gc.collect()
+    a = gc.mem_alloc()
+    out.append((part, a - base))
+    base = a
+print("SPLIT", out)
+'''
+PARTS = [("boot frame (app, hal, dev.config/log/store, asyncio)", ["app", "hal", "dev.config", "dev.log", "dev.store", "asyncio"]),
+         ("dev + fmt (clock, outbox, commands, cbor, senml)", ["dev.clock", "dev.outbox", "dev.commands", "fmt.cbor", "fmt.senml"]),
+         ("coap (codec, endpoint, rd, observe, linkformat, block)", ["coap.codec", "coap.endpoint", "coap.rd", "coap.observe", "coap.linkformat", "coap.block"]),
+         ("lamp role (lamp/*, hal.lamp_sim; admin and calcheck load on use)", ["lamp.tz", "lamp.astro", "lamp.schedule", "lamp.dimmer", "lamp.faults", "lamp.energy", "hal.lamp_sim", "lamp.control", "lamp.resources", "lamp.app"]),
+         ("on use: lamp.admin", ["lamp.admin"])]
+
+
+def split(fw, tmp):
+    d = Path(tempfile.mkdtemp(dir=tmp))
+    (d / "split.py").write_text(SPLIT % {"parts": PARTS})
+    p = mpy.run([str(d / "split.py")], [fw], heapsize=512 * 1024, cwd=d, timeout=60)
+    for line in p.stdout.splitlines():
+        if line.startswith("SPLIT "):
+            import ast
+            return ast.literal_eval(line[6:])
+    raise SystemExit("split failed: " + p.stdout + p.stderr)
+
+
 def lamp_files(fw):
     out = []
     for p in sorted(Path(fw).rglob("*")):
@@ -156,6 +191,9 @@ def main():
         mpy_bytes = sum(p.stat().st_size for p in files)
         lamp_only = sum(p.stat().st_size for p in files if p.relative_to(fw).as_posix().startswith(("lamp/", "hal/lamp_")))
         print("mpy: %d bytes in %d files (lamp role and its HAL: %d)" % (mpy_bytes, len(files), lamp_only))
+        parts = split(fw, tmp)
+        for name, b in parts:
+            print("heap after import %6d B  %s" % (b, name))
         with gwproc.Gateway(Path(tmp) / "gw") as gw:
             hi = args.hi * 1024
             ok, res, proc = run_once(fw, gw, hi, args.speed, tmp)
@@ -174,7 +212,8 @@ def main():
                 else:
                     lo = mid
     print(json.dumps({"mpy_bytes": mpy_bytes, "lamp_role_mpy_bytes": lamp_only, "min_heap_bytes": hi,
-                      "peak_heap_bytes": peak, "target_min_heap_bytes": 65536, "speed": args.speed}))
+                      "peak_heap_bytes": peak, "target_min_heap_bytes": 65536,
+                      "import_heap_bytes": {n.split(" (")[0]: b for n, b in parts}, "speed": args.speed}))
 
 
 if __name__ == "__main__":
