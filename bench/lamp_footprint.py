@@ -23,12 +23,9 @@ Last line: JSON.
 """
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
