@@ -239,3 +239,12 @@ def test_polar_night_and_day_stay_safe(mp):
     # 78 N (Svalbard): polar night -> lit at noon; midnight sun -> off at 23:30
     assert mp.call("lamp.schedule.level_at", cal, dec, [], None, 78.2, 15.6) == 100
     assert mp.call("lamp.schedule.level_at", cal, jun, [], None, 78.2, 15.6) == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(cal=calendars(), utc=st.integers(T0 - 40 * 365 * 86400, T0 + 60 * 365 * 86400),
+       lat=st.floats(-90, 90), lon=st.floats(-180, 180), presence=st.one_of(st.none(), instants))
+def test_level_in_range_anywhere_anytime(mp, cal, utc, lat, lon, presence):
+    # polar days and nights, the date line, far past and future: a level, never an exception
+    got = mp.call("lamp.schedule.level_at", cal, utc, [], presence, lat, lon)
+    assert isinstance(got, int) and 0 <= got <= 100
