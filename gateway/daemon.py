@@ -353,6 +353,11 @@ def run(args):
     if getattr(args, "gw_cmd", None) == "import":
         return run_import(args, cfg)
     setup_logging(cfg["log_format"], cfg["log_level"])
+    # The SQLite writer thread gives up the GIL around every statement and must
+    # win it back from the busy event loop each time; with CPython's default
+    # 5 ms switch interval a commit can wait several of those. 1 ms bounds the
+    # wait (it only matters while the writer is waiting for the GIL).
+    sys.setswitchinterval(0.001)
     try:
         return asyncio.run(serve(cfg, getattr(args, "config", None), overrides))
     except OSError as e:
