@@ -57,6 +57,9 @@ def _hostport(text, kind):
     host, _, port = text.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
     port = int(port)
+    if port == 0:
+        from eclor.tools.fleet.gwproc import free_port
+        return host, free_port(kind, host)
     # The demo's own ports are a convenience: when taken, take any free one.
     with socket.socket(socket.AF_INET, kind) as s:
         try:
@@ -253,7 +256,9 @@ async def _main(args):
     fleet = None
     try:
         say("demo: starting the gateway (data in %s) ..." % data)
-        await asyncio.to_thread(gw.start)
+        # In this thread, not a worker: the gateway's parent-death signal
+        # is tied to the thread that started it.
+        gw.start()
         await asyncio.to_thread(gw.api.post, "/api/devices", {"devices": [
             {"ep": s["ep"], "type": s["role"], "zone": s["zone"], "commune": s["commune"], "lat": s["lat"],
              "lon": s["lon"], "meta": dict(s.get("lamp") or s.get("bin") or {})} for s in specs]})

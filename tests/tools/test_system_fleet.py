@@ -30,8 +30,9 @@ SPEED = 30.0
 HEAP = int(os.environ.get("ECLOR_FLEET_HEAP") or mpy.ESP32_HEAP)
 
 
-def wait_for(what, fn, timeout, every=0.5):
-    """Poll fn() until it returns something truthy; fail with `what` after timeout."""
+def wait_for(what, fn, timeout, every=0.5, why=None):
+    """Poll fn() until it returns something truthy; fail with `what` (and
+    why(), e.g. the devices' consoles) after timeout."""
     end = time.monotonic() + timeout
     last = None
     while time.monotonic() < end:
@@ -43,7 +44,7 @@ def wait_for(what, fn, timeout, every=0.5):
             if last:
                 return last
         time.sleep(every)
-    pytest.fail("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
+    pytest.fail("timed out after %ss waiting for %s (last: %r)\n%s" % (timeout, what, last, why() if why else ""))
 
 
 class System:
@@ -104,11 +105,12 @@ class System:
         return gwproc.items(self.gw.api.get("/api/events", device=ep, limit=1000), "events")
 
     def crashes(self):
+        """Devices that crashed or rebooted, with the end of their console."""
         out = []
         for d in self.fleet.devices.values():
-            if d.crashes:
-                out.append("%s exited %s %d times:\n%s" % (d.ep, d.last_rc, d.crashes,
-                                                            d.log_file.read_text()[-1500:]))
+            if d.crashes or d.reboots:
+                out.append("%s: %d crashes, %d reboots, last exit %s:\n%s" % (
+                    d.ep, d.crashes, d.reboots, d.last_rc, d.log_file.read_text()[-800:]))
         return "\n".join(out)
 
 
@@ -121,8 +123,8 @@ def system(tmp_path_factory):
 
 
 def test_all_devices_register(system):
-    wait_for("20 devices online", lambda: len(system.devices(online="true")) == LAMPS + BINS or
-             (system.crashes() and pytest.fail(system.crashes())), 60)
+    wait_for("20 devices online", lambda: len(system.devices(online="true")) == LAMPS + BINS, 60,
+             why=system.crashes)
     devs = system.devices()
     assert {d["type"] for d in devs.values()} == {"lamp", "bin"}
     assert all(devs[ep]["commune"] for ep in system.lamps + system.bins)

@@ -107,6 +107,7 @@ class DeviceProc:
         self.starts = 0
         self.wakes = 0
         self.crashes = 0
+        self.reboots = 0
         self.last_rc = None
         self.task = None
 
@@ -234,6 +235,7 @@ class FirmwareFleet:
                 fails = 0
                 wait = self._wake_delay(d)
             elif rc == EXIT_REBOOT:
+                d.reboots += 1
                 fails = 0
                 wait = 0.2
             else:

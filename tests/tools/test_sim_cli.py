@@ -1,0 +1,43 @@
+"""`eclor sim` (CPython load mode) against a real gateway subprocess, and
+its refusal of bad arguments."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from eclor.tools import territory
+from eclor.tools.fleet import gwproc
+
+
+def eclor(*args, timeout=60):
+    return subprocess.run([sys.executable, "-m", "eclor.tools.cli"] + list(args),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("args, why", [
+    (["--loss", "1.5"], "--loss must be in [0, 1)"),
+    (["--lamps", "0", "--bins", "0"], "need at least one device"),
+    (["--gateway", "http://127.0.0.1:5683"], "must be a coap:// URL"),
+])
+def test_bad_arguments_are_refused_with_the_reason(args, why):
+    p = eclor("sim", *args)
+    assert p.returncode == 2
+    assert why in p.stderr
+
+
+def test_sim_cpython_mode_against_the_gateway(tmp_path):
+    with gwproc.Gateway(tmp_path / "gw") as gw:
+        p = eclor("sim", "--lamps", "30", "--bins", "20", "--gateway", "coap://127.0.0.1:%d" % gw.coap_port,
+                  "--loss", "0.05", "--ack-timeout", "0.3", "--report-s", "2", "--duration", "6", "--seed", "4")
+        assert p.returncode == 0, p.stderr
+        out = json.loads(p.stdout.strip().splitlines()[-1])
+        assert out["devices"] == 50 and out["registered"] == 50
+        assert out["readings_acked"] >= 50 * 5
+        assert out["dropped_in"] + out["dropped_out"] > 0    # loss was really injected
+        devs = {d["ep"]: d for d in gwproc.items(gw.api.get("/api/devices"), "devices")}
+        want = {s["ep"]: s["role"] for s in territory.fleet(30, 20, seed=4)}
+        assert {ep: d["type"] for ep, d in devs.items()} == want
+        # every bin registered in queue mode and its readings are stored
+        b = next(ep for ep, r in want.items() if r == "bin")
+        assert gwproc.items(gw.api.get("/api/devices/%s/readings" % b, name="fill"), "readings")
