@@ -16,7 +16,7 @@ zero or sleeping for a negative time because of one typo at the gateway.
 #   the wake window, back-off while the gateway is away (first wait, cap);
 #   outbox bound (reports kept while the gateway is away).
 TABLE = ("depth_m 1.0 0.1 5.0|offset_m 0.30 0.0 2.0|blind_m 0.25 0.0 1.0|max_range_m 4.5 0.5 8.0|"
-         "pings 7 3 9|min_valid 3 1 9|agree_m 0.05 0.005 0.5|"
+         "pings 5 3 7|min_valid 3 1 9|agree_m 0.05 0.005 0.5|"
          "full_pct 80 10 100|fire_c 60.0 30.0 120.0|fire_rise_c 5.0 1.0 50.0|battery_low_v 3.4 2.5 4.5|"
          "emptied_drop_pct 30 5 100|"
          "measure_s 900 60 86400|heartbeat_s 21600 300 604800|step_pct 10 1 100|"

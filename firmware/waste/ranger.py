@@ -5,7 +5,9 @@ gives a short false echo, soft waste swallows the pulse (timeout), and inside
 the ranger's blind zone the sensor reports garbage. So one measurement is a
 burst of pings, spaced so that the previous echo has died out, and the
 answer is the median of the valid echoes, accepted only when at least
-`min_valid` of them agree with that median within `agree_m`. Anything less
+`min_valid` of them agree with that median within `agree_m`. A burst is
+`pings` (5) long and grows by 2 (to 7) only when it was not conclusive:
+each ping costs 60 ms of CPU time on a battery. Anything less
 trustworthy gives `fill = None` ("unknown") with the reason: a made-up number
 would be worse than none, since it could send a truck or keep one away.
 
@@ -24,8 +26,9 @@ the level is somewhere in an unmeasurable band and the answer is unknown.
 from micropython import const
 import math
 
-PING_GAP_MS = const(70)     # > 60 ms echo timeout: the last echo has died out
+PING_PERIOD_MS = const(60)  # JSN-SR04T measurement cycle: the last echo has died out
 TIMEOUT_US = const(60000)   # JSN-SR04T gives up after ~60 ms
+EXTRA = const(2)            # pings added when the first burst is not conclusive
 
 # reasons
 OK = "ok"
@@ -77,28 +80,44 @@ class Ranger:
         self._buf = [0.0] * 9   # pre-allocated: at most 9 pings per burst
         self._us = [0] * 9
         self._n = 0
+        self._wait = 0
         self.last = None        # (distance_m, fill, valid, why) of the last burst
 
-    def pings(self, cfg):
-        """Fire the burst; echo times (us, -1 = none) go to a pre-allocated buffer.
+    def pings(self, cfg, extra=0):
+        """Fire a burst; echo times (us, -1 = none) go to a pre-allocated buffer.
 
-        Split from evaluate() so that the DS18B20 conversion runs while the
-        pings fly: the temperature is only needed to turn times into metres.
+        One ping per PING_PERIOD_MS: after an early echo the rest of the
+        period is waited out, after a timeout (60 ms) nothing. With extra > 0
+        the burst is extended (appended to the last one), see measure().
+        Split from evaluate() so the DS18B20 conversion runs while the pings
+        fly: the temperature is only needed to turn times into metres.
         """
-        n = cfg["pings"]
+        start = self._n if extra else 0
+        n = start + (extra or cfg["pings"])
         if n > 9:
             n = 9
         us = self._us
-        for i in range(n):
+        for i in range(start, n):
             if i:
-                self.sleep_ms(PING_GAP_MS)
-            us[i] = self.hw.ping_us()
+                self.sleep_ms(self._wait)
+            t = self.hw.ping_us()
+            us[i] = t
+            self._wait = PING_PERIOD_MS - (t // 1000 if t > 0 else PING_PERIOD_MS)
         self._n = n
 
+    def more(self, cfg, res):
+        """True when an inconclusive burst is worth EXTRA more pings (5 -> 7)."""
+        return res[3] in (FEW, SPREAD) and self._n < cfg["pings"] + EXTRA and self._n < 9
+
     def measure(self, cfg, t_c):
-        """pings() then evaluate(): (distance_m or None, fill or None, echoes, reason)."""
+        """pings() then evaluate(), extended once if inconclusive:
+        (distance_m or None, fill or None, echoes, reason)."""
         self.pings(cfg)
-        return self.evaluate(cfg, t_c)
+        res = self.evaluate(cfg, t_c)
+        if self.more(cfg, res):
+            self.pings(cfg, EXTRA)
+            res = self.evaluate(cfg, t_c)
+        return res
 
     def evaluate(self, cfg, t_c):
         """Distance and fill from the last burst at air temperature t_c."""

@@ -20,7 +20,11 @@ def measure(c):
     rg.pings(s)
     temp = hw.temp_read()
     t_c = temp if temp is not None else st.get("temp", 15.0)
-    dist, fill, n, why = rg.evaluate(s, t_c)
+    res = rg.evaluate(s, t_c)
+    if rg.more(s, res):
+        rg.pings(s, 2)
+        res = rg.evaluate(s, t_c)
+    dist, fill, n, why = res
     tilted = hw.tilted()
     batt = hw.battery_v()
     changes, status = events.evaluate(st, fill, temp, tilted, hw.tilt_wake(), batt, s)

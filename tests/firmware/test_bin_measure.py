@@ -38,11 +38,12 @@ def test_speed_of_sound():
 
 def test_clean_echo_gives_distance_and_fill():
     (d, fill, n, why), ms = _measure({"dist": 0.8, "temp": 20.0})
-    assert why == ranger.OK and n == 7
+    assert why == ranger.OK and n == 5
     assert abs(d - 0.8) <= 0.002, d
     assert fill == 50, fill
-    # 6 gaps of 70 ms plus 7 echo flights of ~5 ms: physical time is counted
-    assert 6 * 70 + 7 * 4 <= ms <= 6 * 70 + 7 * 6, ms
+    # 5 pings, one per 60 ms period (the last one only its ~5 ms flight):
+    # physical time is counted on the simulated clock
+    assert 4 * 60 <= ms <= 4 * 60 + 12, ms
 
 
 def test_temperature_correction_matters():
@@ -69,7 +70,8 @@ def test_outliers_and_noise_rejected_by_median():
 def test_too_few_echoes_is_unknown():
     (d, fill, n, why), ms = _measure({"pings": [-1, -1, 0.7, -1, 0.7, -1, -1], "temp": 15.0})
     assert (d, fill, n, why) == (None, None, 2, ranger.FEW)
-    assert ms >= 5 * 60 + 6 * 70   # timeouts cost 60 ms each
+    # 5 pings were not conclusive: 2 more; every ping costs its 60 ms period
+    assert 7 * 60 - 60 <= ms <= 7 * 60 + 5, ms
 
 
 def test_disagreeing_echoes_are_unknown():
