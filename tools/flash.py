@@ -1,8 +1,8 @@
 """`eclor flash`: write MicroPython and a device's filesystem image to one or
 more boards with esptool.
 
-    eclor flash --port /dev/ttyUSB0 [--port /dev/ttyUSB1 ...] --board esp32_devkitc \\
-                --firmware ESP32_GENERIC-v1.29.bin lamp-villerupt-0001
+    eclor flash --port /dev/ttyUSB0 --port /dev/ttyUSB1 --board esp32_devkitc \\
+                --firmware ESP32_GENERIC-v1.29.bin lamp-villerupt-0001 lamp-villerupt-0002
     eclor flash --port /dev/ttyUSB0 --board esp32_devkitc --fs-only lamp-villerupt-0001
 
 The firmware goes at the board's offset (0x1000 on ESP32, 0x0 on C3/S3), the
@@ -12,8 +12,10 @@ exist, the firmware is an ESP image for this chip, each image fits its flash
 region, the fs image was built for this board), so a bad input never leaves a
 board half-written. esptool is called through its Python API (esptool.main
 with an argv list), writes both regions in one session and checks each with
-the ROM's MD5. Several ports are flashed one after the other, then a summary
-table; the exit status is 0 only if every board was flashed and verified.
+the ROM's MD5. Several ports are flashed one after the other, each with its own
+device (a device's identity never goes on two boards; a build without
+--device may), then a summary table; the exit status is 0 only if every
+board was flashed and verified.
 
 Every failure is one line naming the port and what to do.
 """
@@ -33,7 +35,9 @@ class FlashError(Exception):
 
 
 def add_arguments(p):
-    p.add_argument("ep", metavar="EP", help="device name (its image is BUILD_DIR/EP/fs.img)")
+    p.add_argument("ep", metavar="EP", nargs="+",
+                   help="device name (its image is BUILD_DIR/EP/fs.img); one per --port, in the same order "
+                        "(or one device-less build, e.g. esp32_devkitc-lamp, for every port)")
     p.add_argument("--port", action="append", required=True,
                    help="serial port or socket://HOST:PORT; repeat to flash several boards in sequence")
     p.add_argument("--board", required=True, help="board definition (boards/*.json)")
@@ -56,9 +60,10 @@ def image_chip(data):
     return IMAGE_CHIP_IDS.get(int.from_bytes(data[12:14], "little"), "unknown chip id %d" % int.from_bytes(data[12:14], "little"))
 
 
-def plan(args):
-    """Check everything that can be checked offline; returns (board, regions)
-    where regions is a list of (offset, path, label)."""
+def plan(args, ep=None):
+    """Check everything that can be checked offline for one device; returns
+    (board, regions) where regions is a list of (offset, path, label)."""
+    ep = ep or args.ep[0]
     try:
         b = boards.load(args.board)
     except boards.BoardError as e:
@@ -84,24 +89,49 @@ def plan(args):
             raise FlashError("firmware %s is larger than its region: %d bytes > %d (%#x..%#x)"
                              % (fw, size, room, b.firmware_offset, b.vfs_offset))
         regions.append((b.firmware_offset, fw, "firmware"))
-    img = Path(args.image) if args.image else Path(args.build_dir) / args.ep / "fs.img"
+    img = Path(args.image) if args.image else Path(args.build_dir) / ep / "fs.img"
     if not img.is_file():
         raise FlashError("missing filesystem image %s: run eclor build --board %s --role ROLE --device %s"
-                         % (img, b.name, args.ep))
+                         % (img, b.name, ep))
     meta = img.parent / "build.json"
+    device = None
     if not args.image and meta.is_file():
         built = json.loads(meta.read_text())
+        device = built.get("device")
         if built.get("board") != b.name:
             raise FlashError("image %s was built for board %s, not %s" % (img, built.get("board"), b.name))
-        if built.get("device") != args.ep:
-            raise FlashError("image %s was built for device %s, not %s" % (img, built.get("device"), args.ep))
+        if device is not None and device != ep:
+            raise FlashError("image %s was built for device %s, not %s" % (img, device, ep))
     size = img.stat().st_size
     if size > b.vfs_size:
         raise FlashError("filesystem image %s is larger than the vfs region: %d bytes > %d" % (img, size, b.vfs_size))
     if size % b.block_size:
         raise FlashError("filesystem image %s is not a whole number of %d-byte blocks" % (img, b.block_size))
     regions.append((b.vfs_offset, img, "fs"))
-    return b, regions
+    return b, regions, device
+
+
+def pair(args):
+    """[(port, ep, board, regions)]: one device identity per board."""
+    ports, eps = args.port, args.ep
+    if len(eps) == len(ports):
+        pairs = list(zip(ports, eps))
+    elif len(eps) == 1:
+        pairs = [(p, eps[0]) for p in ports]
+    else:
+        raise FlashError("%d ports but %d devices: give one device per --port, in the same order"
+                         % (len(ports), len(eps)))
+    dup = sorted({p for p in ports if ports.count(p) > 1})
+    if dup:
+        raise FlashError("port %s given twice" % dup[0])
+    out = []
+    for port, ep in pairs:
+        b, regions, device = plan(args, ep)
+        if device is not None and len(eps) == 1 and len(ports) > 1:
+            raise FlashError("%s holds the identity of device %s: %d boards would get it; give one device "
+                             "per --port (or flash a build without --device)" % (regions[-1][1], device, len(ports)))
+        out.append((port, ep, b, regions))
+    return out
 
 
 def _one_line(port, b, err):
@@ -149,23 +179,24 @@ def flash_port(port, b, regions, args, out=sys.stdout):
 
 def run(args):
     try:
-        b, regions = plan(args)
+        jobs = pair(args)
     except FlashError as e:
         print("eclor flash: %s" % e, file=sys.stderr)
         return 2
     results = []
-    n = len(args.port)
-    for i, port in enumerate(args.port, 1):
-        print("== [%d/%d] %s: %s on %s ==" % (i, n, args.ep, b.name, port), flush=True)
+    n = len(jobs)
+    for i, (port, ep, b, regions) in enumerate(jobs, 1):
+        print("== [%d/%d] %s: %s on %s ==" % (i, n, ep, b.name, port), flush=True)
         ok, secs, detail = flash_port(port, b, regions, args)
         if not ok:
             print("eclor flash: %s" % detail, file=sys.stderr, flush=True)
-        results.append((port, ok, secs, detail))
-    w = max(len("port"), max(len(p) for p, *_ in results))
+        results.append((port, ep, ok, secs, detail))
+    w = max(len("port"), max(len(r[0]) for r in results))
+    we = max(len("device"), max(len(r[1]) for r in results))
     print()
-    print("%-*s  %-6s  %6s  %s" % (w, "port", "result", "time", "detail"))
-    for port, ok, secs, detail in results:
-        print("%-*s  %-6s  %5.1fs  %s" % (w, port, "ok" if ok else "FAILED", secs, detail))
-    failed = sum(1 for r in results if not r[1])
+    print("%-*s  %-*s  %-6s  %6s  %s" % (w, "port", we, "device", "result", "time", "detail"))
+    for port, ep, ok, secs, detail in results:
+        print("%-*s  %-*s  %-6s  %5.1fs  %s" % (w, port, we, ep, "ok" if ok else "FAILED", secs, detail))
+    failed = sum(1 for r in results if not r[2])
     print("%d of %d board(s) flashed%s" % (n - failed, n, "" if not failed else ", %d FAILED" % failed))
     return 0 if not failed else 1

@@ -32,6 +32,14 @@ def built(tmp_path_factory):
                      "--out", str(d / "devices")]) == 0
     assert cli.main(["build", "--board", "esp32_devkitc", "--role", "bin", "--device", "bin-rusange-0003",
                      "--devices-dir", str(d / "devices"), "--out", str(d / "build" / "bin-rusange-0003")]) == 0
+    # a second device, and a device-less image (the same bytes may go on many boards)
+    assert cli.main(["provision", "bin-rusange-0004", "--role", "bin", "--zone", "sud", "--commune", "Russange",
+                     "--lat", "49.48", "--lon", "5.95", "--gateway", "coap://127.0.0.1:5683", "--no-declare",
+                     "--out", str(d / "devices")]) == 0
+    assert cli.main(["build", "--board", "esp32_devkitc", "--role", "bin", "--device", "bin-rusange-0004",
+                     "--devices-dir", str(d / "devices"), "--out", str(d / "build" / "bin-rusange-0004")]) == 0
+    assert cli.main(["build", "--board", "esp32_devkitc", "--role", "bin",
+                     "--out", str(d / "build" / "esp32_devkitc-bin")]) == 0
     return d
 
 
@@ -48,11 +56,11 @@ def emulator():
         s.close()
 
 
-def _flash(built, ports, *extra):
+def _flash(built, ports, *extra, eps=("bin-rusange-0003",)):
     argv = ["flash", "--board", "esp32_devkitc", "--build-dir", str(built / "build")] + ROM
     for p in ports:
         argv += ["--port", p]
-    return cli.main(argv + list(extra) + ["bin-rusange-0003"])
+    return cli.main(argv + list(extra) + list(eps))
 
 
 def test_flash_writes_firmware_and_fs_and_verifies(built, emulator, tmp_path, capsys):
@@ -76,15 +84,20 @@ def test_several_ports_in_sequence_with_summary(built, emulator, capsys):
     s.bind(("127.0.0.1", 0))
     dead = "socket://127.0.0.1:%d" % s.getsockname()[1]
     s.close()                                                      # nothing listens there
-    rc = _flash(built, [a.url, dead, b.url], "--fs-only")
+    rc = _flash(built, [a.url, dead, b.url], "--fs-only", eps=("bin-rusange-0003", "bin-x-9", "bin-rusange-0004"))
+    assert rc == 2 and "missing filesystem image" in capsys.readouterr().err    # checked before any board
+    assert a.emu.log == [] and b.emu.log == []
+    rc = _flash(built, [a.url, dead, b.url], "--fs-only", eps=("bin-rusange-0003", "bin-rusange-0004", "bin-rusange-0004"))
     cap = capsys.readouterr()
     assert rc == 1
-    img = (built / "build" / "bin-rusange-0003" / "fs.img").read_bytes()
-    assert a.emu.dump(0x200000, len(img)) == img and b.emu.dump(0x200000, len(img)) == img
+    img3 = (built / "build" / "bin-rusange-0003" / "fs.img").read_bytes()
+    img4 = (built / "build" / "bin-rusange-0004" / "fs.img").read_bytes()
+    assert img3 != img4                                # each board its own identity
+    assert a.emu.dump(0x200000, len(img3)) == img3 and b.emu.dump(0x200000, len(img4)) == img4
     rows = cap.out.strip().splitlines()[-4:]
-    assert rows[0].startswith(a.url) and " ok " in rows[0]
+    assert rows[0].startswith(a.url) and " bin-rusange-0003 " in rows[0] and " ok " in rows[0]
     assert rows[1].startswith(dead) and "FAILED" in rows[1] and "no board on %s" % dead in rows[1]
-    assert rows[2].startswith(b.url) and " ok " in rows[2]
+    assert rows[2].startswith(b.url) and " bin-rusange-0004 " in rows[2] and " ok " in rows[2]
     assert rows[3] == "2 of 3 board(s) flashed, 1 FAILED"
     assert cap.err.count("\n") == 1 and "eclor flash: no board on" in cap.err
 
@@ -182,3 +195,17 @@ def test_stub_refused_says_no_stub(built, emulator, capsys):
     assert rc == 1 and err.startswith("eclor flash: flasher stub refused on %s" % srv.url)
     assert err.endswith("try again with --no-stub") and "\n" not in err
     assert srv.emu.written == 0
+
+
+def test_one_identity_never_goes_on_two_boards(built, emulator, capsys):
+    a, b = emulator(), emulator()
+    assert _flash(built, [a.url, b.url], "--fs-only") == 2
+    err = capsys.readouterr().err
+    assert "holds the identity of device bin-rusange-0003: 2 boards would get it" in err and err.count("\n") == 1
+    assert _flash(built, [a.url, b.url, a.url], "--fs-only", eps=("bin-rusange-0003", "bin-rusange-0004")) == 2
+    assert "3 ports but 2 devices" in capsys.readouterr().err
+    assert a.emu.log == [] and b.emu.log == []
+    # a build without --device: the same image on every board
+    assert _flash(built, [a.url, b.url], "--fs-only", eps=("esp32_devkitc-bin",)) == 0
+    img = (built / "build" / "esp32_devkitc-bin" / "fs.img").read_bytes()
+    assert a.emu.dump(0x200000, len(img)) == img == b.emu.dump(0x200000, len(img))
