@@ -130,7 +130,7 @@ async def main(cfg, safe=False, hw=None):
     def reboot():
         async def later():
             await asyncio.sleep_ms(500)
-            ctl.energy.save(hal.time())
+            ctl.energy.save(ctl.mono)
             hal.reboot()
         asyncio.create_task(later())
 

@@ -77,6 +77,9 @@ class Controller:
         self.voltage = None
         self.on_change = None  # () -> None: observe notification, sender wake-up
         self._t = hal.ticks_ms()
+        # monotonic seconds for debouncing and write pacing: the RTC jumps
+        # when the time is set after a power cut, ticks_ms wraps on the board
+        self.mono = 0.0
         self._next = None
         self._relay = False
         self._fading = False
@@ -89,6 +92,8 @@ class Controller:
         now_ms = hal.ticks_ms()
         dt = hal.ticks_diff(now_ms, self._t)
         self._t = now_ms
+        self.mono += dt / 1000
+        mono = self.mono
         rtc = hal.time()
         utc = clock.now()
         hw = self.hw
@@ -116,18 +121,18 @@ class Controller:
         d.step(dt)
         if d.relay != self._relay:
             self._relay = d.relay
-            self.energy.switched(d.relay, rtc)
+            self.energy.switched(d.relay, mono)
             changed = True
         if d.fading() != self._fading:
             self._fading = not self._fading
             changed = True
         self.power = pw = hw.power()
         self.voltage = hw.voltage()
-        self.energy.tick(rtc, dt / 1000, pw, d.relay)
-        self.faults.check(rtc, d.relay, d.level, self._fading, d.frac(), pw, self.voltage,
+        self.energy.tick(mono, dt / 1000, pw, d.relay)
+        self.faults.check(mono, d.relay, d.level, self._fading, d.frac(), pw, self.voltage,
                           hw.supply(), hw.relay_fb())
         if "supplyLoss" in self.faults.active and self.energy._dirty:
-            self.energy.save(rtc)  # last gasp
+            self.energy.save(mono)  # last gasp
         if utc is not None:
             if self._next is None:
                 self._next = utc + self.cfg.get("report_s", 900) * random.random()

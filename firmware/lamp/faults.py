@@ -31,7 +31,7 @@ NAMES = ("supplyLoss", "lampFailure", "lampPowerTooLow", "lampPowerTooHigh",
 class Faults:
     def __init__(self, params, on_event):
         self.on_event = on_event
-        self.active = {}  # name -> UTC s raised
+        self.active = {}  # name -> when raised (the caller's monotonic seconds)
         self._since = {}  # name -> s since the condition differs from the state
         self._relay_at = None
         self._lit = False

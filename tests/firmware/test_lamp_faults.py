@@ -217,3 +217,19 @@ def test_invalid_calendar_rejected_old_kept():
         f.write("{garbage")
     c3 = Controller(CFG)
     assert c3.cal[0] in ("good", "default")
+
+
+def test_time_set_mid_debounce_does_not_raise_early():
+    # fail-safe (time unknown), lamp on; the time arrives (RTC jumps 26 years)
+    # while a fault is being debounced: debouncing runs on monotonic time
+    hal.set_time(hal.RTC_EPOCH_2000)
+    c = Controller(CFG)
+    _run(c, 30)
+    assert c.src == "failsafe" and c.hw.relay
+    hal.set_inputs(lamp="broken")
+    _run(c, 4)
+    hal.set_time(NIGHT)  # NTP: now 21:00 CET, the schedule also says 100 %
+    _run(c, 1)
+    assert c.src == "schedule" and c.faults.active == {}
+    _run(c, DEB)
+    assert list(c.faults.active) == ["lampFailure"]
