@@ -60,13 +60,15 @@ class Controller:
         self.energy = Energy(save_s=p["save_s"])
         # only the compact validated form stays in RAM; GET reads the file
         self.cal = schedule.validate(DEFAULT_CAL)
-        data = store.read(CAL)
-        if data is not None:
-            try:
-                self.cal = schedule.validate(cbor.loads(data))
-            except ValueError as e:
-                log.error("stored calendar invalid, default used: %s" % e)
-            data = None
+        for path in (CAL, CAL + ".bak"):  # the last good copy if the file is torn
+            data = store.read(path) if store.exists(path) else None
+            if data is not None:
+                try:
+                    self.cal = schedule.validate(cbor.loads(data))
+                    break
+                except ValueError as e:
+                    log.error("stored calendar %s invalid: %s" % (path, e))
+        data = None
         ov = store.load_json(OVR, [])
         self.overrides = ov if isinstance(ov, list) else []
         self.outbox = outbox or Outbox("data/outbox", p["outbox"])
