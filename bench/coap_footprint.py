@@ -57,7 +57,8 @@ gc.collect()
 print("IMPORTED", gc.mem_alloc())
 
 async def main():
-    ep = Endpoint(params={"ACK_TIMEOUT": 1000})
+    # local server, no loss: a short timeout makes a starved run fail fast
+    ep = Endpoint(params={"ACK_TIMEOUT": 300, "MAX_RETRANSMIT": 2})
     if ALL:
         ep.add("state", lambda r: (codec.CONTENT, b"1", 0), obs=True, attrs=b'rt="x"')
         reg = rd.Registration(ep, ("127.0.0.1", %(port)d), "bench", "eclor.lamp", 60)
@@ -102,7 +103,7 @@ async def run_client(fw, port, heap, n, all_):
         *mpy.micropython_cmd([str(script)], heap), env=mpy.micropython_env([fw]),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
     except asyncio.TimeoutError:
         proc.kill()
         await proc.wait()

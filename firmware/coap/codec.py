@@ -137,10 +137,6 @@ class Msg:
     def accept(self):
         return self.uopt(ACCEPT)
 
-    def __repr__(self):
-        return "<Msg t%d %d.%02d mid %d tok %s %r %d B>" % (
-            self.mtype, self.code >> 5, self.code & 31, self.mid, self.token, self.options, len(self.payload))
-
 
 def _ext(buf, n, i):
     """Read an extended delta/length for nibble n at buf[i]; -> (value, i) or (-1, i)."""

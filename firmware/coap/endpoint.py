@@ -40,6 +40,7 @@ message before encoding and `ep.unwrap(msg, peer) -> msg or None` to every
 decoded incoming one (None drops it).  Both default to None (no-op).
 """
 import asyncio
+import gc
 import random
 import socket
 import time
@@ -103,6 +104,7 @@ class Endpoint:
         self.unwrap = None
         self.bad = 0  # malformed datagrams dropped
         self.retx = 0  # retransmissions sent
+        self.oom = 0  # datagrams delayed or lost for want of memory
 
     # ---- server side -------------------------------------------------------
 
@@ -268,14 +270,31 @@ class Endpoint:
         while self._sock:
             yield _io_queue.queue_read(s)
             try:
-                data, peer = s.recvfrom(MAX_MSG)
+                try:
+                    data, peer = s.recvfrom(MAX_MSG)
+                except MemoryError:
+                    # no MAX_MSG contiguous bytes: collect and retry once,
+                    # else drop the datagram (a tiny read discards it) so a
+                    # fragmented heap cannot wedge the loop; CON peers
+                    # retransmit
+                    gc.collect()
+                    self.oom += 1
+                    try:
+                        data, peer = s.recvfrom(MAX_MSG)
+                    except MemoryError:
+                        s.recvfrom(1)
+                        continue
             except OSError:
                 continue
             try:
                 self._rx(data, peer)
             except Exception as e:  # never let one datagram stop the endpoint
                 self.bad += 1
-                print("coap: rx error", repr(e))
+                if isinstance(e, MemoryError):
+                    self.oom += 1
+                    gc.collect()
+                else:
+                    print("coap: rx error", repr(e))
 
     def close(self):
         s, self._sock = self._sock, None
