@@ -78,6 +78,7 @@ class BinGateway(aiocoap.resource.Resource):
         self.pending = {}      # ep -> [command maps]
         self.results = []      # result maps from /cr
         self.unavailable = 0   # answer the next n /dp with 5.03 Max-Age 60
+        self.pending_ct = 60   # content-format of the commands handed over (60 CBOR, 50 JSON)
 
     async def needs_blockwise_assembly(self, request):
         return True
@@ -124,6 +125,9 @@ class BinGateway(aiocoap.resource.Resource):
                 self.rows.append((ep, r[0], bt + r.get(6, 0), v))
             self.posts += 1
             pending = self.pending.pop(ep, [])
+            if pending and self.pending_ct == 50:
+                return aiocoap.Message(code=aiocoap.CHANGED, payload=json.dumps(pending).encode(),
+                                       content_format=50)
             if pending:
                 return aiocoap.Message(code=aiocoap.CHANGED, payload=cbor2.dumps(pending), content_format=60)
             return aiocoap.Message(code=aiocoap.CHANGED)

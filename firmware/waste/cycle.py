@@ -62,6 +62,7 @@ class Cycle:
         self.actions = None
         self.deferred = None     # heartbeat flag of a pack waiting for the time
         self.safe = False
+        self.queued = False      # this wake's pack is in the outbox
 
     def outbox(self):
         if self.ob is None:
@@ -110,6 +111,7 @@ class Cycle:
         """Persist this wake's pack in the outbox and the state that goes with it."""
         st, r = self.st, self.reading
         self.deferred = None
+        self.queued = True
         self.outbox().push(self.pack(now, hb))
         if r["fill"] is not None:
             st["sent_fill"] = r["fill"]

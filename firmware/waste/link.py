@@ -86,17 +86,20 @@ class Link:
                 res = c.apply(cmds)
                 cmds = []
                 if st.get("force") and c.reading:
-                    # "report": queue a fresh pack and send it in this window
-                    c.outbox().push(c.pack(int(hal.time()), False))
-                    st["force"] = 0
+                    # "report": this wake's reading goes out in this window;
+                    # queued already unless the wake only retried a backlog
+                    if c.queued:
+                        st["force"] = 0
+                    else:
+                        c.queue(int(hal.time()), False)
                     cmds = await self.flush()
                     if cmds is None:
                         return False
                 r = await self.post("cr", cbor.dumps(res), CT_CBOR)
                 if r is None:
                     return False
-                if r.code == codec.CHANGED and r.ct == CT_CBOR and r.payload:
-                    cmds = cmds + _decode_cmds(r.payload)
+                if r.code == codec.CHANGED and r.payload and r.ct in (50, CT_CBOR):
+                    cmds = cmds + _decode_cmds(r.payload, r.ct)
             return not len(c.outbox())
         except Timeout:
             c.error = "timeout"
@@ -188,8 +191,8 @@ class Link:
                 return None
             ob.ack(last)        # durable at the gateway: never sent again
             c.sent += n
-            if r.ct == CT_CBOR and r.payload:
-                cmds.extend(_decode_cmds(r.payload))
+            if r.payload and r.ct in (50, CT_CBOR):
+                cmds.extend(_decode_cmds(r.payload, r.ct))
         return cmds
 
 
@@ -209,9 +212,10 @@ def _concat(items, n):
     return bytes(w.value())
 
 
-def _decode_cmds(payload):
+def _decode_cmds(payload, ct):
+    """Command maps from an answer: CBOR (ct 60) or JSON (ct 50)."""
     try:
-        return parse(payload)
+        return parse(payload, ct)
     except ValueError as e:
         return [str(e)]   # answered "failed: bad command" without an id
 

@@ -204,3 +204,46 @@ def test_commands_applied_in_next_wake_invalid_refused_old_kept(fw, tmp_path):
     later = gw.results[5:]
     assert [r["id"] for r in later] == ["c6", "c1"] and later[1]["s"] == "done"
     assert b.config()["bin"]["full_pct"] == 75     # c1 was not applied again
+
+
+def test_json_commands_and_report_without_duplicates(fw, tmp_path):
+    """Commands in JSON (ct 50) are accepted too; a `report` while this
+    wake's pack is already queued sends it once, not twice."""
+    async def main():
+        gp = be.GatewayProcess()
+        await gp.up()
+        b = be.BinBoard(tmp_path, gp.port, fw, settings=dict(FAST, measure_s=900))
+        await wake_ok(b, dist=dist_for(30))
+        gp.gw.pending_ct = 50
+        gp.gw.pending[EP] = [{"id": "j1", "a": "report"}, {"id": "j2", "a": "intervals", "p": {"step_pct": 20}}]
+        await wake_ok(b, dist=dist_for(45))          # a change: queued, then the report
+        await gp.down()
+        return gp.gw, b
+
+    gw, b = asyncio.run(main())
+    res = {r["id"]: r for r in gw.results}
+    assert res["j1"]["s"] == "done" and res["j2"]["s"] == "done", res
+    assert b.config()["bin"]["step_pct"] == 20
+    keys = [(n, t) for ep, n, t, v in gw.rows]
+    assert len(keys) == len(set(keys)), keys
+
+
+def test_gateway_busy_503_keeps_readings_for_later(fw, tmp_path):
+    async def main():
+        gp = be.GatewayProcess()
+        await gp.up()
+        b = be.BinBoard(tmp_path, gp.port, fw, settings=dict(FAST, measure_s=900, backoff_s=600))
+        await wake_ok(b, dist=dist_for(20))
+        gp.gw.unavailable = 1
+        await wake_ok(b, dist=dist_for(40))          # a change, answered 5.03 Max-Age 60
+        st_busy = b.state()
+        queued = b.outbox_len()
+        await wake_ok(b, dist=dist_for(40))          # retry on the next wake
+        await gp.down()
+        return gp.gw, b, st_busy, queued
+
+    gw, b, st_busy, queued = asyncio.run(main())
+    assert st_busy["fails"] == 1 and st_busy["err"] == "max-age 60" and queued == 1, st_busy
+    assert b.outbox_len() == 0 and b.state()["fails"] == 0
+    fills = [v for t, v in gw.series("fill")]
+    assert fills == [20, 40], fills
