@@ -66,3 +66,4 @@ def test_pack_is_senml_the_project_decoder_reads():
     assert recs[1][0] == "urn:dev:ep:b1:distance" and abs(recs[1][2] - 0.875) < 1e-6
     assert recs[2][2] == "ok" and recs[3][2] is True and recs[4][2] == 123456
     assert all(r[3] == 1780000000 for r in recs)
+
