@@ -55,25 +55,37 @@ async def request(ep, method, peer, opts, body, con):
 
 
 async def fetch(ep, method, peer, opts, r, con):
-    """Fetch the remaining Block2 blocks of response r; r gets the whole body.
-    Raises ValueError when the server's blocks do not line up."""
+    """Fetch the remaining Block2 blocks of response r; r gets the whole body
+    (a bytearray).  Raises ValueError when the server's blocks do not line
+    up."""
     num, more, szx = parse(r.opt(BLOCK2))
     if num:
         raise ValueError("block2 does not start at 0")
-    acc = bytearray(r.payload)
+    # one buffer of the announced size (Size2) filled in place: growing a
+    # bytearray block by block fragments a small heap
+    total = r.uopt(codec.SIZE2, 0)
+    acc = bytearray(max(total, len(r.payload)))
+    n = len(r.payload)
+    acc[:n] = r.payload
     opts = [o for o in opts if o[0] != BLOCK1 and o[0] != SIZE1 and o[0] != BLOCK2]
     code = r.code
     while more:
-        nxt = len(acc) >> (szx + 4)
-        r = await ep.exchange(Msg(CON if con else NON, method, 0, b"", opts + [[BLOCK2, val(nxt, 0, szx)]], b""), peer)
+        r = await ep.exchange(Msg(CON if con else NON, method, 0, b"", opts + [[BLOCK2, val(n >> (szx + 4), 0, szx)]], b""), peer)
         b = r.opt(BLOCK2)
         if r.code != code or b is None:
             return r  # error (e.g. 4.08) or changed answer: hand it back
         num, more, szx = parse(b)
-        if num << (szx + 4) != len(acc):
+        if num << (szx + 4) != n:
             raise ValueError("block2 out of order")
-        acc.extend(r.payload)
-    r.payload = bytes(acc)
+        p = r.payload
+        if n + len(p) <= len(acc):
+            acc[n:n + len(p)] = p
+        else:
+            if len(acc) != n:
+                acc = acc[:n]
+            acc.extend(p)
+        n += len(p)
+    r.payload = acc if n == len(acc) else acc[:n]
     r.drop(BLOCK2)
     return r
 
