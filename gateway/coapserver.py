@@ -17,9 +17,9 @@ count and drop such datagrams, and a filter on aiocoap's loggers counts the
 rest and lets through at most one sample per ``log_sample_s``.
 """
 import asyncio
+import json
 import logging
 import time
-import urllib.parse
 
 import aiocoap
 import cbor2
@@ -29,7 +29,6 @@ from aiocoap.numbers.constants import TransportTuning
 
 from . import registry as reg
 from . import senml
-from . import store as st
 from .store import StorageUnavailable
 
 log = logging.getLogger("eclor.gateway.coap")
@@ -198,7 +197,6 @@ class Root(interfaces.Resource):
             if ct == CT_CBOR:
                 data = cbor2.loads(req.payload)
             elif ct == CT_JSON:
-                import json
                 data = json.loads(req.payload)
             else:
                 return _err(Code.UNSUPPORTED_CONTENT_FORMAT, "use CBOR (60) or JSON (50)")

@@ -1,7 +1,6 @@
 """Gateway CoAP side with real aiocoap peers over UDP: registration, /dp, /cr, /time,
 bad inputs and their documented answers (the daemon keeps serving after each)."""
 import asyncio
-import json
 import logging
 import os
 import socket

@@ -4,7 +4,6 @@ register with coap.rd, push a SenML CBOR pack built by fmt.senml, receive a
 command on /cmd from the gateway (same socket it registered from) and answer
 it through dev.commands -- the command reaches `done` at the gateway."""
 import asyncio
-import os
 import time
 
 import pytest

@@ -2,7 +2,6 @@
 returns well-formed rows or raises SenMLError -- never another exception --
 and every row it returns is within the documented rules."""
 import math
-import time
 
 import cbor2
 from hypothesis import given, settings, strategies as S
