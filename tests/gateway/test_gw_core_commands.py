@@ -2,6 +2,7 @@
 registered address), queue-mode bins (commands in the /dp answer, results via
 /cr), group commands, validation, observation, and persistence over a restart."""
 import asyncio
+import json
 import time
 
 import aiocoap
@@ -115,6 +116,15 @@ def test_queue_mode_delivered_on_next_dp_and_result_via_cr(tmp_path):
             assert r.payload == b""
             st, err = await gw.http("POST", "/api/devices/bin-1/commands", {"action": "level", "params": {"level": 1}})
             assert st == 400 and "not for a bin" in err["error"]
+            # results in JSON (ct 50), a single map, are accepted too
+            st, c3 = await gw.http("POST", "/api/devices/bin-1/commands", {"action": "intervals",
+                                                                           "params": {"measure_s": 600}})
+            r = await b.post_readings(gw, senml_cbor("bin-1", t + 4, fill=24.0))
+            assert [x["id"] for x in cbor2.loads(r.payload)] == [c3["id"]]
+            r = await b.req(gw, Code.POST, "/cr", json.dumps({"id": c3["id"], "s": "failed", "r": "busy"}).encode(), 50)
+            assert r.code == Code.CHANGED
+            c3 = await gw.get("/api/commands/" + c3["id"])
+            assert c3["state"] == "failed" and c3["answer"] == {"s": "failed", "r": "busy"}
     run(scenario())
 
 
