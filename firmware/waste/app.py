@@ -33,8 +33,11 @@ def run(cfg, safe=False):
     ms = c.s["measure_s"] * 1000
     try:
         ms = asyncio.run(c.wake())
-        if c.error is None:
-            app.mark_healthy()    # a whole cycle went well: not a boot loop
+        # the cycle ran: not a boot loop. An absent gateway or Wi-Fi is no
+        # firmware fault ("wifi", "timeout", "max-age 60"...); an exception
+        # caught in the wake window ("Type: message") is.
+        if c.error is None or ":" not in c.error:
+            app.mark_healthy()
     except Exception as e:
         try:
             from dev import log
