@@ -190,3 +190,28 @@ async def test_well_known_core_and_filter():
     assert [t for t, _ in linkformat.parse(r.payload)] == ["/state"], r.payload
     c.close()
     s.close()
+
+
+async def test_dedup_cache_is_bounded_and_expires():
+    s, port = server({"DEDUP": 2, "EXCHANGE_LIFETIME": 200})
+    calls = []
+    s.add("n", lambda req: calls.append(req.mid) or (codec.CHANGED, b"", None))
+    asyncio.create_task(s.run())
+    raw = Raw()
+
+    async def post(mid):
+        raw.sendm(Msg(CON, codec.POST, mid, b"", [[codec.URI_PATH, "n"]]), port)
+        a = await raw.recvm()
+        assert a.mid == mid and a.mtype == ACK
+    await post(1)
+    await post(2)
+    await post(1)  # still cached: answered, not re-run
+    assert calls == [1, 2]
+    await post(3)  # ring of 2: evicts mid 1
+    await post(1)
+    assert calls == [1, 2, 3, 1], calls
+    await asyncio.sleep_ms(250)  # past EXCHANGE_LIFETIME: mid 3 is forgotten
+    await post(3)
+    assert calls == [1, 2, 3, 1, 3] and len(s._seen) <= 2, (calls, s._seen)
+    raw.close()
+    s.close()
