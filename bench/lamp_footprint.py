@@ -1,6 +1,6 @@
 """Lamp firmware footprint: flash (.mpy bytes) and heap.
 
-    python bench/lamp_footprint.py [--speed 10000] [--lo 48] [--hi 320]
+    python bench/lamp_footprint.py [--speed 10000] [--lo 48] [--hi 320] [--frozen]
 
 mpy_bytes       the whole lamp firmware as it ships (mpy-cross -march=xtensawin):
                 boot frame, CoAP stack, dev services, fmt, common + lamp HAL,
@@ -15,6 +15,12 @@ min_heap_bytes  smallest `micropython -X heapsize=` (4 KB resolution, by
                 report, resume) during the night
 peak_heap_bytes the largest live heap seen in that run (gc.collect() then
                 gc.mem_alloc(), sampled every 50 ms) at the largest heap
+
+MICROPYTHON=/path/to/micropython selects another build (tools/mpy.py): a
+32-bit unix build has the ESP32's object sizes (4-byte pointers, same object
+model) -- see docs/lamp.md for the two-line recipe. --frozen runs a build
+with the firmware frozen into it (manifest `freeze("firmware")`, as a custom
+ESP32 image would): the .mpy tree is then not on MICROPYPATH.
 
 The simulated clock runs `speed` times real time (default 10,000: the night
 of 2025-12-21, 15:00 to 08:00 UTC, in ~6 s). Figures are for the 64-bit unix
@@ -110,10 +116,10 @@ PARTS = [("boot frame (app, hal, dev.config/log/store, asyncio)", ["app", "hal",
          ("on use: lamp.admin", ["lamp.admin"])]
 
 
-def split(fw, tmp):
+def split(path, tmp):
     d = Path(tempfile.mkdtemp(dir=tmp))
     (d / "split.py").write_text(SPLIT % {"parts": PARTS})
-    p = mpy.run([str(d / "split.py")], [fw], heapsize=512 * 1024, cwd=d, timeout=60)
+    p = mpy.run([str(d / "split.py")], path, heapsize=512 * 1024, cwd=d, timeout=60)
     for line in p.stdout.splitlines():
         if line.startswith("SPLIT "):
             import ast
@@ -149,7 +155,7 @@ def commands(api, stop):
     return i
 
 
-def run_once(fw, gw, heap, speed, tmp):
+def run_once(path, gw, heap, speed, tmp):
     flash = Path(tempfile.mkdtemp(dir=tmp))
     cfg = {"ep": EP, "role": "lamp", "gateway": {"host": "127.0.0.1", "port": gw.coap_port},
            "lat": 49.47, "lon": 5.93, "report_s": 900, "lt": 3600, "wdt_ms": 0,
@@ -161,7 +167,7 @@ def run_once(fw, gw, heap, speed, tmp):
     th = threading.Thread(target=commands, args=(gw.api, stop), daemon=True)
     th.start()
     try:
-        proc = mpy.run([str(flash / "driver.py")], [fw], heapsize=heap, cwd=flash, timeout=120,
+        proc = mpy.run([str(flash / "driver.py")], path, heapsize=heap, cwd=flash, timeout=120,
                        env={"ECLOR_SIM_SPEED": str(speed), "ECLOR_SIM_TIME": str(T0)})
     finally:
         stop.set()
@@ -180,6 +186,7 @@ def main():
     ap.add_argument("--speed", type=float, default=10000)
     ap.add_argument("--lo", type=int, default=48, help="KB")
     ap.add_argument("--hi", type=int, default=320, help="KB")
+    ap.add_argument("--frozen", action="store_true", help="the micropython build has the firmware frozen in")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         fw = Path(tmp) / "fw"
@@ -188,12 +195,13 @@ def main():
         mpy_bytes = sum(p.stat().st_size for p in files)
         lamp_only = sum(p.stat().st_size for p in files if p.relative_to(fw).as_posix().startswith(("lamp/", "hal/lamp_")))
         print("mpy: %d bytes in %d files (lamp role and its HAL: %d)" % (mpy_bytes, len(files), lamp_only))
-        parts = split(fw, tmp)
+        path = [] if args.frozen else [fw]
+        parts = split(path, tmp)
         for name, b in parts:
             print("heap after import %6d B  %s" % (b, name))
         with gwproc.Gateway(Path(tmp) / "gw") as gw:
             hi = args.hi * 1024
-            ok, res, proc = run_once(fw, gw, hi, args.speed, tmp)
+            ok, res, proc = run_once(path, gw, hi, args.speed, tmp)
             if not ok:
                 print(proc.stdout[-3000:], proc.stderr[-2000:])
                 raise SystemExit("the night does not run even with %d KB" % args.hi)
@@ -202,7 +210,7 @@ def main():
             lo = args.lo * 1024  # assumed failing
             while hi - lo > 4096:
                 mid = (lo + hi) // 2 // 4096 * 4096
-                ok, r, _ = run_once(fw, gw, mid, args.speed, tmp)
+                ok, r, _ = run_once(path, gw, mid, args.speed, tmp)
                 print("heap %3d KB: %s %s" % (mid // 1024, "ok  " if ok else "FAIL", (r or {}).get("fail") or ""))
                 if ok:
                     hi = mid
@@ -210,7 +218,8 @@ def main():
                     lo = mid
     print(json.dumps({"mpy_bytes": mpy_bytes, "lamp_role_mpy_bytes": lamp_only, "min_heap_bytes": hi,
                       "peak_heap_bytes": peak, "target_min_heap_bytes": 65536,
-                      "import_heap_bytes": {n.split(" (")[0]: b for n, b in parts}, "speed": args.speed}))
+                      "import_heap_bytes": {n.split(" (")[0]: b for n, b in parts}, "speed": args.speed,
+                      "micropython": mpy.micropython_path(), "frozen": args.frozen}))
 
 
 if __name__ == "__main__":
