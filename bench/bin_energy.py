@@ -47,11 +47,9 @@ RADIO_MA = 110.0
 CELL_MAH = 3000.0
 DERATE = 0.70
 T0 = 1780000000  # 2026-05-28, a Thursday; any fixed start keeps runs comparable
-# Heap of the simulated wakes. The x86-64 unix port has 8-byte object words,
-# the ESP32 4-byte ones, so the same modules and objects take clearly more
-# heap here; a wake loading every module from .mpy peaks around 100 KB on the
-# host (min_heap() measures it) and runs with margin at 128 KB.
-WAKE_HEAP = 128 * 1024
+# Heap of the simulated wakes: the ESP32-sized heap of the test harness.
+# min_heap() measures how close a transmitting wake comes to it.
+WAKE_HEAP = mpy.ESP32_HEAP
 EXIT_DEEPSLEEP = 3
 EXIT_REBOOT = 4
 
