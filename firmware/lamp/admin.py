@@ -21,7 +21,8 @@ SCHEMA = {"control": ["PWM", "1-10V", "DALI", "switch"], "current_min": (float, 
           "voltage": (float, 90, 400), "default_level": (int, 1, 100), "lux_on": (float, 0, 100000),
           "lux_off": (float, 0, 100000), "tz_std": (int, -43200, 50400), "dst": (bool,),
           "save_s": (int, 60, 86400), "outbox": (int, 4, 512), "tick_ms": (int, 1, 10000),
-          "pins": (dict,), "meter": (dict,), "port": (int, 0, 65535), "coap": (dict,)}
+          "pins": (dict,), "meter": (dict,), "port": (int, 0, 65535), "coap": (dict,),
+          "link_s": (int, 1, 3600)}
 config.SCHEMA["lamp"] = SCHEMA
 
 

@@ -13,8 +13,9 @@ network, and the control loop never awaits the network. Tasks:
             acked only on 2.01/2.04 (durable at the gateway); 5.03 waits
             Max-Age; a timeout backs off 5 s .. 5 min. Woken at once by
             events.
-  time      clock.sync(): NTP, else GET /time from the gateway; every 30 s
-            while unknown, then every 6 h
+  upkeep    Wi-Fi re-association when the link is down (every link_s,
+            30 s), then a registration update; clock.sync(): NTP, else
+            GET /time from the gateway; every 30 s while unknown, then 6 h
 
 If the network fails the lamp keeps following its schedule (the RTC keeps
 time) and reports pile up in the bounded outbox (oldest dropped, counted).
@@ -87,10 +88,32 @@ async def sender(ctl, ep, reg, gw, wake):
                 pass
 
 
-async def timekeeper(ep, gw, ntp):
+def _wifi(cfg, sec):
+    """(Re)associate when the board has Wi-Fi credentials; True when up."""
+    try:
+        return hal.wifi_connect(sec["ssid"], sec.get("psk", ""), ip=cfg.get("ip")) is not None
+    except Exception as e:
+        log.exception("wifi", e)
+        return False
+
+
+async def upkeep(cfg, sec, ep, gw, reg, link_ms):
+    """Wi-Fi link and time. The link is checked every link_ms: an always-on
+    lamp must come back by itself after an access-point outage (the
+    association blocks the loop up to 10 s; PWM and relay hold their state
+    in hardware meanwhile). Time: every 30 s while unknown, else every 6 h."""
+    next_sync = 0
     while True:
-        await clock.sync(ep, gw, ntp)
-        await asyncio.sleep_ms(30000 if not clock.time_known() else 6 * 3600000)
+        now = hal.ticks_ms()
+        if sec.get("ssid") and hal.rssi() is None:
+            if _wifi(cfg, sec):
+                log.event("wifi back")
+                reg.kick()  # new address / NAT binding: tell the gateway now
+                next_sync = now
+        if hal.ticks_diff(now, next_sync) >= 0:
+            await clock.sync(ep, gw, cfg.get("ntp"))
+            next_sync = hal.ticks_ms() + (30000 if not clock.time_known() else 6 * 3600000)
+        await asyncio.sleep_ms(link_ms)
 
 
 async def control(ctl, tick_ms):
@@ -113,10 +136,7 @@ async def main(cfg, safe=False, hw=None):
     p = ctl.p
     sec = config.secrets()
     if sec.get("ssid"):
-        try:
-            hal.wifi_connect(sec["ssid"], sec.get("psk", ""), ip=cfg.get("ip"))
-        except Exception as e:
-            log.exception("wifi", e)
+        _wifi(cfg, sec)
     import sys
     ep = Endpoint(port=p.get("port", 5683 if sys.platform == "esp32" else 0), params=p.get("coap"))
     g = cfg["gateway"]
@@ -141,7 +161,7 @@ async def main(cfg, safe=False, hw=None):
     ctl.ep = ep
     tasks = [asyncio.create_task(ep.run()), reg.start(),
              asyncio.create_task(sender(ctl, ep, reg, gw, wake)),
-             asyncio.create_task(timekeeper(ep, gw, cfg.get("ntp")))]
+             asyncio.create_task(upkeep(cfg, sec, ep, gw, reg, p.get("link_s", 30) * 1000))]
     if safe:
         log.event("lamp in SAFE MODE: schedule and CoAP only")
     try:

@@ -199,3 +199,31 @@ async def test_commands_calendar_and_rejection_over_coap():
     task.cancel()
     gw.close()
     await asyncio.sleep_ms(10)
+
+
+async def test_wifi_outage_at_boot_light_first_then_reassociates():
+    import json
+    t0 = DAY * 86400 + 20 * 3600
+    hal.set_true_time(t0)
+    hal.set_time(t0)
+    with open("secrets.json", "w") as f:
+        json.dump({"ssid": "ccphva-lamps", "psk": "x"}, f)
+    hal.set_inputs(wifi=False)  # the access point is down at power-on
+    gw, port = _open_gateway()
+    cfg = _cfg(port)
+    cfg["lamp"]["link_s"] = 1
+    task = asyncio.create_task(lamp_app.main(cfg))
+    await asyncio.sleep_ms(50)
+    ctl = lamp_app.current
+    assert ctl.dim.target == 100 and ctl.hw.relay  # lit before any network
+    assert not hal.radio_on()
+    await asyncio.sleep_ms(1500)
+    assert not hal.radio_on()  # retried, still down: the lamp keeps its schedule
+    assert ctl.dim.target == 100
+    hal.set_inputs(wifi=True)  # the access point is back
+    assert await _until(lambda: hal.radio_on(), 4000)
+    assert any("wifi back" in line for line in ctl.log())
+    assert await _until(lambda: ctl.reg.registered)
+    task.cancel()
+    gw.close()
+    await asyncio.sleep_ms(10)
