@@ -22,7 +22,6 @@ time) and reports pile up in the bounded outbox (oldest dropped, counted).
 """
 import asyncio
 import hal
-from coap import codec
 from dev import clock, log
 from fmt import senml
 from lamp.control import Controller
@@ -51,6 +50,7 @@ def run(cfg, safe=False):
 
 
 async def sender(ctl, ep, reg, gw, wake):
+    from coap import codec
     backoff = 5000
     ob = ctl.outbox
     while True:
