@@ -1,28 +1,30 @@
 """RFC 7252 message codec for MicroPython.
 
-A message is a `Msg`: type, code, message id, token, options, payload.
-Options are a list of `[number, value]` pairs in wire order; a value is
-`bytes` after decoding, and may be `int` (uint), `str` (UTF-8) or bytes when
-encoding.  Repeatable options (Uri-Path, Uri-Query, Location-Path, ETag...)
-simply appear several times.
-
-Design:
-* `decode(data)` never raises on malformed input: it returns a `str` naming
-  the fault (bad version, token length, truncated option, reserved nibble 15,
-  payload marker without payload...) so the endpoint can answer a malformed
-  CON with RST and drop everything else.  On success it returns a `Msg`.
-* `encode(msg, buf)` writes into a caller-owned, pre-allocated bytearray and
-  returns the length; no intermediate bytes are built.  Options are emitted in
-  ascending number order with a stable selection pass (MicroPython's
-  list.sort is not stable, and Uri-Path order matters), so callers may add
-  options in any order.
-* Codes are plain ints `class*32 + detail` (2.05 -> 69) to avoid objects.
-* Only the codes and option numbers the firmware uses are named: every
-  public name costs a dict entry and a qstr in RAM when loaded from .mpy.
-  Others by number: 1 If-Match, 3 Uri-Host, 5 If-None-Match, 7 Uri-Port,
-  9 OSCORE, 20 Location-Query, 35 Proxy-Uri; 4.01 = 129, 4.03 = 131,
-  4.06 = 134, 4.12 = 140, 4.15 = 143, 5.01 = 161, 5.04 = 164.
-"""
+Design notes in the comments below (comments cost nothing to compile on
+the board; a long docstring is buffered whole by the lexer)."""
+#
+# A message is a `Msg`: type, code, message id, token, options, payload.
+# Options are a list of `[number, value]` pairs in wire order; a value is
+# `bytes` after decoding, and may be `int` (uint), `str` (UTF-8) or bytes when
+# encoding.  Repeatable options (Uri-Path, Uri-Query, Location-Path, ETag...)
+# simply appear several times.
+#
+# Design:
+# * `decode(data)` never raises on malformed input: it returns a `str` naming
+#   the fault (bad version, token length, truncated option, reserved nibble 15,
+#   payload marker without payload...) so the endpoint can answer a malformed
+#   CON with RST and drop everything else.  On success it returns a `Msg`.
+# * `encode(msg, buf)` writes into a caller-owned, pre-allocated bytearray and
+#   returns the length; no intermediate bytes are built.  Options are emitted in
+#   ascending number order with a stable selection pass (MicroPython's
+#   list.sort is not stable, and Uri-Path order matters), so callers may add
+#   options in any order.
+# * Codes are plain ints `class*32 + detail` (2.05 -> 69) to avoid objects.
+# * Only the codes and option numbers the firmware uses are named: every
+#   public name costs a dict entry and a qstr in RAM when loaded from .mpy.
+#   Others by number: 1 If-Match, 3 Uri-Host, 5 If-None-Match, 7 Uri-Port,
+#   9 OSCORE, 20 Location-Query, 35 Proxy-Uri; 4.01 = 129, 4.03 = 131,
+#   4.06 = 134, 4.12 = 140, 4.15 = 143, 5.01 = 161, 5.04 = 164.
 from micropython import const
 
 _VERSION = const(1)

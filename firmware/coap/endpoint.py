@@ -5,40 +5,42 @@ One socket for both directions is a wire-contract rule: the gateway sends its
 requests to the address and port the device last registered from, so the NAT
 binding the device opened carries them.
 
-    ep = Endpoint(port=5683, params={"ACK_TIMEOUT": 200})
-    ep.add("state", handler, obs=True, attrs=b'rt="eclor.lamp.state";ct=112')
-    asyncio.create_task(ep.run())
-    r = await ep.request(codec.POST, ("192.0.2.10", 5683), "dp", body, ct=112)
-
-Handlers take the request `Msg` (`req.method`, `req.path`, `req.query`,
-`req.payload` with Block1 already reassembled, `req.ct`, `req.accept`,
-`req.peer`) and return `(code, payload, ct)` or `(code, payload, ct,
-options)`, or a coroutine that returns it.  A plain function is answered
-piggybacked in the ACK; a coroutine gets an empty ACK at once and a separate
-CON response when it finishes, so a slow handler never holds up the
-receive loop or makes the client retransmit.
-
-Receiving: `run()` parks on the socket through asyncio's own IOQueue
-(`yield core._io_queue.queue_read(sock)`, exactly what asyncio's streams do;
-`StreamReader` itself cannot do datagrams).  The task sleeps in the poller
-until a datagram arrives: zero added latency and no CPU while idle, unlike a
-`sleep_ms` polling loop which trades one against the other.
-
-Messaging: CON requests are retransmitted with exponential back-off from a
-random timeout in [ACK_TIMEOUT, ACK_TIMEOUT*ACK_RANDOM_FACTOR] up to
-MAX_RETRANSMIT times; NSTART is 1 per peer (a second CON to a peer waits
-until the first is acknowledged).  Incoming CON/NON are de-duplicated by
-(peer, message id) in a small ring of DEDUP entries kept EXCHANGE_LIFETIME:
-a retransmitted request is answered with the cached reply bytes, the
-handler is not run again.  An empty CON (ping) and a malformed CON get RST;
-other malformed datagrams are dropped and counted in `ep.bad`.
-
-All times are milliseconds; `params` overrides any of DEFAULTS.
-
-OSCORE seam: `ep.wrap(msg, peer) -> msg` is applied to every outgoing
-message before encoding and `ep.unwrap(msg, peer) -> msg or None` to every
-decoded incoming one (None drops it).  Both default to None (no-op).
-"""
+Design notes in the comments below (comments cost nothing to compile on
+the board; a long docstring is buffered whole by the lexer)."""
+#
+#     ep = Endpoint(port=5683, params={"ACK_TIMEOUT": 200})
+#     ep.add("state", handler, obs=True, attrs=b'rt="eclor.lamp.state";ct=112')
+#     asyncio.create_task(ep.run())
+#     r = await ep.request(codec.POST, ("192.0.2.10", 5683), "dp", body, ct=112)
+#
+# Handlers take the request `Msg` (`req.method`, `req.path`, `req.query`,
+# `req.payload` with Block1 already reassembled, `req.ct`, `req.accept`,
+# `req.peer`) and return `(code, payload, ct)` or `(code, payload, ct,
+# options)`, or a coroutine that returns it.  A plain function is answered
+# piggybacked in the ACK; a coroutine gets an empty ACK at once and a separate
+# CON response when it finishes, so a slow handler never holds up the
+# receive loop or makes the client retransmit.
+#
+# Receiving: `run()` parks on the socket through asyncio's own IOQueue
+# (`yield core._io_queue.queue_read(sock)`, exactly what asyncio's streams do;
+# `StreamReader` itself cannot do datagrams).  The task sleeps in the poller
+# until a datagram arrives: zero added latency and no CPU while idle, unlike a
+# `sleep_ms` polling loop which trades one against the other.
+#
+# Messaging: CON requests are retransmitted with exponential back-off from a
+# random timeout in [ACK_TIMEOUT, ACK_TIMEOUT*ACK_RANDOM_FACTOR] up to
+# MAX_RETRANSMIT times; NSTART is 1 per peer (a second CON to a peer waits
+# until the first is acknowledged).  Incoming CON/NON are de-duplicated by
+# (peer, message id) in a small ring of DEDUP entries kept EXCHANGE_LIFETIME:
+# a retransmitted request is answered with the cached reply bytes, the
+# handler is not run again.  An empty CON (ping) and a malformed CON get RST;
+# other malformed datagrams are dropped and counted in `ep.bad`.
+#
+# All times are milliseconds; `params` overrides any of DEFAULTS.
+#
+# OSCORE seam: `ep.wrap(msg, peer) -> msg` is applied to every outgoing
+# message before encoding and `ep.unwrap(msg, peer) -> msg or None` to every
+# decoded incoming one (None drops it).  Both default to None (no-op).
 import asyncio
 import gc
 import random
@@ -90,7 +92,6 @@ class Endpoint:
         s = self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.bind(addr(host, port))
         s.setblocking(False)
-        self._buf = bytearray(MAX_MSG)
         self._res = {}  # path -> [handler, obs, attrs]
         self._ex = []  # outstanding exchanges, see exchange()
         self._seen = []  # dedup ring: [peer, mid, expiry, reply bytes]
@@ -249,10 +250,18 @@ class Endpoint:
         return self._mid
 
     def _pack(self, m, peer):
+        # Every message we send is kept (for retransmission or as the
+        # cached answer to a duplicate), so it is encoded once into a buffer
+        # of an upper-bound size and kept as a view: one allocation per
+        # message and no permanent MAX_MSG-sized transmit buffer.
         if self.wrap:
             m = self.wrap(m, peer)
-        n = codec.encode(m, self._buf)
-        return bytes(memoryview(self._buf)[:n])
+        need = 5 + len(m.token) + len(m.payload)
+        for o in m.options:
+            v = o[1]
+            need += 5 + (4 if isinstance(v, int) else (4 * len(v) if isinstance(v, str) else len(v)))
+        b = bytearray(need)
+        return memoryview(b)[:codec.encode(m, b)]
 
     def _send(self, data, peer):
         try:
