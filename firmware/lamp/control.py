@@ -81,7 +81,8 @@ class Controller:
         self._t = hal.ticks_ms()
         # monotonic seconds for debouncing and write pacing: the RTC jumps
         # when the time is set after a power cut, ticks_ms wraps on the board
-        self.mono = 0.0
+        self.mono = 0
+        self._mono_ms = 0
         self._next = None
         self._relay = False
         self._fading = False
@@ -94,7 +95,9 @@ class Controller:
         now_ms = hal.ticks_ms()
         dt = hal.ticks_diff(now_ms, self._t)
         self._t = now_ms
-        self.mono += dt / 1000
+        ms = self._mono_ms + dt
+        self.mono += ms // 1000  # int seconds: a float32 would stall after 194 days
+        self._mono_ms = ms % 1000
         mono = self.mono
         rtc = hal.time()
         utc = clock.now()
@@ -130,16 +133,18 @@ class Controller:
             changed = True
         self.power = pw = hw.power()
         self.voltage = hw.voltage()
-        self.energy.tick(mono, dt / 1000, pw, d.relay)
+        self.energy.tick(mono, dt, pw, d.relay)
         self.faults.check(mono, d.relay, d.level, self._fading, d.frac(), pw, self.voltage,
                           hw.supply(), hw.relay_fb())
         if "supplyLoss" in self.faults.active and self.energy._dirty:
             self.energy.save(mono)  # last gasp
         if utc is not None:
+            # int arithmetic: a float32 of today's UTC has a 128 s step
+            rs = self.cfg.get("report_s", 900)
             if self._next is None:
-                self._next = utc + self.cfg.get("report_s", 900) * random.random()
+                self._next = int(utc) + int(rs * random.random())
             elif utc >= self._next:
-                self._next = utc + self.cfg.get("report_s", 900) * (0.8 + 0.4 * random.random())
+                self._next = int(utc) + int(rs * (0.8 + 0.4 * random.random()))
                 self.report()
         if changed and self.on_change:
             self.on_change()

@@ -19,26 +19,43 @@ PATH = "data/energy.json"
 
 
 class Energy:
+    """Counters kept as ints (mWh, s) plus a small float remainder: on the
+    ESP32 a float32 counter stops counting once its ulp exceeds the
+    increment (a 100 W lamp adds 0.03 Wh a second; at 1 MWh the ulp is
+    0.06 Wh, and a seconds counter stalls after 194 days)."""
+
     def __init__(self, path=PATH, save_s=900):
         self.path = path
         self.save_s = save_s
         d = store.load_json(path, None)
         if not isinstance(d, dict):
             d = {}
-        self.wh = float(d.get("wh", 0))
-        self.on_s = float(d.get("on_s", 0))
+        self.mwh = int(d.get("mwh", float(d.get("wh", 0)) * 1000))
+        self.on_s = int(d.get("on_s", 0))
         self.switch_on = int(d.get("n", 0))
+        self._acc = 0.0  # mWh not yet in mwh (< 1 + one step)
+        self._on_ms = 0  # ms not yet in on_s
         self.writes = 0
         self._saved_at = None
         self._dirty = False
 
-    def tick(self, now, dt_s, power, relay):
-        """Integrate power (W) over dt_s seconds; count time with the relay closed."""
+    @property
+    def wh(self):
+        return self.mwh / 1000
+
+    def tick(self, now, dt_ms, power, relay):
+        """Integrate power (W) over dt_ms; count time with the relay closed.
+        now: monotonic seconds (write pacing)."""
         if power and power > 0:
-            self.wh += power * dt_s / 3600.0
+            a = self._acc + power * dt_ms / 3600.0  # W x ms / 3600 = mWh
+            n = int(a)
+            self.mwh += n
+            self._acc = a - n
             self._dirty = True
         if relay:
-            self.on_s += dt_s
+            ms = self._on_ms + dt_ms
+            self.on_s += ms // 1000
+            self._on_ms = ms % 1000
             self._dirty = True
         if self._saved_at is None:
             self._saved_at = now
@@ -54,7 +71,7 @@ class Energy:
 
     def save(self, now=None):
         try:
-            store.save_json(self.path, {"wh": self.wh, "on_s": int(self.on_s), "n": self.switch_on})
+            store.save_json(self.path, {"mwh": self.mwh, "on_s": self.on_s, "n": self.switch_on})
             self.writes += 1
             self._dirty = False
             self._saved_at = now

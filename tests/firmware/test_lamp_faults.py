@@ -185,7 +185,7 @@ def test_energy_write_policy_bounded():
     t = 0
     for _ in range(24 * 3600 // 10):  # a day lit at 60 W, a tick every 10 s
         t += 10
-        e.tick(t, 10, 60.0, True)
+        e.tick(t, 10000, 60.0, True)
     assert 1439 < e.wh < 1441
     assert 90 <= e.writes <= 97, e.writes  # one write per 15 min, not per tick
     e2 = Energy()
