@@ -46,6 +46,7 @@ def add_arguments(p):
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--per-process", type=int, default=8, help="devices per MicroPython process (firmware mode)")
     p.add_argument("--speed", type=float, default=60.0, help="simulated clock speed (firmware mode)")
+    p.add_argument("--heap", type=int, default=None, help="MicroPython heap per device, bytes (firmware mode; default ESP32)")
     p.add_argument("--dir", default=None, help="work directory for firmware devices (default: temporary)")
 
 

@@ -41,3 +41,22 @@ def test_sim_cpython_mode_against_the_gateway(tmp_path):
         # every bin registered in queue mode and its readings are stored
         b = next(ep for ep, r in want.items() if r == "bin")
         assert gwproc.items(gw.api.get("/api/devices/%s/readings" % b, name="fill"), "readings")
+
+
+def test_sim_firmware_mode_runs_real_bins(tmp_path):
+    """--mode firmware: the real bin firmware, one process per wake, x120."""
+    with gwproc.Gateway(tmp_path / "gw") as gw:
+        p = eclor("sim", "--mode", "firmware", "--lamps", "0", "--bins", "2", "--speed", "120",
+                  "--gateway", "coap://127.0.0.1:%d" % gw.coap_port, "--duration", "12",
+                  "--dir", str(tmp_path / "fleet"), timeout=90)
+        assert p.returncode == 0, p.stdout + p.stderr
+        out = json.loads(p.stdout.strip().splitlines()[-1])
+        assert out["crashes"] == 0 and out["reboots"] == 0
+        assert out["wakes"] >= 2          # each wake ends in deep sleep (exit 3) and the next one starts
+        devs = gwproc.items(gw.api.get("/api/devices"), "devices")
+        assert sorted(d["ep"] for d in devs) == sorted(s["ep"] for s in territory.fleet(0, 2))
+        for d in devs:
+            assert gwproc.items(gw.api.get("/api/devices/%s/readings" % d["ep"], name="fill"), "readings")
+        # each device has its own flash directory with its config
+        cfg = json.loads((tmp_path / "fleet" / "devices" / devs[0]["ep"] / "config.json").read_text())
+        assert cfg["ep"] == devs[0]["ep"] and cfg["gateway"]["port"] == gw.coap_port

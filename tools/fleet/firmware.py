@@ -329,7 +329,9 @@ def run_cli(args, gw):
     root = args.dir or tempfile.mkdtemp(prefix="eclor-sim-")
 
     async def main():
-        fleet = FirmwareFleet(specs, gw, root, speed=args.speed, on_event=lambda m: print("sim: " + m, flush=True))
+        fleet = FirmwareFleet(specs, gw, root, speed=args.speed, heapsize=args.heap or mpy.ESP32_HEAP,
+                              start_utc=time.time() - 7 * 86400,
+                              on_event=lambda m: print("sim: " + m, flush=True))
         fleet.prepare()
         print("sim: %d lamps + %d bins running the firmware (%s), speed x%g, in %s" % (
             args.lamps, args.bins, "mpy", args.speed, root), flush=True)
@@ -346,7 +348,8 @@ def run_cli(args, gw):
             await fleet.stop()
         out = {"devices": len(specs), "starts": sum(d.starts for d in fleet.devices.values()),
                "wakes": sum(d.wakes for d in fleet.devices.values()),
-               "crashes": sum(d.crashes for d in fleet.devices.values())}
+               "reboots": sum(d.reboots for d in fleet.devices.values()),
+               "crashes": sum(d.crashes for d in fleet.devices.values()), "dir": str(root)}
         print(json.dumps(out, sort_keys=True), flush=True)
         return 0
     return asyncio.run(main())
