@@ -24,10 +24,20 @@ validates the whole result and only then writes it (dev.store: atomic, the
 old file kept as .bak). On error it raises ValueError("key: reason") and
 neither `cur` nor the file changes.
 """
+import json
 from dev import store
 
 PATH = "config.json"
 SECRETS = "secrets.json"
+
+def _ip(v):
+    # static IP for hal.wifi_connect: [ip, netmask, gateway, dns]
+    if not isinstance(v, list) or len(v) != 4:
+        raise ValueError("ip: must be [ip, netmask, gateway, dns]")
+    for a in v:
+        if not isinstance(a, str) or not 7 <= len(a) <= 15 or a.count(".") != 3:
+            raise ValueError("ip: %r is not an IPv4 address" % (a,))
+
 
 SCHEMA = {
     "ep": (str, 1, 63),
@@ -41,7 +51,7 @@ SCHEMA = {
     "lt": (int, 60, 604800),
     "ntp": (str, 0, 253),
     "wdt_ms": (int, 0, 120000),
-    "ip": (list,),
+    "ip": _ip,
     "board": (str, 0, 63),
     "lamp": (dict,),
     "bin": (dict,),
@@ -60,7 +70,7 @@ def _check(rule, v, key):
         validate(v, rule, key + ".")
         return
     if isinstance(rule, list):
-        if v not in rule:
+        if type(v) is not type(rule[0]) or v not in rule:
             raise ValueError("%s: must be one of %s" % (key, ", ".join([str(x) for x in rule])))
         return
     t = rule[0]
@@ -142,5 +152,12 @@ def apply(cur, changes, path=PATH):
         raise ValueError("config changes must be a map")
     new = merge(DEFAULTS, merge(cur, changes))  # a deleted key falls back to its default
     validate(new)
-    store.save_json(path, new)
+    text = json.dumps(new)
+    try:
+        same = json.loads(text) == new
+    except ValueError:
+        same = False
+    if not same:  # bytes, non-text keys, NaN in a role section: would not load back as written
+        raise ValueError("config: values must be JSON (text, numbers, true/false, lists, maps with text keys)")
+    store.write(path, text)
     return new

@@ -18,7 +18,9 @@ CUR = {"ep": "lamp-1", "role": "lamp", "gateway": {"host": "192.0.2.1", "port": 
 KEYS = ["ep", "role", "gateway", "host", "port", "zone", "lat", "lon", "report_s", "lt", "wdt_ms", "lamp", "bin",
         "x", "ntp", "ip"]
 leaf = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6), st.floats(allow_nan=False, allow_infinity=False),
-                 st.text(max_size=70), st.binary(max_size=4), st.sampled_from(["lamp", "bin", "127.0.0.1"]))
+                 st.text(max_size=70), st.sampled_from(["lamp", "bin", "127.0.0.1"]))
+# (no bytes: comparing bytes with text makes unix MicroPython warn on stderr, which the
+# bridge never drains; bytes in config values are covered in tests/firmware/test_dev_config.py)
 value = st.recursive(leaf, lambda ch: st.one_of(st.lists(ch, max_size=3), st.dictionaries(st.sampled_from(KEYS), ch,
                                                                                           max_size=3)), max_leaves=8)
 

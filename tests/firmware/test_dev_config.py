@@ -113,3 +113,15 @@ def test_secrets_kept_apart():
     assert config.secrets() == {}
     store.save_json("secrets.json", {"ssid": "s", "psk": "p"})
     assert config.secrets()["psk"] == "p"
+
+
+def test_values_that_json_cannot_keep_are_refused():
+    store.save_json("config.json", GOOD)
+    c = config.load()
+    _refused(c, {"lamp": {"k": b"raw"}}, "must be JSON")
+    _refused(c, {"lamp": {1: 2}}, "must be JSON")
+    _refused(c, {"lamp": {"x": float("nan")}}, "must be JSON")
+    _refused(c, {"ip": ["10.0.0.9", "255.255.255.0", "10.0.0.1"]}, "ip: must be [ip, netmask, gateway, dns]")
+    _refused(c, {"ip": ["10.0.0.9", "255.255.255.0", "10.0.0.1", b"1.1.1.1"]}, "not an IPv4 address")
+    ip = ["10.0.0.9", "255.255.255.0", "10.0.0.1", "1.1.1.1"]
+    assert config.apply(c, {"ip": ip})["ip"] == ip and config.load()["ip"] == ip
