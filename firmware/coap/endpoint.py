@@ -264,8 +264,11 @@ class Endpoint:
         return memoryview(b)[:codec.encode(m, b)]
 
     def _send(self, data, peer):
+        s = self._sock
+        if s is None:
+            raise OSError("endpoint closed")
         try:
-            self._sock.sendto(data, peer)
+            s.sendto(data, peer)
         except OSError:
             pass  # no route / interface down: the retransmission timer copes
 

@@ -215,3 +215,24 @@ async def test_dedup_cache_is_bounded_and_expires():
     assert calls == [1, 2, 3, 1, 3] and len(s._seen) <= 2, (calls, s._seen)
     raw.close()
     s.close()
+
+
+async def test_request_on_closed_endpoint_is_oserror_and_pending_ones_end():
+    raw = Raw()
+    c = Endpoint(params={"ACK_TIMEOUT": 50, "MAX_RETRANSMIT": 2})
+    asyncio.create_task(c.run())
+    t = asyncio.create_task(c.request(codec.GET, ("127.0.0.1", raw.port), "x"))
+    await raw.recvm()
+    c.close()
+    try:
+        await t  # its retransmission finds the socket closed
+        assert False
+    except OSError as e:
+        assert "closed" in str(e)
+    try:
+        await c.request(codec.GET, ("127.0.0.1", raw.port), "x")
+        assert False
+    except OSError:
+        pass
+    assert not c._ex
+    raw.close()
