@@ -227,3 +227,37 @@ async def test_wifi_outage_at_boot_light_first_then_reassociates():
     task.cancel()
     gw.close()
     await asyncio.sleep_ms(10)
+
+
+async def test_junk_to_every_resource_gets_4xx_and_the_lamp_keeps_going():
+    t0 = DAY * 86400 + 20 * 3600
+    hal.set_true_time(t0)
+    hal.set_time(t0)
+    gw, port = _open_gateway()
+    task = asyncio.create_task(lamp_app.main(_cfg(port)))
+    assert await _until(lambda: gw.peer is not None)
+    ctl = lamp_app.current
+    ep = gw.ep
+    random.seed(7)
+    junk = [b"", b"\xff", b"\xa1\x61", b"{", b"[1,2", b"null", b"\"x\"", b"-5", b"101",
+            cbor.dumps([1, 2]), cbor.dumps({"level": "x"}), cbor.dumps({"id": 3}), b"\x9f\x9f\x9f\x9f"]
+    junk += [bytes(random.getrandbits(8) for _ in range(random.getrandbits(6))) for _ in range(12)]
+    codes = {}
+    for path in ("lamp/override", "lamp/calendar", "lamp/type", "dev/config", "cmd"):
+        for i, body in enumerate(junk):
+            ct = (60, 50, 0, None, 42)[i % 5]
+            meth = codec.POST if path in ("cmd", "dev/config") else codec.PUT
+            r = await ep.request(meth, gw.peer, path, body, ct=ct)
+            codes[r.code] = codes.get(r.code, 0) + 1
+            assert r.code in (codec.BAD_REQUEST, codec.CHANGED), (path, body, ct, r.code, r.payload)
+            if r.code == codec.BAD_REQUEST:
+                assert r.payload, (path, body)  # always a reason
+    assert codes.get(codec.BAD_REQUEST, 0) > 50, codes
+    r = await ep.request(codec.DELETE, gw.peer, "lamp/override")  # undo any junk that was a valid level
+    r = await ep.request(codec.GET, gw.peer, "lamp/state")
+    assert r.code == codec.CONTENT
+    assert ctl.cal[0] == "default" and ctl.dim.target == 100  # nothing junk changed the schedule
+    assert ctl.cfg["ep"] == "lamp-gw"
+    task.cancel()
+    gw.close()
+    await asyncio.sleep_ms(10)
