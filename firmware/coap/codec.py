@@ -112,10 +112,6 @@ class Msg:
         """All values of a repeatable option, in order, as str."""
         return [o[1] if isinstance(o[1], str) else bytes(o[1]).decode() for o in self.options if o[0] == num]
 
-    def add(self, num, value):
-        self.options.append([num, value])
-        return self
-
     def drop(self, num):
         self.options = [o for o in self.options if o[0] != num]
 
