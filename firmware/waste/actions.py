@@ -25,7 +25,7 @@ class Actions:
         self.c = c
         self.cmds = Commands({"geometry": self.geometry, "thresholds": self.thresholds,
                               "intervals": self.intervals, "config": self.config,
-                              "report": self.report, "reboot": self.reboot})
+                              "report": self.report, "reboot": self.reboot}, now=_now)
 
     def apply(self, cmds):
         return [self.cmds.apply(x) for x in cmds]
@@ -71,6 +71,14 @@ class Actions:
     def reboot(self, p):
         self.c.reboot = True
         return "rebooting"
+
+
+def _now():
+    # dev.clock.now() without loading dev.clock again (it was dropped after
+    # the registration to make room): UTC seconds, None while unknown
+    import hal
+    t = hal.time()
+    return t if t >= 1704067200 else None
 
 
 def set_config(c, p):

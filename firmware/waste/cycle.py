@@ -35,12 +35,18 @@ from dev import store
 from waste import conf
 
 BOOT_MS = 270          # ROM + bootloader + MicroPython start before main.py
+RESERVE = 4096         # bytes kept free for the radio phase
 STATE = "data/bin.json"
 
 
 class Cycle:
     def __init__(self, cfg, secrets=None, hw=None):
         self.t0 = hal.ticks_ms()
+        # Held from boot, when the heap is still in one piece, and released
+        # just before the CoAP endpoint receives: its loop asks for one
+        # contiguous 1152-byte block per datagram, which a heap fragmented
+        # by module loading may no longer have (see docs/bin.md "Memory").
+        self.reserve = bytearray(RESERVE)
         self.cfg = cfg
         self.secrets = secrets or {}
         self.s, self.cfg_error = conf.from_config(cfg)

@@ -65,6 +65,8 @@ class Link:
             st.pop("wifi", None)   # stale channel/BSSID: scan next time
             return False
         st["wifi"] = saved
+        c.reserve = None
+        gc.collect()
         self.ep = ep = Endpoint(0, {"ACK_TIMEOUT": s["ack_timeout_ms"], "MAX_RETRANSMIT": s["max_retransmit"]})
         task = asyncio.create_task(ep.run())
         gw = c.cfg["gateway"]
