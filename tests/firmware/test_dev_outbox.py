@@ -3,7 +3,6 @@
 # ack (the power cut at every flash write is in test_dev_powercut.py).
 import os
 from dev.outbox import Outbox
-from dev import store
 
 
 
