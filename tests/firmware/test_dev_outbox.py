@@ -5,7 +5,6 @@ import os
 from dev.outbox import Outbox
 
 
-
 def test_fifo_ack_and_reopen():
     ob = Outbox(bound=10)
     seqs = [ob.push(b"pack%d" % i) for i in range(5)]
