@@ -3,6 +3,7 @@
   eclor.status()              summary: device, time, heap, boots, role state
   eclor.config()              show the config (secrets are in secrets.json, never shown)
   eclor.config("report_s", 300) / eclor.config("gateway.port", 5683)   set: validated, persisted
+                              (applied live through the role's set_config(changes) when it has one)
   eclor.log(20)               recent events from the persisted log
   eclor.selftest()            role self-test (relay/power/clock/gateway | ranger/battery/...)
   eclor.level(50)             lamp: override the level
@@ -75,8 +76,13 @@ def config(key=None, value=None):
     ch = value
     for p in reversed(parts):
         ch = {p: ch}
+    live = getattr(app.current, "set_config", None)
     try:
-        app.cfg = _config.apply(c, ch)
+        if live is not None:
+            live(ch)  # the running role validates, persists and applies it now
+            app.cfg = getattr(app.current, "cfg", None) or _config.load()
+        else:  # nothing running: the file, used at the next start or wake
+            app.cfg = _config.apply(c, ch)
     except ValueError as e:
         _out("refused:", e)
         return False

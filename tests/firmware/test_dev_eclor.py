@@ -89,3 +89,27 @@ def test_log_prints_recent_events():
     _, out = _capture(eclor.log, 5)
     lines = out.strip().split("\n")
     assert len(lines) == 5 and lines[-1].endswith("event 29") and lines[0].endswith("event 25")
+
+
+def test_config_set_goes_through_the_running_role():
+    store.save_json("config.json", CFG)
+    import app
+    import eclor
+    from dev import config
+
+    class Live(Role):
+        def __init__(self):
+            Role.__init__(self)
+            self.cfg = config.load()
+            self.seen = []
+
+        def set_config(self, changes):
+            self.seen.append(changes)
+            self.cfg = config.apply(self.cfg, changes)
+
+    app.current = Live()
+    assert eclor.config("lamp.min_level", 12) is True
+    assert app.current.seen == [{"lamp": {"min_level": 12}}]
+    assert config.load()["lamp"] == {"min_level": 12} and app.cfg["lamp"] == {"min_level": 12}
+    r, out = _capture(eclor.config, "report_s", 0)
+    assert r is False and "refused" in out and app.current.cfg["report_s"] == 900
