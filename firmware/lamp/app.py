@@ -129,16 +129,44 @@ async def control(ctl, tick_ms):
 async def main(cfg, safe=False, hw=None):
     ctl = make(cfg, safe, hw)
     ctl.step()  # light first
+    tasks = []
+    ep = None
+    try:
+        ep = _network(ctl, cfg, tasks)
+    except (MemoryError, OSError, ImportError) as e:
+        # No heap, no socket or a network module missing (a half-done update):
+        # the lamp still follows its schedule, stand-alone, rather than
+        # crash-looping into safe mode. Logged for the technician.
+        for t in tasks:
+            t.cancel()
+        tasks = []
+        ctl.on_change = None
+        if getattr(ctl, "ep", None):
+            ctl.ep.close()
+        ctl.ep = ctl.reg = None
+        log.exception("network unavailable, lamp runs stand-alone", e)
+    if safe:
+        log.event("lamp in SAFE MODE: schedule and CoAP only")
+    try:
+        await control(ctl, ctl.p.get("tick_ms", 1000))
+    finally:
+        for t in tasks:
+            t.cancel()
+        if ep:
+            ep.close()
+
+
+def _network(ctl, cfg, tasks):
     from coap.endpoint import Endpoint, addr
     from coap.rd import Registration
     from dev import config
     from lamp import resources
+    import sys
     p = ctl.p
     sec = config.secrets()
     if sec.get("ssid"):
         _wifi(cfg, sec)
-    import sys
-    ep = Endpoint(port=p.get("port", 5683 if sys.platform == "esp32" else 0), params=p.get("coap"))
+    ep = ctl.ep = Endpoint(port=p.get("port", 5683 if sys.platform == "esp32" else 0), params=p.get("coap"))
     g = cfg["gateway"]
     gw = addr(g["host"], g["port"])
     wake = asyncio.Event()
@@ -155,18 +183,11 @@ async def main(cfg, safe=False, hw=None):
         asyncio.create_task(later())
 
     resources.install(ep, ctl, reboot)
-    ctl.on_change = changed
     reg = Registration(ep, gw, cfg["ep"], "eclor.lamp", cfg.get("lt", 3600))
     ctl.reg = reg
-    ctl.ep = ep
-    tasks = [asyncio.create_task(ep.run()), reg.start(),
-             asyncio.create_task(sender(ctl, ep, reg, gw, wake)),
-             asyncio.create_task(upkeep(cfg, sec, ep, gw, reg, p.get("link_s", 30) * 1000))]
-    if safe:
-        log.event("lamp in SAFE MODE: schedule and CoAP only")
-    try:
-        await control(ctl, p.get("tick_ms", 1000))
-    finally:
-        for t in tasks:
-            t.cancel()
-        ep.close()
+    tasks.append(asyncio.create_task(ep.run()))
+    tasks.append(reg.start())
+    tasks.append(asyncio.create_task(sender(ctl, ep, reg, gw, wake)))
+    tasks.append(asyncio.create_task(upkeep(cfg, sec, ep, gw, reg, p.get("link_s", 30) * 1000)))
+    ctl.on_change = changed
+    return ep

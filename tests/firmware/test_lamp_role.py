@@ -118,3 +118,52 @@ def test_eclor_shell_on_a_lamp():
     eclor.level(None)
     assert app.current.dim.target == 100
     assert any("override 35%" in line for line in app.current.log())
+
+
+async def _stand_alone(breaker):
+    import asyncio
+    import gc
+    from lamp import app as lamp_app
+    _at(DAY * 86400 + 15 * 3600)  # 16:00 CET, before dusk
+    cfg = dict(CFG)
+    cfg["lamp"] = {"wattage": 60, "tick_ms": 5, "port": 0}
+    undo = breaker()
+    task = asyncio.create_task(lamp_app.main(cfg))
+    await asyncio.sleep_ms(30)
+    undo()
+    gc.collect()
+    ctl = lamp_app.current
+    assert ctl is not None and ctl.reg is None
+    assert any("network unavailable" in line for line in ctl.log()), ctl.log()
+    for _ in range(150):  # 150 simulated minutes: dusk comes, the lamp lights
+        hal.advance(60000)
+        await asyncio.sleep_ms(6)
+    assert ctl.dim.target == 100 and ctl.hw.relay and ctl.src == "schedule"
+    task.cancel()
+    await asyncio.sleep_ms(10)
+
+
+async def test_network_module_missing_lamp_runs_stand_alone():
+    import sys
+    import coap  # noqa: F401
+
+    def breaker():  # a half-done update left coap/rd without its class
+        sys.modules["coap.rd"] = 1
+
+        def undo():
+            del sys.modules["coap.rd"]
+        return undo
+    await _stand_alone(breaker)
+
+
+async def test_no_heap_for_the_network_lamp_runs_stand_alone():
+    import gc
+
+    def breaker():  # leave too little heap for the CoAP stack
+        gc.collect()
+        ballast = [bytearray(gc.mem_free() - 30000)]
+
+        def undo():
+            ballast.pop()
+        return undo
+    await _stand_alone(breaker)
