@@ -38,6 +38,8 @@ DEFAULT_CAL = {"id": "default", "default": "night",
 DEFAULTS = {"wattage": 60, "tolerance": 0.2, "warmup_s": 30, "min_level": 10, "ramp_ms": 2000,
             "curve": "linear", "default_level": 100, "debounce_s": 30, "lux_on": 20, "lux_off": 50,
             "tz_std": 3600, "dst": True, "save_s": 900, "outbox": 64}
+
+
 def make_hw(lc):
     import sys
     if sys.platform == "esp32":
