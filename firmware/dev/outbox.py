@@ -3,8 +3,12 @@
 Layout: one file per item in a directory (default data/outbox/), named by a
 zero-padded sequence number, written with dev.store.write (tmp + rename) so
 a power cut leaves the item whole or absent. A file "meta" keeps the
-cumulative dropped counter and the next sequence number; it is written only
-when an item is dropped (rare), not per push or ack.
+cumulative dropped counter, the next sequence number and "low", the oldest
+sequence still wanted; it is written only when items are dropped (rare), not
+per push or ack. Dropping writes meta first, then deletes the files below
+"low": a cut in between leaves files that the next open deletes without
+counting them again, and a cut before the meta write leaves one item too
+many, which the next open drops and counts -- the counter stays exact.
 
 At open the directory is listed: leftover *.tmp files (a cut during a push)
 are removed, the item files give head and tail. The queue survives deep
@@ -31,25 +35,28 @@ MAX_ITEM = 1024
 
 class Outbox:
     def __init__(self, path="data/outbox", bound=64):
+        if bound < 1:
+            raise ValueError("outbox: bound must be at least 1")
         self.path = path
         self.bound = bound
         store.makedirs(path)
         meta = store.load_json(path + "/meta", {})
         self.dropped = meta.get("dropped", 0)
         nxt = meta.get("next", 0)
+        low = meta.get("low", 0)
         seqs = []
         for ent in os.ilistdir(path):
             name = ent[0]
-            if name.endswith(".tmp"):
-                store.remove(path + "/" + name)
-            elif name.isdigit():
+            if name.isdigit() and int(name) >= low:
                 seqs.append(int(name))
-            elif name.endswith(".bak") and name[:-4].isdigit():
-                # a cut inside store.write of an item never happens (new names), but be safe
+            elif name != "meta" and name != "meta.bak":
+                # a cut while pushing (*.tmp) or while dropping (already counted)
                 store.remove(path + "/" + name)
         seqs.sort()
         self.seqs = seqs
         self.next = max(nxt, seqs[-1] + 1) if seqs else nxt
+        if len(seqs) > bound:
+            self._drop()
 
     def __len__(self):
         return len(self.seqs)
@@ -57,8 +64,14 @@ class Outbox:
     def _file(self, seq):
         return "%s/%08d" % (self.path, seq)
 
-    def _save_meta(self):
-        store.save_json(self.path + "/meta", {"dropped": self.dropped, "next": self.next})
+    def _drop(self):
+        k = len(self.seqs) - self.bound
+        gone = self.seqs[:k]
+        del self.seqs[:k]
+        self.dropped += k
+        store.save_json(self.path + "/meta", {"dropped": self.dropped, "next": self.next, "low": self.seqs[0]})
+        for seq in gone:
+            store.remove(self._file(seq))
 
     def push(self, data):
         """Persist one item (bytes-like, <= MAX_ITEM); returns its sequence number."""
@@ -69,10 +82,7 @@ class Outbox:
         store.write(self._file(seq), data)
         self.seqs.append(seq)
         if len(self.seqs) > self.bound:
-            while len(self.seqs) > self.bound:
-                store.remove(self._file(self.seqs.pop(0)))
-                self.dropped += 1
-            self._save_meta()
+            self._drop()
         return seq
 
     def peek(self, n=1):

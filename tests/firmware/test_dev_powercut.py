@@ -129,3 +129,42 @@ def test_power_cut_during_push_on_littlefs():
         assert items[3:] in ([], [b"new."]), (cut, items)
         outcomes.add(len(items))
     assert outcomes == {3, 4}
+
+
+def test_power_cut_during_a_push_that_drops_keeps_the_count_exact():
+    dev = CutFlash(blocks=48)
+    vfs.VfsLfs2.mkfs(dev)
+    _mount(dev)
+    ob = Outbox(bound=3)
+    for i in range(3):
+        ob.push(b"old%d" % i + b"." * 200)
+    _umount()
+    base = bytes(dev.data)
+    _mount(dev)
+    n0 = dev.ops
+    Outbox(bound=3).push(b"new." + b"." * 200)
+    total = dev.ops - n0
+    _umount()
+    seen = set()
+    for cut in range(total + 1):
+        dev.data[:] = base
+        dev.budget = cut
+        _mount(dev)
+        try:
+            Outbox(bound=3).push(b"new." + b"." * 200)
+        except OSError:
+            pass
+        _umount()
+        dev.budget = -1
+        _mount(dev)
+        ob = Outbox(bound=3)  # the reboot
+        items = [d[:4] for _, d in ob.peek(10)]
+        ob2 = Outbox(bound=3)  # and the one after: nothing changes any more
+        again = ([d[:4] for _, d in ob2.peek(10)], ob2.dropped)
+        _umount()
+        pushed = 4 if b"new." in items else 3
+        assert len(items) + ob.dropped == pushed, (cut, items, ob.dropped)  # every reading: queued or counted
+        assert items == [b"old0", b"old1", b"old2", b"new."][pushed - len(items):pushed], (cut, items)
+        assert again == (items, ob.dropped), (cut, again)
+        seen.add((len(items), ob.dropped))
+    assert (3, 0) in seen and (3, 1) in seen, seen
