@@ -86,7 +86,8 @@ def set_config(ctl, changes):
     p = ctl.p
     p.update(ctl.cfg.get("lamp") or {})
     d = ctl.dim
-    d.ramp_ms, d.min_level, d.curve = p["ramp_ms"], p["min_level"], p["curve"]
+    d.ramp_ms, d.curve = p["ramp_ms"], p["curve"]
+    d.min_level = 100 if p.get("control") == "switch" else p["min_level"]
     ctl.faults.set_params(p)
     return None
 

@@ -57,7 +57,9 @@ class Controller:
         self.p = p = dict(DEFAULTS)
         p.update(cfg.get("lamp") or {})
         self.hw = hw or make_hw(p)
-        self.dim = Dimmer(self.hw, p["ramp_ms"], p["min_level"], p["curve"])
+        # a "switch" lamp (no dimming input): any level above 0 is full on
+        self.dim = Dimmer(self.hw, p["ramp_ms"], 100 if p.get("control") == "switch" else p["min_level"],
+                          p["curve"])
         self.faults = Faults(p, self._event)
         self.energy = Energy(save_s=p["save_s"])
         # only the compact validated form stays in RAM; GET reads the file

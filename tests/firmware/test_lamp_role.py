@@ -47,6 +47,24 @@ def test_selftest_healthy_and_broken_lamp():
     assert c.selftest(wait_ms=30)["clock"] == "FAIL time unknown"
 
 
+def test_switch_lamp_is_full_on_for_any_level():
+    _at(NIGHT)
+    c = Controller(CFG)
+    c.set_type({"control": "switch"})
+    c.set_override(40)
+    _run(c, 5)
+    assert c.dim.target == 100 and c.hw.duty == 65535
+    c.set_type({"control": "PWM"})
+    c.set_override(40)
+    _run(c, 5)
+    assert c.dim.target == 40
+    try:
+        c.set_type({"control": "gas"})
+        assert False
+    except ValueError as e:
+        assert "control" in str(e)
+
+
 def test_presence_boost_rate_limited_night_only():
     _at(NIGHT)
     c = Controller(CFG)
