@@ -305,8 +305,8 @@ class Endpoint:
                 if isinstance(e, MemoryError):
                     self.oom += 1
                     gc.collect()
-                else:
-                    print("coap: rx error", repr(e))
+                elif not self.bad & (self.bad - 1):  # a sample: 1st, 2nd, 4th, 8th...
+                    print("coap: rx error", self.bad, repr(e))
 
     def close(self):
         s, self._sock = self._sock, None
@@ -401,7 +401,13 @@ class Endpoint:
     # ---- serving -------------------------------------------------------------
 
     def _serve(self, m, e):
-        path = m.path
+        try:
+            path = m.path
+            m.query  # both must be UTF-8: check once, here
+        except Exception:  # UnicodeError (ValueError on some ports)
+            self.bad += 1
+            self._answer(m, (codec.BAD_REQUEST, b"Uri-Path/Query not UTF-8", 0), e, None)
+            return
         r = None
         if m.opt(codec.BLOCK1) is not None:
             from coap import block

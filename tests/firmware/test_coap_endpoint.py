@@ -236,3 +236,40 @@ async def test_request_on_closed_endpoint_is_oserror_and_pending_ones_end():
         pass
     assert not c._ex
     raw.close()
+
+
+async def test_junk_traffic_never_stops_the_server():
+    import random
+    s, port = server()
+    s.add("a/b", lambda r: (codec.CONTENT, b"ok", 0))
+    asyncio.create_task(s.run())
+    raw = Raw()
+    # Uri-Path that is not UTF-8: 4.00, not an exception
+    raw.send(b"\x40\x01\x00\x07\xb2\xff\xfe", port)
+    r = await raw.recvm()
+    assert r.code == codec.BAD_REQUEST and r.mid == 7
+    buf = bytearray(64)
+    good = bytes(buf[:codec.encode(Msg(CON, codec.GET, 1, b"tk", [[codec.URI_PATH, "a"], [codec.URI_PATH, "b"], [codec.BLOCK2, 0x16]]), buf)])
+    random.seed(5)
+    for i in range(400):
+        if i % 2:
+            d = bytes(random.getrandbits(8) for _ in range(random.getrandbits(5)))
+        else:
+            d = bytearray(good)
+            for _ in range(1 + random.getrandbits(2)):
+                d[random.getrandbits(8) % len(d)] = random.getrandbits(8)
+            d = bytes(d)
+        raw.send(d, port)
+        if i % 20 == 0:
+            await asyncio.sleep_ms(1)
+            while await raw.recv(0) is not None:
+                pass
+    await asyncio.sleep_ms(50)
+    while await raw.recv(20) is not None:
+        pass
+    raw.sendm(Msg(CON, codec.GET, 0x7777, b"z", [[codec.URI_PATH, "a"], [codec.URI_PATH, "b"]]), port)
+    r = await raw.recvm()
+    assert r is not None and r.code == codec.CONTENT and r.payload == b"ok" and r.mid == 0x7777
+    assert s.bad > 50, s.bad
+    raw.close()
+    s.close()
