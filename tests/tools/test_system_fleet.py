@@ -3,13 +3,17 @@
 A real gateway subprocess (`eclor gateway`, SQLite in a temp dir, 127.0.0.1)
 and 10 lamps + 10 bins running the real firmware (.mpy built for the ESP32)
 under unix MicroPython with an ESP32-sized heap, one process per lamp and
-one per bin wake (eclor.tools.fleet.firmware), simulated time x30.
+one per bin wake (eclor.tools.fleet.firmware), simulated time x30, all
+talking through a lossy NAT (eclor.tools.fleet.lossproxy: 5 % of the
+datagrams dropped each way, one outside port per device).
 
 The tests run in file order on one fleet: registrations, readings in the
 API, a command to a lamp and to a bin, a lamp fault event, a bin reaching
-the collection list, then the gateway stopped and restarted in the middle
-of it all: no acknowledged reading lost, the lamps' reports from the
-downtime delivered afterwards, every device back online by itself.
+the collection list, a NAT rebinding (every device gets a new outside port:
+commands reach the lamps again once they update their registration), then
+the gateway stopped and restarted in the middle of it all: no acknowledged
+reading lost, the lamps' reports from the downtime delivered afterwards,
+every device back online by itself.
 """
 import asyncio
 import os
@@ -20,11 +24,13 @@ import pytest
 
 from eclor.tools import mpy, territory
 from eclor.tools.fleet import firmware, gwproc
+from eclor.tools.fleet.lossproxy import LossProxy
 
 pytestmark = pytest.mark.slow
 
 LAMPS, BINS = 10, 10
 SPEED = 30.0
+LOSS = 0.05
 # ECLOR_FLEET_HEAP only to investigate a firmware that does not fit yet;
 # the test's point is the ESP32-sized heap.
 HEAP = int(os.environ.get("ECLOR_FLEET_HEAP") or mpy.ESP32_HEAP)
@@ -61,7 +67,10 @@ class System:
         # from boot, and the simulated clock stays behind the wall clock
         # (command expiry is judged by the device's clock).
         from eclor.tools.demo import world_start
-        self.fleet = firmware.FirmwareFleet(self.specs, self.gw.coap, tmp / "fleet", speed=SPEED,
+        async def proxy():
+            return await LossProxy(self.gw.coap, LOSS, seed=3).start()
+        self.proxy = self.call(proxy())
+        self.fleet = firmware.FirmwareFleet(self.specs, self.proxy.addr, tmp / "fleet", speed=SPEED,
                                             start_utc=world_start(days_back=1) + 600 + 3600, heapsize=HEAP,
                                             report_s=60, lt=600)
         self.lamps = [s["ep"] for s in self.specs if s["role"] == "lamp"]
@@ -90,6 +99,7 @@ class System:
         try:
             self.call(self.fleet.stop(), 30)
         finally:
+            self.loop.call_soon_threadsafe(self.proxy.close)
             self.gw.stop()
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(5)
@@ -178,6 +188,22 @@ def test_full_bin_reaches_the_collection_list(system):
     coll = wait_for("%s in /api/collection" % ep,
                     lambda: [b for b in gwproc.items(system.gw.api.get("/api/collection"), "bins") if b["ep"] == ep], 60)
     assert coll[0]["fill"] >= 85 and coll[0]["commune"] == spec["commune"]
+
+
+def test_nat_rebinding_commands_reach_lamps_again(system):
+    ep = system.lamps[4]
+    old = system.devices()[ep]
+    system.loop.call_soon_threadsafe(system.proxy.rebind)
+    # The gateway still has the old address; the lamp's next registration
+    # update comes from the new one, and the relay retries then.
+    c = system.gw.api.post("/api/devices/%s/commands" % ep, {"action": "level", "params": {"level": 61}})
+    c = wait_for("the command to reach %s through its new NAT binding" % ep,
+                 lambda: (lambda x: x if x["state"] in ("done", "failed", "expired") else None)(
+                     system.gw.api.get("/api/commands/" + c["id"])), 60)
+    assert c["state"] == "done", c
+    new = system.devices()[ep]
+    assert new["address"] != old["address"], (old, new)
+    assert system.proxy.stats["dropped_up"] + system.proxy.stats["dropped_down"] > 0   # loss was on
 
 
 def test_gateway_restart_loses_nothing_and_devices_recover(system):
