@@ -11,6 +11,7 @@ hypothesis test can assert on it and shrink failing inputs as usual.
 import binascii
 import json
 import subprocess
+import tempfile
 from pathlib import Path
 
 from eclor.tools import mpy
@@ -45,10 +46,13 @@ def _dec(x):
 class MicroBridge:
     def __init__(self, heapsize=mpy.ESP32_HEAP, firmware=None, extra_path=()):
         fw = firmware or mpy.firmware_dir()
+        # stderr goes to a file, not a pipe: MicroPython warns on stderr (e.g.
+        # on bytes/str comparisons) and an unread pipe would fill and deadlock.
+        self._stderr = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
             mpy.micropython_cmd([str(HERE / "firmware" / "_bridge.py")], heapsize),
             env=mpy.micropython_env([fw, HERE / "firmware", *extra_path]),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True, bufsize=1,
         )
 
     def call(self, func, *args):
@@ -56,7 +60,8 @@ class MicroBridge:
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         if not line:
-            raise RuntimeError("MicroPython bridge died: " + self.proc.stderr.read())
+            self._stderr.seek(0)
+            raise RuntimeError("MicroPython bridge died: " + self._stderr.read()[-4000:])
         out = json.loads(line)
         if "e" in out:
             raise MicroPythonError(out["e"])
@@ -69,6 +74,7 @@ class MicroBridge:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+        self._stderr.close()
 
     def __enter__(self):
         return self
