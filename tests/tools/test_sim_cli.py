@@ -44,10 +44,11 @@ def test_sim_cpython_mode_against_the_gateway(tmp_path):
 
 
 def test_sim_firmware_mode_runs_real_bins(tmp_path):
-    """--mode firmware: the real bin firmware, one process per wake, x120."""
+    """--mode firmware: the real bin firmware, one process per wake, x120,
+    through the lossy NAT (--loss)."""
     with gwproc.Gateway(tmp_path / "gw") as gw:
         p = eclor("sim", "--mode", "firmware", "--lamps", "0", "--bins", "2", "--speed", "120",
-                  "--gateway", "coap://127.0.0.1:%d" % gw.coap_port, "--duration", "12",
+                  "--gateway", "coap://127.0.0.1:%d" % gw.coap_port, "--duration", "12", "--loss", "0.05",
                   "--dir", str(tmp_path / "fleet"), timeout=90)
         assert p.returncode == 0, p.stdout + p.stderr
         out = json.loads(p.stdout.strip().splitlines()[-1])
@@ -59,4 +60,7 @@ def test_sim_firmware_mode_runs_real_bins(tmp_path):
             assert gwproc.items(gw.api.get("/api/devices/%s/readings" % d["ep"], name="fill"), "readings")
         # each device has its own flash directory with its config
         cfg = json.loads((tmp_path / "fleet" / "devices" / devs[0]["ep"] / "config.json").read_text())
-        assert cfg["ep"] == devs[0]["ep"] and cfg["gateway"]["port"] == gw.coap_port
+        assert cfg["ep"] == devs[0]["ep"] and cfg["gateway"]["host"] == "127.0.0.1"
+        # --loss: the devices talk through the lossy NAT, one binding per wake's socket
+        assert cfg["gateway"]["port"] != gw.coap_port
+        assert out["bindings"] >= 2 and out["up"] > 0 and out["down"] > 0

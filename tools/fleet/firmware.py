@@ -322,14 +322,18 @@ def run_cli(args, gw):
     """`eclor sim --mode firmware`: run the fleet until Ctrl-C or --duration."""
     import tempfile
     from eclor.tools import territory
-    if args.loss:
-        print("eclor sim: --loss is not applied in firmware mode (devices talk to the gateway directly)",
-              file=sys.stderr)
     specs = territory.fleet(args.lamps, args.bins, seed=args.seed)
     root = args.dir or tempfile.mkdtemp(prefix="eclor-sim-")
 
     async def main():
-        fleet = FirmwareFleet(specs, gw, root, speed=args.speed, heapsize=args.heap or mpy.ESP32_HEAP,
+        proxy = None
+        target = gw
+        if args.loss:
+            # The firmware cannot drop its own packets: put a lossy NAT in between.
+            from eclor.tools.fleet.lossproxy import LossProxy
+            proxy = await LossProxy(gw, args.loss, seed=args.seed).start()
+            target = proxy.addr
+        fleet = FirmwareFleet(specs, target, root, speed=args.speed, heapsize=args.heap or mpy.ESP32_HEAP,
                               start_utc=time.time() - 7 * 86400,
                               on_event=lambda m: print("sim: " + m, flush=True))
         fleet.prepare()
@@ -346,10 +350,14 @@ def run_cli(args, gw):
             pass
         finally:
             await fleet.stop()
+            if proxy:
+                proxy.close()
         out = {"devices": len(specs), "starts": sum(d.starts for d in fleet.devices.values()),
                "wakes": sum(d.wakes for d in fleet.devices.values()),
                "reboots": sum(d.reboots for d in fleet.devices.values()),
                "crashes": sum(d.crashes for d in fleet.devices.values()), "dir": str(root)}
+        if proxy:
+            out.update(proxy.stats)
         print(json.dumps(out, sort_keys=True), flush=True)
         return 0
     return asyncio.run(main())
