@@ -6,6 +6,7 @@ import aiocoap
 import pytest
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import Type
+from aiocoap.numbers.optionnumbers import OptionNumber
 from aiocoap.optiontypes import OpaqueOption
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -59,6 +60,17 @@ def message(draw):
     opts = draw(st.lists(option(), max_size=8))
     payload = draw(st.binary(max_size=draw(st.sampled_from([0, 20, 600]))))
     return [mtype, code, mid, token, [list(o) for o in opts], payload]
+
+
+def _uint_norm(fields):
+    out = list(fields)
+    out[4] = [[n, int.from_bytes(v, "big") if _is_uint(n) else v] for n, v in fields[4]]
+    return out
+
+
+def _is_uint(num):
+    fmt = getattr(OptionNumber(num), "format", None)
+    return fmt is not None and fmt.__name__ in ("UintOption", "ContentFormatOption", "BlockOption")
 
 
 def _sorted_opts(opts):
@@ -117,6 +129,10 @@ def test_decoder_never_raises_and_agrees_when_both_accept(mp, data):
         return
     except Exception:
         ref = None
+    if not isinstance(got, str) and ref is not None:
+        # aiocoap re-encodes uint options minimally (b"\x00" -> b""); the
+        # firmware keeps the bytes received: compare those as numbers
+        got, ref = _uint_norm(got), _uint_norm(ref)
     if isinstance(got, str):
         # the firmware is at least as strict as aiocoap; these RFC 7252
         # format errors aiocoap lets through: an Empty message with content
