@@ -38,6 +38,10 @@ the board; a long docstring is buffered whole by the lexer)."""
 #
 # All times are milliseconds; `params` overrides any of DEFAULTS.
 #
+# Footprint: the serving code (dispatch, answers, Observe) lives in
+# coap/observe.py and is loaded by the first add(); block.py and
+# linkformat.py load on first use.  A client-only endpoint is codec + this.
+#
 # OSCORE seam: `ep.wrap(msg, peer) -> msg` is applied to every outgoing
 # message before encoding and `ep.unwrap(msg, peer) -> msg or None` to every
 # decoded incoming one (None drops it).  Both default to None (no-op).
@@ -98,6 +102,7 @@ class Endpoint:
         self._seen = []  # dedup ring: [peer, mid, expiry, reply bytes]
         self._mid = random.getrandbits(16)
         self._tok = random.getrandbits(30)
+        self._srv = None  # the serving code (coap.observe), loaded by add()
         self._obs = None  # coap.observe.Observers, created with the first obs resource
         self._b1 = None  # Block1 reassembly [peer, path, buffer, length]
         self._cobs = []  # our observations: [peer, token, callback, seq, ticks]
@@ -113,9 +118,11 @@ class Endpoint:
     def add(self, path, handler, obs=False, attrs=b""):
         """Serve `path` (no leading slash) with handler; obs=True allows Observe."""
         self._res[path.strip("/")] = [handler, obs, attrs]
+        if self._srv is None:
+            from coap import observe
+            self._srv = observe
         if obs and self._obs is None:
-            from coap.observe import Observers
-            self._obs = Observers(self)
+            self._obs = self._srv.Observers(self)
 
     def links(self, filt=None):
         """The /.well-known/core document (RFC 6690) for the served resources."""
@@ -413,84 +420,13 @@ class Endpoint:
     # ---- serving -------------------------------------------------------------
 
     def _serve(self, m, e):
-        try:
-            path = m.path
-            m.query  # both must be UTF-8: check once, here
-        except Exception:  # UnicodeError (ValueError on some ports)
-            self.bad += 1
-            self._answer(m, (codec.BAD_REQUEST, b"Uri-Path/Query not UTF-8", 0), e, None)
+        # The serving code lives in coap/observe.py, loaded by the first
+        # add(): a client-only endpoint (a bin) never pays for it and answers
+        # any request with 4.04 here.
+        if self._srv:
+            self._srv.serve(self, m, e)
             return
-        r = None
-        if m.opt(codec.BLOCK1) is not None:
-            from coap import block
-            r = block.receive(self, m)  # None: body complete in m.payload
-        if r is None:
-            if path == ".well-known/core":
-                r = (codec.CONTENT, self.links(m.query), codec.CT_LINK) if m.code == codec.GET else (codec.METHOD_NOT_ALLOWED, b"", None)
-            else:
-                res = self._res.get(path)
-                if res is None:
-                    r = (codec.NOT_FOUND, b"", None)
-                else:
-                    r = self._call(res[0], m)
-                    if hasattr(r, "send"):  # coroutine: empty ACK now, CON response later
-                        if m.mtype == CON:
-                            e[3] = bytes((0x60, 0, m.mid >> 8, m.mid & 255))
-                            self._send(e[3], m.peer)
-                        asyncio.create_task(self._later(m, r, res))
-                        return
-        self._answer(m, r, e, self._res.get(path))
-
-    def _call(self, h, m):
-        try:
-            return h(m)
-        except Exception as ex:
-            print("coap: handler", m.path, repr(ex))
-            return (codec.INTERNAL_SERVER_ERROR, b"", None)
-
-    async def _later(self, m, coro, res):
-        try:
-            r = await coro
-        except Exception as ex:
-            print("coap: handler", m.path, repr(ex))
-            r = (codec.INTERNAL_SERVER_ERROR, b"", None)
+        data = self._pack(Msg(ACK if m.mtype == CON else NON, codec.NOT_FOUND, m.mid if m.mtype == CON else self._next_mid(), m.token), m.peer)
         if m.mtype == CON:
-            m.mtype = None  # answer with a separate CON response
-        c = self._answer(m, r, None, res)
-        if c:
-            try:
-                await c
-            except Exception:
-                pass  # client gone: nothing more to do
-
-    def build(self, m, r, res):
-        """Handler result r for request m -> (code, payload, options), with
-        Observe registration and Block2 slicing applied."""
-        code, payload, ct = r[0], r[1] or b"", r[2]
-        opts = list(r[3]) if len(r) > 3 and r[3] else []
-        if ct is not None:
-            opts.append([codec.CONTENT_FORMAT, ct])
-        b1 = getattr(m, "b1", None)
-        if b1 is not None and code != codec.CONTINUE:
-            opts.append([codec.BLOCK1, b1])
-        if res and res[1] and self._obs and m.code == codec.GET:
-            self._obs.on_request(m, code, opts)
-        if code < 128 and (len(payload) > (16 << self.szx) or m.opt(codec.BLOCK2) is not None):
-            from coap import block
-            code, payload = block.slice2(self, m, code, payload, opts)
-        return code, payload, opts
-
-    def _answer(self, m, r, e, res):
-        """Send the response to request m from handler result r.
-        Returns a coroutine for a separate CON response, else None."""
-        code, payload, opts = self.build(m, r, res)
-        if m.mtype == CON:
-            msg = Msg(ACK, code, m.mid, m.token, opts, payload)
-        elif m.mtype == NON:
-            msg = Msg(NON, code, self._next_mid(), m.token, opts, payload)
-        else:
-            return self.exchange(Msg(CON, code, 0, m.token, opts, payload), m.peer, False)
-        data = self._pack(msg, m.peer)
-        if e:
-            e[3] = data if m.mtype == CON else None
+            e[3] = data
         self._send(data, m.peer)

@@ -273,3 +273,19 @@ async def test_junk_traffic_never_stops_the_server():
     assert s.bad > 50, s.bad
     raw.close()
     s.close()
+
+
+async def test_client_only_endpoint_answers_404_without_loading_the_server_side():
+    import sys
+    c, port = server()
+    asyncio.create_task(c.run())
+    raw = Raw()
+    raw.sendm(Msg(CON, codec.GET, 0x4242, b"q", [[codec.URI_PATH, "cmd"]]), port)
+    r = await raw.recvm()
+    assert (r.mtype, r.code, r.mid, r.token) == (ACK, codec.NOT_FOUND, 0x4242, b"q")
+    raw.sendm(Msg(NON, codec.GET, 0x4243, b"n", [[codec.URI_PATH, ".well-known"], [codec.URI_PATH, "core"]]), port)
+    r = await raw.recvm()
+    assert (r.mtype, r.code, r.token) == (NON, codec.NOT_FOUND, b"n")
+    assert "coap.observe" not in sys.modules and "coap.block" not in sys.modules
+    raw.close()
+    c.close()
