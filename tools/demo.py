@@ -188,9 +188,11 @@ async def _status(api, fleet, seen, say):
         return
     tot = stats.get("total", {}) if isinstance(stats, dict) else {}
     online = sum(1 for d in devs if d.get("online"))
-    say("[%s] %d/%d devices online, lamps on %s/%s (faulty %s), bins to collect %d%s" % (
+    levels = sorted({int((d.get("latest") or {}).get("level", {}).get("v", -1)) for d in devs
+                     if d.get("type") == "lamp"} - {-1})
+    say("[%s] %d/%d devices online, lamps on %s/%s at %s%% (faulty %s), bins to collect %d%s" % (
         local(fleet.world_utc()), online, len(fleet.devices), tot.get("lamps_on", "?"), tot.get("lamps", "?"),
-        tot.get("lamps_faulty", "?"), coll.get("count", 0),
+        "/".join(str(x) for x in levels) or "-", tot.get("lamps_faulty", "?"), coll.get("count", 0),
         (": " + ", ".join("%s %.0f%%" % (b["ep"], b["fill"]) for b in coll.get("bins", [])[:3])) if coll.get("count") else ""))
     for e in sorted(evs, key=lambda e: e.get("id", 0)):
         if e.get("id") in seen["ids"]:
@@ -207,6 +209,25 @@ async def _status(api, fleet, seen, say):
         active = detail.get("active") if isinstance(detail, dict) else None
         say("event: %s %s %s" % (e.get("device"), e.get("kind"),
                                  {True: "raised", False: "cleared"}.get(active, detail or "")))
+
+
+async def install_calendars(api, specs, say):
+    """Each commune's lighting program, sent as a group `calendar` command
+    (what an operator does); the lamps answer done once it is installed."""
+    from eclor.tools.fleet import firmware, gwproc
+    communes = sorted({s["commune"] for s in specs if s["role"] == "lamp"})
+    for c in communes:
+        cal = firmware.calendar_for({"commune": c})
+        try:
+            ans = await asyncio.to_thread(api.post, "/api/commands", {
+                "selector": {"commune": c, "type": "lamp"}, "action": "calendar",
+                "params": {"calendar": cal}, "wait": 15})
+        except (OSError, gwproc.ApiError) as e:
+            say("demo: calendar for %s not sent: %s" % (c, e))
+            continue
+        summ = ans.get("summary", {})
+        say("demo: calendar %s -> lamps of %s: %s" % (cal["id"], c, ", ".join(
+            "%s %s" % (v, k) for k, v in sorted(summ.items()) if k != "total")))
 
 
 def banner(gw, data, args, specs):
@@ -281,6 +302,7 @@ async def _main(args):
                 await asyncio.wait_for(stop.wait(), 2)
             except asyncio.TimeoutError:
                 pass
+        await install_calendars(gw.api, specs, say)
         banner(gw, data, args, specs)
         scen = None if args.no_scenario else Scenario(fleet, specs, args.speed, say)
         seen = {"ids": set(), "state": {}}

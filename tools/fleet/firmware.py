@@ -39,8 +39,6 @@ import time
 import zlib
 from pathlib import Path
 
-import cbor2
-
 from eclor.tools import mpy
 from eclor.tools.fleet import gwproc
 
@@ -61,7 +59,9 @@ OFF_COMMUNES = ("Thil", "Russange", "Rédange", "Errouville", "Bréhain-la-Ville
 
 
 def calendar_for(spec):
-    """The calendar a lamp of this commune runs (installed in its flash)."""
+    """The calendar a lamp of this commune runs. Installed the operator's
+    way, with a `calendar` command through the gateway (the demo does it
+    per commune), not by writing the firmware's files behind its back."""
     off = spec["commune"] in OFF_COMMUNES
     return {"id": "%s-%s" % ("extinction" if off else "mi-nuit", spec["commune"].lower()[:20]),
             "default": "night", "programs": {"night": SWITCH_OFF if off else PART_NIGHT}}
@@ -167,9 +167,6 @@ class FirmwareFleet:
                     (d.path / stale).unlink()
             _write_json(d.path / "config.json", device_config(spec, self.gateway, self.report_s, self.lt))
             _write_json(d.path / "secrets.json", {"ssid": "eclor-sim", "psk": "simulated"})
-            if spec["role"] == "lamp" and not (d.path / "data" / "calendar.json").exists():
-                # lamp/control.py keeps its calendar as CBOR in data/calendar.json
-                _write_bytes(d.path / "data" / "calendar.json", cbor2.dumps(calendar_for(spec)))
             if not d.inputs_file.exists():
                 _write_json(d.inputs_file, initial_inputs(spec))
             self.devices[spec["ep"]] = d
