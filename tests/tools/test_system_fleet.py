@@ -162,6 +162,16 @@ def test_command_to_a_lamp(system):
              lambda: any(abs(r["v"] - 37) < 0.5 for r in system.readings(ep, name="target", limit=20)), 40)
 
 
+def test_group_calendar_to_the_lamps_of_a_commune(system):
+    commune = next(s["commune"] for s in system.specs if s["role"] == "lamp")
+    lamps = [s["ep"] for s in system.specs if s["role"] == "lamp" and s["commune"] == commune]
+    cal = firmware.calendar_for({"commune": commune})
+    ans = system.gw.api.post("/api/commands", {"selector": {"commune": commune, "type": "lamp"},
+                                               "action": "calendar", "params": {"calendar": cal}, "wait": 25})
+    assert sorted(r["ep"] for r in ans["devices"]) == sorted(lamps)
+    assert ans["summary"].get("done") == len(lamps), ans
+
+
 def test_command_to_a_bin(system):
     ep = system.bins[1]
     c = system.gw.api.post("/api/devices/%s/commands" % ep, {"action": "thresholds", "params": {"full_pct": 70}})
