@@ -114,6 +114,21 @@ class System:
     def events(self, ep):
         return gwproc.items(self.gw.api.get("/api/events", device=ep, limit=1000), "events")
 
+    def not_online(self):
+        """Devices the gateway does not list online, with the end of their own log."""
+        try:
+            online = set(self.devices(online="true"))
+        except (OSError, gwproc.ApiError) as e:
+            return "gateway: %s" % e
+        out = []
+        for d in self.fleet.devices.values():
+            if d.ep in online:
+                continue
+            log = d.path / "data" / "log.txt"
+            tail = log.read_text()[-600:] if log.exists() else d.log_file.read_text()[-600:]
+            out.append("%s (%d starts, last exit %s):\n%s" % (d.ep, d.starts, d.last_rc, tail))
+        return "\n".join(out) + "\n" + self.crashes()
+
     def crashes(self):
         """Devices that crashed or rebooted, with the end of their console."""
         out = []
@@ -134,7 +149,7 @@ def system(tmp_path_factory):
 
 def test_all_devices_register(system):
     wait_for("20 devices online", lambda: len(system.devices(online="true")) == LAMPS + BINS, 60,
-             why=system.crashes)
+             why=system.not_online)
     devs = system.devices()
     assert {d["type"] for d in devs.values()} == {"lamp", "bin"}
     assert all(devs[ep]["commune"] for ep in system.lamps + system.bins)
@@ -228,7 +243,8 @@ def test_gateway_restart_loses_nothing_and_devices_recover(system):
     system.gw.start()
 
     # every device back online by itself (lamps re-register/update, bins at their wake)
-    wait_for("every device online again", lambda: len(system.devices(online="true")) == LAMPS + BINS, 60)
+    wait_for("every device online again", lambda: len(system.devices(online="true")) == LAMPS + BINS, 60,
+             why=system.not_online)
     # nothing acknowledged before the restart is gone
     for ep, rows in before.items():
         now = {(r["name"], r["t"]) for r in system.readings(ep)}
