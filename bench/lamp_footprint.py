@@ -29,6 +29,7 @@ Last line: JSON.
 """
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 import threading
@@ -52,7 +53,8 @@ END = %(end)d
 
 def handler(loop, ctx):
     e = ctx.get("exception")
-    FAIL.append(repr(e))
+    FAIL.append("%%r in %%r" %% (e, ctx.get("future")))
+    sys.print_exception(e)
 
 async def sampler():
     while True:
@@ -167,8 +169,10 @@ def run_once(path, gw, heap, speed, tmp):
     th = threading.Thread(target=commands, args=(gw.api, stop), daemon=True)
     th.start()
     try:
-        proc = mpy.run([str(flash / "driver.py")], path, heapsize=heap, cwd=flash, timeout=120,
+        proc = mpy.run([str(flash / "driver.py")], path, heapsize=heap, cwd=flash, timeout=60,
                        env={"ECLOR_SIM_SPEED": str(speed), "ECLOR_SIM_TIME": str(T0)})
+    except subprocess.TimeoutExpired:  # GC thrashing on a heap at the edge: too small
+        return False, {"fail": ["timeout (GC thrashing)"]}, None
     finally:
         stop.set()
         th.join(5)

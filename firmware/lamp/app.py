@@ -49,43 +49,57 @@ def run(cfg, safe=False):
     return main(cfg, safe)
 
 
+async def _nap(wake, ms):
+    wake.clear()
+    try:
+        await asyncio.wait_for_ms(wake.wait(), ms)
+    except asyncio.TimeoutError:
+        pass
+
+
 async def sender(ctl, ep, reg, gw, wake):
+    """Outbox -> POST /dp. Never dies: a full heap sends one pack at a time,
+    an unreadable pack is skipped, a silent gateway is retried with back-off."""
     from coap import codec
     backoff = 5000
+    n = MAX_PACKS
     ob = ctl.outbox
     while True:
+        delay = 2000  # idle: woken at once by an event or a report
         if len(ob) and reg.registered:
-            items = ob.peek(MAX_PACKS)
             delay = 0
             try:
+                items = ob.peek(n)
+                if not items:  # the oldest pack cannot be read (flash error): skip it
+                    ob.ack(ob.seqs[0])
+                    continue
+                last = items[-1][0]
                 body = items[0][1] if len(items) == 1 else senml.concat([b for _, b in items])
+                items = None
                 r = await ep.request(codec.POST, gw, "dp", body, ct=senml.CT_CBOR)
+                body = None
+                n = MAX_PACKS
                 if r.code in (codec.CREATED, codec.CHANGED):
-                    ob.ack(items[-1][0])
+                    ob.ack(last)  # durable at the gateway: only now
                     backoff = 5000
                 elif r.code == codec.SERVICE_UNAVAILABLE:
                     delay = 1000 * (r.uopt(codec.MAX_AGE, 60) or 1)
                 elif r.code == codec.BAD_REQUEST:
-                    ob.ack(items[-1][0])  # the gateway will never take it: do not block the queue
+                    ob.ack(last)  # the gateway will never take it: do not block the queue
                     log.error("gateway refused a report: %s" % bytes(r.payload))
                 else:
                     delay = backoff
-            except Exception as e:  # Timeout, Reset, OSError: the gateway is away
+            except MemoryError:
+                import gc
+                gc.collect()
+                n = 1
+                delay = 1000
+            except Exception:  # Timeout, Reset, OSError: the gateway is away
                 delay = backoff
                 backoff = min(backoff * 2, 300000)
                 reg.kick()
-            if delay:
-                wake.clear()
-                try:
-                    await asyncio.wait_for_ms(wake.wait(), delay)
-                except asyncio.TimeoutError:
-                    pass
-        else:
-            wake.clear()
-            try:
-                await asyncio.wait_for_ms(wake.wait(), 2000)
-            except asyncio.TimeoutError:
-                pass
+        if delay:
+            await _nap(wake, delay)
 
 
 def _wifi(cfg, sec):
@@ -104,15 +118,18 @@ async def upkeep(cfg, sec, ep, gw, reg, link_ms):
     in hardware meanwhile). Time: every 30 s while unknown, else every 6 h."""
     next_sync = 0
     while True:
-        now = hal.ticks_ms()
-        if sec.get("ssid") and hal.rssi() is None:
-            if _wifi(cfg, sec):
-                log.event("wifi back")
-                reg.kick()  # new address / NAT binding: tell the gateway now
-                next_sync = now
-        if hal.ticks_diff(now, next_sync) >= 0:
-            await clock.sync(ep, gw, cfg.get("ntp"))
-            next_sync = hal.ticks_ms() + (30000 if not clock.time_known() else 6 * 3600000)
+        try:
+            now = hal.ticks_ms()
+            if sec.get("ssid") and hal.rssi() is None:
+                if _wifi(cfg, sec):
+                    log.event("wifi back")
+                    reg.kick()  # new address / NAT binding: tell the gateway now
+                    next_sync = now
+            if hal.ticks_diff(now, next_sync) >= 0:
+                await clock.sync(ep, gw, cfg.get("ntp"))
+                next_sync = hal.ticks_ms() + (30000 if not clock.time_known() else 6 * 3600000)
+        except Exception as e:  # MemoryError included: try again next round
+            log.exception("upkeep", e)
         await asyncio.sleep_ms(link_ms)
 
 

@@ -261,3 +261,27 @@ async def test_junk_to_every_resource_gets_4xx_and_the_lamp_keeps_going():
     task.cancel()
     gw.close()
     await asyncio.sleep_ms(10)
+
+
+async def test_unreadable_pack_is_skipped_not_blocking_the_queue():
+    import os
+    t0 = DAY * 86400 + 20 * 3600
+    hal.set_true_time(t0)
+    hal.set_time(t0)
+    gw, port = _open_gateway()
+    gw.close()
+    task = asyncio.create_task(lamp_app.main(_cfg(port)))
+    await asyncio.sleep_ms(30)
+    ctl = lamp_app.current
+    for _ in range(6):
+        ctl.report()
+    n = len(ctl.outbox)
+    for seq in ctl.outbox.seqs[:4]:  # a flash error ate the 4 oldest packs (a whole batch)
+        os.remove(ctl.outbox._file(seq))
+    gw = Gateway(port)
+    ctl.reg.kick()
+    assert await _until(lambda: ctl.reg.registered and len(ctl.outbox) == 0)
+    assert len(gw.levels) == n - 4, (len(gw.levels), n)
+    task.cancel()
+    gw.close()
+    await asyncio.sleep_ms(10)
