@@ -202,7 +202,7 @@ class Endpoint:
         if m.mtype == NON:
             t *= (2 << p["MAX_RETRANSMIT"]) - 1  # MAX_TRANSMIT_WAIT
         tries = 0
-        acked = False
+        acked = m.mtype == NON  # a NON waits MAX_TRANSMIT_WAIT for its answer
         due = time.ticks_add(time.ticks_ms(), t)
         try:
             self._send(data, peer)

@@ -179,7 +179,14 @@ def serve(ep, m, e):
         answer(ep, m, (codec.BAD_REQUEST, b"Uri-Path/Query not UTF-8", 0), e, None)
         return
     r = None
-    if m.opt(codec.BLOCK1) is not None:
+    for o in m.options:
+        # RFC 7252 §5.4.1: an unrecognised critical (odd) option -> 4.02.
+        # Understood: Uri-Host 3, Uri-Port 7, Uri-Path 11, Uri-Query 15,
+        # Accept 17, Block2 23, Block1 27.
+        if o[0] & 1 and o[0] not in (3, 7, 11, 15, 17, 23, 27):
+            r = (codec.BAD_OPTION, b"critical option %d" % o[0], 0)
+            break
+    if r is None and m.opt(codec.BLOCK1) is not None:
         from coap import block
         r = block.receive(ep, m)  # None: body complete in m.payload
     if r is None:

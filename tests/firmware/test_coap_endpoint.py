@@ -289,3 +289,18 @@ async def test_client_only_endpoint_answers_404_without_loading_the_server_side(
     assert "coap.observe" not in sys.modules and "coap.block" not in sys.modules
     raw.close()
     c.close()
+
+
+async def test_unknown_critical_option_is_402_elective_ignored():
+    s, port = server()
+    s.add("x", lambda r: (codec.CONTENT, b"x", 0))
+    asyncio.create_task(s.run())
+    raw = Raw()
+    raw.sendm(Msg(CON, codec.GET, 1, b"", [[codec.URI_PATH, "x"], [9, b"\x01"]]), port)  # OSCORE, no unwrap hook
+    r = await raw.recvm()
+    assert r.code == codec.BAD_OPTION and r.payload == b"critical option 9"
+    raw.sendm(Msg(CON, codec.GET, 2, b"", [[codec.URI_PATH, "x"], [2048, b"e"], [3, "h"]]), port)  # 3: Uri-Host
+    r = await raw.recvm()
+    assert r.code == codec.CONTENT  # elective option ignored, Uri-Host understood
+    raw.close()
+    s.close()
