@@ -109,7 +109,11 @@ class Observers:
                 m = o[3]
                 r = call(res[0], m)
                 if hasattr(r, "send"):
-                    r = await r
+                    try:
+                        r = await r
+                    except Exception as ex:
+                        print("coap: handler", o[2], repr(ex))
+                        r = (codec.INTERNAL_SERVER_ERROR, b"", None)
                 m.code = 0  # build() must not treat this as a new registration
                 code, payload, opts = build(ep, m, r, res)
                 m.code = codec.GET
@@ -128,7 +132,10 @@ class Observers:
                 else:
                     o[4] += 1
                     o[6] = ep._next_mid()
-                    ep._send(ep._pack(Msg(NON, code, o[6], o[1], opts, payload), o[0]), o[0])
+                    try:
+                        ep._send(ep._pack(Msg(NON, code, o[6], o[1], opts, payload), o[0]), o[0])
+                    except Exception:
+                        end = True  # endpoint closed (or out of memory)
                 if end:
                     self._drop(o)
                     return

@@ -174,3 +174,40 @@ async def test_client_observe_orders_notifications_and_unobserve_resets():
     assert s.observers() == 0 and got[-1] == b"n=4"
     c.close()
     s.close()
+
+
+async def test_async_obs_handler_separate_response_and_failure_ends_observation():
+    s, port = server()
+    st = {"n": 0}
+
+    async def h(req):
+        await asyncio.sleep_ms(5)
+        if st["n"] == 2:
+            raise ValueError("sensor gone")
+        return (codec.CONTENT, b"%d" % st["n"], 0)
+    s.add("slow", h, obs=True)
+    asyncio.create_task(s.run())
+    raw = Raw()
+    raw.sendm(Msg(CON, codec.GET, 1, b"ob", [[codec.OBSERVE, 0], [codec.URI_PATH, "slow"]]), port)
+    ack = await raw.recvm()
+    assert (ack.mtype, ack.code) == (ACK, 0)  # coroutine handler: empty ACK first
+    r = await raw.recvm()  # separate CON response registers the observer
+    assert (r.mtype, r.payload) == (CON, b"0") and r.opt(codec.OBSERVE) is not None
+    raw.ack(r)
+    await asyncio.sleep_ms(20)
+    assert s.observers() == 1
+    st["n"] = 1
+    s.notify("slow")
+    m = await raw.recvm()
+    assert m.payload == b"1"
+    if m.mtype == CON:
+        raw.ack(m)
+    st["n"] = 2
+    s.notify("slow")  # the handler raises: 5.00 (CON), observation over
+    m = await raw.recvm()
+    assert m.code == codec.INTERNAL_SERVER_ERROR and m.mtype == CON and m.opt(codec.OBSERVE) is None
+    raw.ack(m)
+    await asyncio.sleep_ms(30)
+    assert s.observers() == 0
+    raw.close()
+    s.close()
