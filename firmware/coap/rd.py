@@ -43,6 +43,7 @@ class Registration:
         self.registered = False
         self.fails = 0
         self.last_code = None
+        self._busy = False
         self._due = time.ticks_ms()  # next register/update
         self._expires = self._due  # when the gateway drops us without update
 
@@ -58,13 +59,16 @@ class Registration:
         now = time.ticks_ms()
         if self.registered and time.ticks_diff(self._expires, now) <= 0:
             self.registered = False
-        if time.ticks_diff(self._due, now) > 0:
-            return self.registered
+        if time.ticks_diff(self._due, now) > 0 or self._busy:
+            return self.registered  # not due, or another task is at it
         ok = False
+        self._busy = True
         try:
             ok = await self._step()
         except Exception as e:  # Timeout, Reset, OSError...
             self.last_code = repr(e)
+        finally:
+            self._busy = False
         now = time.ticks_ms()
         if ok:
             self.fails = 0

@@ -138,3 +138,20 @@ async def test_run_task_never_blocks_the_application():
     task.cancel()
     dev.close()
     gw.close()
+
+
+async def test_concurrent_ensure_calls_register_once():
+    gw, port = server()
+    rdir = FakeRD(gw)
+    asyncio.create_task(gw.run())
+    dev = Endpoint(params=FAST)
+    asyncio.create_task(dev.run())
+    reg = rd.Registration(dev, ("127.0.0.1", port), "lamp-4", "eclor.lamp", lt=300)
+    t = asyncio.create_task(reg.ensure())  # e.g. the run() task ...
+    await asyncio.sleep_ms(0)
+    second = await reg.ensure()  # ... and the application at the same moment
+    assert second is False  # the first one is still at it: no second POST
+    assert await t is True
+    assert [x[0] for x in rdir.log] == ["reg"], rdir.log
+    dev.close()
+    gw.close()
