@@ -63,10 +63,16 @@ from eclor.tools import mpy
 from eclor.tools.fleet import gwproc
 
 BOOT = Path(__file__).with_name("vboard_boot.py")
-EXIT_DEEPSLEEP, EXIT_RESET, EXIT_SOFT = 3, 4, 5
+EXIT_DEEPSLEEP, EXIT_RESET, EXIT_SOFT, EXIT_NOFS = 3, 4, 5, 6
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
 SOFT_REBOOT = b"MPY: soft reboot\r\n"
 STARTUP_S = 0.3     # console bytes wait this long after an interpreter starts
+# What vboard_boot.py keeps on the heap (its block device / directory VFS
+# classes and the machine shim: C drivers in flash on a board), measured
+# ~3.9 KB (--fs) and ~4.5 KB (--image, with the LittleFS mount) on top of a
+# bare interpreter. The interpreter gets this much more than --heap so that
+# the firmware finds what an ESP32 leaves it.
+BOOT_HEAP = 6 * 1024
 EXIT_MARK = re.compile(rb"\x00\x1b\[vboard-exit (-?\d+)\]\x00")
 ALIASES = {"bin": {"distance": "bin.dist", "dist": "bin.dist", "temperature": "bin.temp", "temp": "bin.temp",
                    "tilt": "bin.tilt", "battery": "bin.batt", "batt": "bin.batt"}}
@@ -97,7 +103,9 @@ def add_arguments(p):
                    help="gateway for a fresh fs without a provisioned config (default coap://127.0.0.1:5683)")
     p.add_argument("--devices-dir", default="devices", help="eclor provision output (default: devices)")
     p.add_argument("--state-dir", default="vboards", help="where the vboards keep their files (default: vboards)")
-    p.add_argument("--heap", type=int, default=mpy.ESP32_HEAP, help="MicroPython heap bytes (ESP32: %d)" % mpy.ESP32_HEAP)
+    p.add_argument("--heap", type=int, default=mpy.ESP32_HEAP,
+                   help="heap the firmware gets, bytes (ESP32: %d; the vboard's own boot code gets %d more)"
+                        % (mpy.ESP32_HEAP, BOOT_HEAP))
     p.add_argument("--speed", type=float, default=1.0, help="simulated clock speed (1 = real time)")
     p.add_argument("--no-main", action="store_true", help="power on to the REPL without running main.py")
     p.add_argument("--echo", action="store_true", help="also print the console on stdout")
@@ -204,6 +212,7 @@ class VBoard:
         self.stopping = False
         self.sleep_until = None
         self.spawned_at = 0.0
+        self.failed = None         # a reason to stop serving (image does not mount)
         # The public pty. The slave fd stays open here so the pty survives
         # clients coming and going (mpremote opens and closes it per command).
         self.pmaster, self.pslave = os.openpty()
@@ -249,7 +258,7 @@ class VBoard:
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)   # the private pty is its terminal: Ctrl-C works
 
         self.child = subprocess.Popen(
-            mpy.micropython_cmd(["-i", str(BOOT)], self.heap), stdin=s, stdout=s, stderr=s,
+            mpy.micropython_cmd(["-i", str(BOOT)], self.heap + BOOT_HEAP), stdin=s, stdout=s, stderr=s,
             cwd=str(self.ctl), env=self.env(run_main), preexec_fn=child_setup, close_fds=True)
         os.close(s)
         self.cmaster = m
@@ -343,6 +352,9 @@ class VBoard:
         elif rc in (0, EXIT_SOFT):
             self.to_host(SOFT_REBOOT)
             self.spawn(run_main=True)
+        elif rc == EXIT_NOFS:
+            self.failed = "--image %s: not a LittleFS filesystem (eclor build makes one)" % self.image
+            self.stopping = True
         elif rc == EXIT_DEEPSLEEP:
             try:
                 wake = json.loads((self.ctl / "rtc.json").read_text())["utc"]
@@ -494,4 +506,7 @@ def run(args):
                 f.unlink()
             except OSError:
                 pass
+    if vb.failed:
+        print("eclor vboard: %s" % vb.failed, file=sys.stderr)
+        return 2
     return 0

@@ -24,6 +24,7 @@ import vfs
 
 _EXIT_RESET = 4  # = hal.sim EXIT_REBOOT: the supervisor restarts with main.py
 _EXIT_SOFT = 5
+_EXIT_NOFS = 6  # the image does not mount: the supervisor stops
 _EXIT_MARK = "\x00\x1b[vboard-exit %d]\x00"
 
 
@@ -36,7 +37,7 @@ class FileBlockDev:
         self.bs = block_size
         f.seek(0, 2)
         self.n = f.tell() // block_size
-        self.erased = b"\xff" * block_size  # allocated once: erase runs often
+        self.erased = b"\xff" * 256  # allocated once (erase runs often), small (heap is scarce)
 
     def readblocks(self, block, buf, off=0):
         self.f.seek(block * self.bs + off)
@@ -55,7 +56,8 @@ class FileBlockDev:
             return self.bs
         if op == 6:  # erase: NOR flash erases to 0xFF
             self.f.seek(arg * self.bs)
-            self.f.write(self.erased)
+            for _ in range(self.bs // 256):
+                self.f.write(self.erased)
             return 0
         if op == 3:  # sync
             self.f.flush()
@@ -63,50 +65,15 @@ class FileBlockDev:
         return 0
 
 
-class DirFS:
-    """VfsPosix of the board's directory, whose ilistdir also gives sizes as
-    LittleFS does on a board (mpremote `fs ls` shows them)."""
-
-    def __init__(self, path):
-        self.p = vfs.VfsPosix(path)
+class DirFS(vfs.VfsPosix):
+    """The board's directory, whose ilistdir also gives sizes as LittleFS
+    does on a board (mpremote `fs ls` shows them). Only ilistdir is Python:
+    stat and open stay native, imports cost no extra heap."""
 
     def ilistdir(self, d):
         base = d if d.endswith("/") else d + "/"
-        for e in self.p.ilistdir(d):
-            yield (e[0], e[1], e[2], 0 if e[1] == 0x4000 else self.p.stat(base + e[0])[6])
-
-    def mount(self, ro, mkfs):
-        return self.p.mount(ro, mkfs)
-
-    def umount(self):
-        return self.p.umount()
-
-    def chdir(self, d):
-        return self.p.chdir(d)
-
-    def getcwd(self):
-        return self.p.getcwd()
-
-    def mkdir(self, d):
-        return self.p.mkdir(d)
-
-    def remove(self, f):
-        return self.p.remove(f)
-
-    def rename(self, a, b):
-        return self.p.rename(a, b)
-
-    def rmdir(self, d):
-        return self.p.rmdir(d)
-
-    def stat(self, f):
-        return self.p.stat(f)
-
-    def statvfs(self, f):
-        return self.p.statvfs(f)
-
-    def open(self, f, m):
-        return self.p.open(f, m)
+        for e in super().ilistdir(d):
+            yield (e[0], e[1], e[2], 0 if e[1] == 0x4000 else self.stat(base + e[0])[6])
 
 
 class _Machine:
@@ -138,7 +105,13 @@ def _vb_mount():
     ctl = os.getenv("ECLOR_VBOARD_CTL")
     if img:
         f = open(img, "r+b")
-        root = vfs.VfsLfs2(FileBlockDev(f, int(os.getenv("ECLOR_VBOARD_BLOCK") or 4096)))
+        try:
+            root = vfs.VfsLfs2(FileBlockDev(f, int(os.getenv("ECLOR_VBOARD_BLOCK") or 4096)))
+        except OSError as e:
+            # not LittleFS: a board would format it; a file given by mistake
+            # must not be, so stop here (the supervisor reports it)
+            print("vboard: the image is not a LittleFS filesystem (%s)" % e)
+            _vb_halt(_EXIT_NOFS)
     else:
         root = DirFS(os.getenv("ECLOR_VBOARD_FS"))
     ctlfs = vfs.VfsPosix(ctl) if ctl else None
@@ -148,6 +121,16 @@ def _vb_mount():
         vfs.mount(ctlfs, "/_vboard")
     os.chdir("/")
     sys.path[:] = ["", ".frozen", "/lib"]
+
+
+def _vb_halt(code):
+    # With -i a SystemExit drops to the REPL instead of ending the process,
+    # and the unix port has no os._exit: tell the supervisor (which strips
+    # this marker and ends the process) and wait for it.
+    print(_EXIT_MARK % code, end="")
+    import time
+    while True:
+        time.sleep(1)
 
 
 def _vb_run(name):
@@ -160,14 +143,8 @@ def _vb_run(name):
     try:
         exec(compile(src, name, "exec"), globals())
     except SystemExit as e:
-        # With -i a SystemExit from the script drops to the REPL instead of
-        # ending the process, and the unix port has no os._exit: tell the
-        # supervisor (which strips this marker and ends the process) and wait.
         code = e.args[0] if e.args else 0
-        print(_EXIT_MARK % (code if isinstance(code, int) else 1), end="")
-        import time
-        while True:
-            time.sleep(1)
+        _vb_halt(code if isinstance(code, int) else 1)
 
 
 _vb_mount()
@@ -175,5 +152,5 @@ _vb_machine()
 _vb_run("boot.py")
 if os.getenv("ECLOR_VBOARD_MAIN") == "1":
     _vb_run("main.py")
-del _vb_mount, _vb_machine, _vb_run, _Machine, _EXIT_RESET, _EXIT_SOFT, _EXIT_MARK, FileBlockDev, DirFS
+del _vb_mount, _vb_machine, _vb_run, _vb_halt, _EXIT_NOFS, _Machine, _EXIT_RESET, _EXIT_SOFT, _EXIT_MARK, FileBlockDev, DirFS
 del os, sys, vfs

@@ -186,6 +186,12 @@ def test_inputs_set_at_start_and_while_running(tmp_path):
         assert r.returncode == 0, r.stderr
         assert vb.mpremote("exec", code).stdout.strip() == \
             "[('batt', 3.31), ('dist', 0.85), ('temp', 21.5), ('tilt', 1)]"
+        # the firmware finds the heap of a bare interpreter of --heap bytes (an ESP32's), the
+        # vboard's own boot code (a C driver on a board) notwithstanding
+        free = int(vb.mpremote("exec", "import gc; gc.collect(); print(gc.mem_free())").stdout)
+        from eclor.tools import mpy
+        bare = int(mpy.run(["-c", "import gc; gc.collect(); print(gc.mem_free())"], path_dirs=[]).stdout)
+        assert bare - 1024 <= free <= bare + 8192, (free, bare)
         bad = subprocess.run(ECLOR + ["vboard", "--device", "bin-vb-0003", "--state-dir", str(vb.state), "--set", "tilt"],
                              capture_output=True, text=True, timeout=30, cwd=str(tmp_path))
         assert bad.returncode == 2 and bad.stderr.strip() == "eclor vboard: --set 'tilt': expected KEY=VALUE"
@@ -200,6 +206,14 @@ def test_bad_image_is_one_line(tmp_path):
                                 "--state-dir", str(tmp_path / "v")], capture_output=True, text=True, timeout=30)
     assert r.returncode == 2
     assert r.stderr.strip() == "eclor vboard: --image %s: not a LittleFS image of 4096-byte blocks" % img
+    # the right size but not LittleFS (erased flash, or a file given by mistake): refused, left untouched
+    data = bytes(range(256)) * 16 * 64
+    img.write_bytes(data)
+    r = subprocess.run(ECLOR + ["vboard", "--device", "bin-x", "--role", "bin", "--image", str(img),
+                                "--state-dir", str(tmp_path / "v")], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.strip() == "eclor vboard: --image %s: not a LittleFS filesystem (eclor build makes one)" % img
+    assert img.read_bytes() == data
 
 
 @pytest.mark.slow
