@@ -42,6 +42,30 @@ from pathlib import Path
 from eclor.tools import mpy
 from eclor.tools.fleet import gwproc
 
+# The ESP32's ~100 KB of GC heap, as seen by the host's MicroPython. The
+# venv's unix port is 64-bit: every pointer and object header is twice an
+# ESP32's, so the same firmware needs ~1.7x the heap there (docs/lamp.md,
+# bench/lamp_footprint.py: the lamp needs 90 KB on a 32-bit build, 156 KB on
+# the 64-bit one). A 32-bit build ($MICROPYTHON) gets the plain 100 KB.
+HOST_64_FACTOR = 1.75
+_heap = None
+
+
+def device_heap():
+    """Heap (bytes) equivalent to an ESP32's ~100 KB for this micropython."""
+    global _heap
+    if _heap is None:
+        import subprocess
+        try:
+            out = subprocess.run(mpy.micropython_cmd(["-c", "import sys; print(sys.maxsize)"]),
+                                 capture_output=True, text=True, timeout=10).stdout.strip()
+            wide = int(out) > 2 ** 31
+        except (OSError, ValueError, subprocess.SubprocessError):
+            wide = True
+        _heap = int(mpy.ESP32_HEAP * HOST_64_FACTOR) if wide else mpy.ESP32_HEAP
+    return _heap
+
+
 EXIT_DEEPSLEEP = 3
 EXIT_REBOOT = 4
 
@@ -123,14 +147,14 @@ class DeviceProc:
 class FirmwareFleet:
     """Prepare device directories, run and supervise their processes."""
 
-    def __init__(self, specs, gateway, root, speed=60.0, start_utc=None, heapsize=mpy.ESP32_HEAP,
+    def __init__(self, specs, gateway, root, speed=60.0, start_utc=None, heapsize=None,
                  report_s=60, lt=300, source=False, on_event=None):
         self.specs = specs
         self.gateway = gateway
         self.root = Path(root)
         self.speed = float(speed)
         self.start_utc = time.time() if start_utc is None else float(start_utc)
-        self.heapsize = heapsize
+        self.heapsize = heapsize or device_heap()
         self.report_s = report_s
         self.lt = lt
         self.source = source
@@ -330,7 +354,7 @@ def run_cli(args, gw):
             from eclor.tools.fleet.lossproxy import LossProxy
             proxy = await LossProxy(gw, args.loss, seed=args.seed).start()
             target = proxy.addr
-        fleet = FirmwareFleet(specs, target, root, speed=args.speed, heapsize=args.heap or mpy.ESP32_HEAP,
+        fleet = FirmwareFleet(specs, target, root, speed=args.speed, heapsize=args.heap,
                               start_utc=time.time() - 7 * 86400,
                               on_event=lambda m: print("sim: " + m, flush=True))
         fleet.prepare()
