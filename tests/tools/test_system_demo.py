@@ -90,10 +90,20 @@ def test_demo_runs_and_stops_by_itself(tmp_path):
 
 
 def test_ctrl_c_stops_everything(tmp_path):
+    """...after the banner's example commands worked against the running demo."""
     p, data, api = start_demo(tmp_path)
     try:
-        read_until(p, "devices started 4/4", 90)
+        out = read_until(p, "  stop        Ctrl-C", 120)
         assert len(processes_under(data)) >= 3     # gateway + micropython devices
+        words = next(line.split() for line in out.splitlines() if "eclor readings" in line)
+        lamp = words[words.index("readings") + 1]
+        env = dict(os.environ, ECLOR_API=api)
+        cli = [sys.executable, "-m", "eclor.tools.cli"]
+        r = subprocess.run(cli + ["send", lamp, "level", "level=20", "duration=600", "--wait", "30"],
+                           env=env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and "done" in r.stdout, r.stdout + r.stderr
+        r = subprocess.run(cli + ["devices"], env=env, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0 and lamp in r.stdout, r.stdout + r.stderr
         os.killpg(p.pid, signal.SIGINT)            # what Ctrl-C in a terminal does
         p.wait(30)
     finally:
