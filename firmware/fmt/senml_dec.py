@@ -86,7 +86,8 @@ def decode(data, ct=CT_CBOR):
             val = rec[VD]
             if ct == CT_JSON:
                 raise ValueError("senml: vd not supported in JSON")
-            if not isinstance(val, bytes):
+            # a body reassembled from blocks arrives as a bytearray
+            if not isinstance(val, (bytes, bytearray)):
                 raise ValueError("senml: vd must be bytes")
             k += 1
         if k == 0 and S in rec:
