@@ -8,7 +8,10 @@ directory, 127.0.0.1, ports picked free):
    `registration_storm_s` is the time until every device holds its 2.01;
 2. bins' heartbeat, then the dusk burst: every lamp switches on and reports
    within `--burst-spread` seconds; `dusk_burst_readings_per_s` is SenML
-   records acknowledged (2.04 = durable) per second of the burst;
+   records acknowledged (2.04 = durable) per second, from the first report
+   to the last acknowledgement (so it includes the RFC back-off of the few
+   unlucky exchanges; `dusk_burst_99pct_lamps_s` is when 99 % of the lamps
+   were acknowledged);
 3. a group command (POST /api/commands, selector commune + type) to every
    lamp of Villerupt, then one to all lamps; `group_command_1000_s` is the
    time from the POST until the gateway reports every lamp `done` (its
@@ -157,13 +160,21 @@ async def run(a):
         before = fleet.stats["readings_acked"]
         lat0 = len(fleet.latency)
         t0 = time.monotonic()
-        failed = await fleet.report_all(lamps, spread_s=a.burst_spread)
+        acked_at = []
+
+        async def dusk(d):
+            await d.report()
+            acked_at.append(time.monotonic() - t0)
+        failed = await fleet.each(lamps, dusk, a.burst_spread)
         burst = time.monotonic() - t0
         n = fleet.stats["readings_acked"] - before
         res["dusk_burst_readings_per_s"] = round(n / burst, 1)
         res["dusk_burst_s"] = round(burst, 2)
         res["dusk_burst_readings"] = n
         res["dusk_burst_failed"] = failed
+        # the lamps' reports start within burst_spread; the last ones wait
+        # out RFC 7252 back-off after consecutive losses (2-3 s, 4-6 s, ...)
+        res["dusk_burst_99pct_lamps_s"] = round(pct(acked_at, 99) or 0, 2)
         res["dusk_post_p50_ms"] = round(1000 * (pct(fleet.latency[lat0:], 50) or 0), 1)
         res["dusk_post_p99_ms"] = round(1000 * (pct(fleet.latency[lat0:], 99) or 0), 1)
         print("dusk burst: %d readings from %d lamps in %.2f s -> %.0f/s" % (
