@@ -55,6 +55,15 @@ def pct(values, q):
     return v[min(len(v) - 1, int(round(q / 100.0 * (len(v) - 1))))]
 
 
+def udp_rcvbuf_errors():
+    """Datagrams the kernel dropped because a socket's receive buffer was full."""
+    try:
+        rows = [l.split() for l in open("/proc/net/snmp") if l.startswith("Udp:")]
+        return int(dict(zip(rows[0][1:], rows[1][1:]))["RcvbufErrors"])
+    except (OSError, KeyError, IndexError, ValueError):
+        return None
+
+
 def inventory(specs):
     """The inventory the gateway imports: type, zone, commune, position, metadata."""
     out = []
@@ -137,6 +146,7 @@ async def run(a):
         await fleet.open()
         lamps, bins = fleet.by_role("lamp"), fleet.by_role("bin")
 
+        kdrop0 = udp_rcvbuf_errors()
         # 1. registration storm
         t0 = time.monotonic()
         done_at = []
@@ -197,6 +207,9 @@ async def run(a):
         res["commands_applied"] = len(lat)
         print("group all lamps: %d in %.2f s %s" % (len(lamps), s2, sum2), flush=True)
         res["gateway_rss_mb"] = round(gw.rss_mb() or 0, 1)
+        k = udp_rcvbuf_errors()
+        # machine-wide counter: other programs' drops would show too
+        res["kernel_udp_rcvbuf_drops"] = None if k is None or kdrop0 is None else k - kdrop0
 
         # 4. every acknowledged reading is in the API
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
