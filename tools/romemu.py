@@ -230,6 +230,7 @@ class TcpServer:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
         self.sock.listen(1)
+        self.sock.settimeout(0.2)        # accept() wakes up to see stop
         self.port = self.sock.getsockname()[1]
         self.url = "socket://%s:%d" % (host, self.port)
         self.stop = threading.Event()
@@ -240,7 +241,6 @@ class TcpServer:
         return self
 
     def _run(self):
-        self.sock.settimeout(0.2)
         while not self.stop.is_set():
             try:
                 conn, _ = self.sock.accept()
@@ -271,8 +271,8 @@ class TcpServer:
 
     def close(self):
         self.stop.set()
-        self.sock.close()
         self.thread.join(2)
+        self.sock.close()
 
 
 class PtyServer:
