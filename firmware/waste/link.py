@@ -8,7 +8,9 @@ one datagram (MAX_POST), each 2.04 acking exactly the items it carried; apply
 the commands found in the /dp answers and POST their results to /cr (whose
 answer may carry more); radio off. Returns True when everything queued was
 taken. No Wi-Fi, no answer or 5.03: False, items kept, the cycle backs off.
-A 4.xx to /dp means the gateway will never take those packs: they are
+A 4.04 to /dp means the gateway has no registration for this source address
+(NAT rebinding, gateway data reset): register again and resend, once per
+wake. Any other 4.xx means the gateway will never take those packs: they are
 dropped and counted, or the queue would be stuck behind them forever.
 
 Energy on the host: the sim HAL's clock already spends the Wi-Fi
@@ -53,6 +55,7 @@ class Link:
         self.c = c
         self.ep = None
         self.gw = None
+        self.rereg = False   # one re-registration per wake on a 4.04 to /dp
 
     async def session(self):
         c = self.c
@@ -183,6 +186,14 @@ class Link:
             if r.code == 163:   # 5.03: keep them, retry after Max-Age
                 c.error = "max-age %d" % r.uopt(codec.MAX_AGE, 60)
                 return None
+            if r.code == 132 and not self.rereg:
+                # 4.04: the gateway does not know this address (NAT
+                # rebinding, its data reset): register anew, resend the same
+                self.rereg = True
+                c.st.pop("rd", None)
+                if not await self.register():
+                    return None
+                continue
             if 128 <= r.code < 160:
                 ob.dropped += n
                 ob.ack(last)

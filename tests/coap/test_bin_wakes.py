@@ -247,3 +247,51 @@ def test_gateway_busy_503_keeps_readings_for_later(fw, tmp_path):
     assert b.outbox_len() == 0 and b.state()["fails"] == 0
     fills = [v for t, v in gw.series("fill")]
     assert fills == [20, 40], fills
+
+
+class ForgetfulGateway(be.BinGateway):
+    """Answers the next `forget` /dp with 4.04 after dropping the sender's
+    registration, as a gateway whose data was reset or which sees the bin
+    behind a new NAT binding does."""
+
+    def __init__(self):
+        super().__init__()
+        self.forget = 0
+        self.nf = 0
+
+    async def render(self, request):
+        if request.opt.uri_path == ("dp",) and self.forget:
+            ep = self._sender(request)
+            if ep is not None:
+                self.forget -= 1
+                self.nf += 1
+                rid = self.eps.pop(ep)[0]
+                self.by_id.pop(rid, None)
+                return be.aiocoap.Message(code=be.aiocoap.NOT_FOUND)
+        return await super().render(request)
+
+
+def test_dp_not_found_reregisters_and_resends_in_the_same_wake(fw, tmp_path):
+    """A 4.04 to /dp (the gateway has no registration for this address) is
+    not a refusal: the bin registers again and resends the same packs in the
+    same wake; nothing dropped, nothing left queued."""
+    async def main():
+        gp = be.GatewayProcess(ForgetfulGateway())
+        await gp.up()
+        b = be.BinBoard(tmp_path, gp.port, fw, settings=dict(FAST, measure_s=900))
+        await wake_ok(b, dist=dist_for(20))
+        regs = len(gp.gw.regs)
+        gp.gw.forget = 1
+        await wake_ok(b, dist=dist_for(50))          # a change: transmitted, 4.04 once
+        await gp.down()
+        return gp.gw, b, regs
+
+    gw, b, regs = asyncio.run(main())
+    st = b.state()
+    assert gw.nf == 1
+    assert len(gw.regs) == regs + 1, gw.regs          # registered again in that wake
+    assert b.outbox_len() == 0 and st["fails"] == 0, st
+    assert "refused" not in str(st.get("err")), st
+    assert [v for t, v in gw.series("dropped")] in ([], [0]), gw.rows
+    fills = [v for t, v in gw.series("fill")]
+    assert fills == [20, 50], fills
