@@ -315,6 +315,15 @@ async def min_heap(fw, lo=16 * 1024, hi=100 * 1024):
 
 async def main_async(args):
     fw = firmware_tree("mpy")
+    if args.heap_only:   # only the min_heap_bytes bisection (seconds, not minutes)
+        try:
+            heap = await min_heap(fw)
+        finally:
+            shutil.rmtree(fw, ignore_errors=True)
+        print("smallest heap for a wake with transmission and a command (.mpy): %s bytes" % heap)
+        res = {"min_heap_bytes": heap}
+        print(json.dumps(res))
+        return res
     flash = Path(tempfile.mkdtemp(prefix="eclor-bin-"))
     try:
         st, gw, wall, board = await month(args.days, args.per_hour, fw, flash)
@@ -352,6 +361,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--per-hour", type=int, default=4)
+    ap.add_argument("--heap-only", action="store_true",
+                    help="skip the month: only the smallest heap of a transmitting wake")
     args = ap.parse_args(argv)
     asyncio.run(main_async(args))
 
