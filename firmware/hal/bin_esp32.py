@@ -11,21 +11,36 @@
 * battery through a 2:1 divider (1 M / 1 M, 100 nF) on an ADC1 pin (ADC2 is
   unusable while Wi-Fi is on), averaged over 8 samples.
 
-Pins come from the board JSON ("pins" of the bin role) or config.json; the
-defaults match the ECLOR bin board.
+Pins come from config.json ("pins"), else from board.json (written into the
+image by `eclor build`: "pins" -> "bin", names as in boards/*.json), else the
+defaults of the ECLOR bin board.
 """
 import machine
 import time
 
 PINS = {"trig": 5, "echo": 18, "power": 19, "ow": 4, "tilt": 33, "batt": 35, "divider": 2.0}
 ECHO_TIMEOUT_US = 60000
+# board file name -> name used here
+_BOARD_NAMES = (("trigger", "trig"), ("temp_1wire", "ow"), ("battery_adc", "batt"),
+                ("battery_divider", "divider"), ("sensor_power", "power"))
+
+
+def board_pins(board):
+    """The bin pins of a board.json dict, renamed to this module's names."""
+    bp = dict((board.get("pins") or {}).get("bin") or {})
+    for long, short in _BOARD_NAMES:
+        if long in bp:
+            bp[short] = bp.pop(long)
+    return bp
 
 
 class BinHW:
     def __init__(self, pins=None):
         p = dict(PINS)
-        if pins:
-            p.update(pins)
+        if not pins:
+            from dev import store
+            pins = board_pins(store.load_json("board.json", {}))
+        p.update(pins)
         self.p = p
         self.trig = machine.Pin(p["trig"], machine.Pin.OUT, value=0)
         self.echo = machine.Pin(p["echo"], machine.Pin.IN)
