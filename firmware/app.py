@@ -31,7 +31,7 @@ Role module contract (lamp/app.py, waste/app.py):
   status() -> dict, selftest() -> dict, level(x) (lamp), measure() (bin).
 """
 import hal
-from dev import config, log, store
+from dev import log, store
 
 SAFE_AFTER = 3
 HEALTHY_MS = 60000
@@ -118,11 +118,16 @@ def main():
 def _main():
     global cfg, safe, boots, cause
     cfg = None
+    from dev import config
     try:
         c = config.load()
     except ValueError as e:
         log.error("no valid config, staying at the REPL: %s" % e)
         return
+    # the schema is one-shot work at boot: forget it (the role or the shell
+    # imports it again when it validates a change)
+    config = None
+    _forget("dev.config")
     cause = hal.reset_cause()
     boots = count_boot(cause)
     safe = boots > SAFE_AFTER
@@ -134,6 +139,16 @@ def _main():
     if r is not None and hasattr(r, "send"):
         import asyncio
         asyncio.run(_supervise(r))
+
+
+def _forget(name):
+    import sys
+    if sys.modules.pop(name, None) is not None:
+        pkg, _, attr = name.rpartition(".")
+        try:
+            delattr(sys.modules[pkg], attr)
+        except (KeyError, AttributeError):
+            pass
 
 
 def restart_delay(n):

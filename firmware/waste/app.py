@@ -12,23 +12,30 @@ is registered in dev.config here, so eclor.config("bin.depth_m", 1.2) and
 the `config` command are checked like the rest.
 """
 import asyncio
-from dev import config
+import sys
 from waste import conf
 
-config.SCHEMA["bin"] = conf.schema_rule
+# dev.config (the schema) is not part of a wake: the rule is registered when
+# it is loaded already (the shell), by make(), and by waste.actions before
+# it validates a change
+if "dev.config" in sys.modules:
+    sys.modules["dev.config"].SCHEMA["bin"] = conf.schema_rule
 
 
 def make(cfg, safe=False):
     """The role object for the shell (no wake cycle run)."""
+    from dev import config
     from waste.shell import Bin
+    config.SCHEMA["bin"] = conf.schema_rule
     return Bin(cfg, config.secrets(), safe)
 
 
 def run(cfg, safe=False):
     """One wake cycle, then deep sleep (never returns on a board)."""
     import app
+    from dev import store
     from waste.cycle import Cycle
-    c = Cycle(cfg, config.secrets())
+    c = Cycle(cfg, store.load_json("secrets.json", {}))
     c.safe = safe
     ms = c.s["measure_s"] * 1000
     try:
