@@ -1,11 +1,17 @@
 """Hot-path shortcuts of the CoAP side (gateway/coapserver.py) give the same
 answers as the aiocoap code they stand in for."""
+import asyncio
 import socket
+import time
 
+import cbor2
+from aiocoap import protocol
+from aiocoap.numbers.codes import Code
+from aiocoap.transports import udp6
 from hypothesis import given, strategies as S
 
-from aiocoap.transports import udp6
 from eclor.gateway import coapserver
+from gw_core_harness import Device, running, senml_cbor
 
 
 class _Iface:
@@ -48,3 +54,33 @@ def test_local_multicast_check_v4mapped(first, rest):
 def test_patch_is_applied_once():
     coapserver.fast_local_multicast_check()
     assert coapserver.fast_local_multicast_check() is False
+
+
+def test_plain_requests_skip_aiocoap_render_path_block_requests_keep_it(tmp_path, monkeypatch):
+    calls = []
+    orig = protocol.Context.render_to_pipe
+
+    def counting(self, pipe):
+        calls.append(self)
+        return orig(self, pipe)
+
+    monkeypatch.setattr(protocol.Context, "render_to_pipe", counting)
+
+    async def scenario():
+        async with running(tmp_path) as gw, Device("lamp-p", links=b"</cmd>") as dev:
+            ctx = gw.gw.coap.context
+            assert (await dev.register(gw)).code == Code.CREATED
+            t = int(time.time())
+            for i in range(5):
+                r = await dev.post_readings(gw, senml_cbor("lamp-p", t + i, power=1.0 + i))
+                assert r.code == Code.CHANGED
+            r = await dev.req(gw, Code.POST, "/dp", b"\xff", 112)
+            assert r.code == Code.BAD_REQUEST and b"invalid CBOR" in r.payload
+            assert not [c for c in calls if c is ctx]  # the lean path served all of them
+            big = cbor2.dumps([{0: "x%d" % i, 2: i, 6: 0} for i in range(600)])
+            r = await dev.req(gw, Code.POST, "/dp", big, 112)  # Block1: aiocoap's path
+            assert r.code == Code.REQUEST_ENTITY_TOO_LARGE
+            assert [c for c in calls if c is ctx]
+            body = await gw.get("/api/devices/lamp-p/readings?name=power")
+            assert sorted(x["v"] for x in body["readings"]) == [1.0, 2.0, 3.0, 4.0, 5.0]
+    asyncio.run(scenario())
