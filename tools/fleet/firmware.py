@@ -355,7 +355,8 @@ def run_cli(args, gw):
             proxy = await LossProxy(gw, args.loss, seed=args.seed).start()
             target = proxy.addr
         fleet = FirmwareFleet(specs, target, root, speed=args.speed, heapsize=args.heap,
-                              start_utc=time.time() - 7 * 86400,
+                              start_utc=time.time() - 7 * 86400, report_s=max(10, int(args.report_s)),
+                              lt=max(60, args.lt),
                               on_event=lambda m: print("sim: " + m, flush=True))
         fleet.prepare()
         print("sim: %d lamps + %d bins running the firmware (%s), speed x%g, in %s" % (
