@@ -87,6 +87,11 @@ async def sender(ctl, ep, reg, gw, wake):
                 elif r.code == codec.BAD_REQUEST:
                     ob.ack(last)  # the gateway will never take it: do not block the queue
                     log.error("gateway refused a report: %s" % bytes(r.payload))
+                elif r.code == codec.NOT_FOUND or r.code == 131:  # 4.04/4.03
+                    # the gateway does not know this source address (NAT
+                    # rebinding, data reset): update the registration now
+                    reg.kick()
+                    delay = 1000
                 else:
                     delay = backoff
             except MemoryError:
