@@ -479,7 +479,8 @@ class CoapServer:
 
         def render_to_pipe(pipe):
             opt = pipe.request.opt
-            if opt.block1 is not None or opt.block2 is not None:
+            if opt.block1 is not None or opt.block2 is not None or context.serversite is not root:
+                # (a site wrapped around Root -- OSCORE, say -- must never be bypassed)
                 return orig(pipe)
             task = loop.create_task(answer(pipe))
             pipe.on_interest_end(task.cancel)

@@ -84,3 +84,25 @@ def test_plain_requests_skip_aiocoap_render_path_block_requests_keep_it(tmp_path
             body = await gw.get("/api/devices/lamp-p/readings?name=power")
             assert sorted(x["v"] for x in body["readings"]) == [1.0, 2.0, 3.0, 4.0, 5.0]
     asyncio.run(scenario())
+
+
+def test_a_site_wrapped_around_root_is_never_bypassed(tmp_path):
+    seen = []
+
+    class Wrapper:  # stands for e.g. aiocoap's OSCORE site wrapper
+        def __init__(self, inner):
+            self.inner = inner
+
+        async def render_to_pipe(self, pipe):
+            seen.append(pipe.request.opt.uri_path)
+            await self.inner.render_to_pipe(pipe)
+
+    async def scenario():
+        async with running(tmp_path) as gw, Device("lamp-w", links=b"</cmd>") as dev:
+            ctx = gw.gw.coap.context
+            ctx.serversite = Wrapper(ctx.serversite)
+            assert (await dev.register(gw)).code == Code.CREATED
+            r = await dev.post_readings(gw, senml_cbor("lamp-w", int(time.time()), power=2.0))
+            assert r.code == Code.CHANGED
+            assert seen == [("rd",), ("dp",)]
+    asyncio.run(scenario())
