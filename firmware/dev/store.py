@@ -47,15 +47,23 @@ def _parent(path):
     return path[:i] if i > 0 else None
 
 
-def write(path, data):
-    """Atomically replace path with data (bytes or str)."""
+def write(path, data, _json=False):
+    """Atomically replace path with data (bytes or str; _json: an object
+    streamed as JSON into the temp file, never held whole as a string)."""
     d = _parent(path)
     if d and not exists(d):
         makedirs(d)
     tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
+    try:
+        with open(tmp, "wb") as f:
+            if _json:
+                json.dump(data, f)
+            else:
+                f.write(data)
+            f.flush()
+    except Exception:
+        remove(tmp)   # e.g. an object JSON cannot hold: the old file stays
+        raise
     if exists(path):
         os.rename(path, path + ".bak")
     os.rename(tmp, path)
@@ -73,7 +81,7 @@ def read(path):
 
 
 def save_json(path, obj):
-    write(path, json.dumps(obj))
+    write(path, obj, True)
 
 
 def load_json(path, default=None):
