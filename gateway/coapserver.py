@@ -167,7 +167,10 @@ class Root(interfaces.Resource):
         except Exception:  # render() answers every error itself; this is a bug
             log.exception("error rendering %s", pipe.request.code)
             res = _err(Code.INTERNAL_SERVER_ERROR, "internal error")
-        pipe.add_response(res, is_last=True)
+        try:
+            pipe.add_response(res, is_last=True)
+        except Exception:  # as aiocoap's own render path would: logged, not lost in the task
+            log.exception("answer to %s not sent", pipe.request.code)
 
     async def render(self, req):
         path = req.opt.uri_path
