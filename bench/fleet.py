@@ -132,9 +132,13 @@ async def run(a):
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
     specs = territory.fleet(a.lamps, a.bins, seed=a.seed)
     data = tempfile.mkdtemp(prefix="eclor-fleet-")
-    gw = gwproc.Gateway(data, extra_args=["--log-level", "warning", "--group-concurrency", str(a.group_concurrency),
-                                          "--allow-undeclared"])
-    res = {"devices": len(specs)}
+    gw_args = ["--log-level", "warning", "--allow-undeclared",
+               "--command-ack-timeout", str(a.command_ack_timeout),
+               "--command-max-retransmit", str(a.command_max_retransmit)]
+    if a.group_concurrency:
+        gw_args += ["--group-concurrency", str(a.group_concurrency)]
+    gw = gwproc.Gateway(data, extra_args=gw_args)
+    res = {"devices": len(specs), "gateway_args": gw_args[3:]}
     fleet = None
     try:
         gw.start()
@@ -207,6 +211,13 @@ async def run(a):
         res["commands_applied"] = len(lat)
         print("group all lamps: %d in %.2f s %s" % (len(lamps), s2, sum2), flush=True)
         res["gateway_rss_mb"] = round(gw.rss_mb() or 0, 1)
+        try:
+            text = await asyncio.to_thread(api.get, "/metrics")
+            for ln in text.splitlines():
+                if ln.startswith("eclor_coap_rcvbuf_bytes "):
+                    res["gateway_rcvbuf_bytes"] = int(float(ln.split()[1]))
+        except Exception:  # noqa: BLE001 - detail only
+            pass
         k = udp_rcvbuf_errors()
         # machine-wide counter: other programs' drops would show too
         res["kernel_udp_rcvbuf_drops"] = None if k is None or kdrop0 is None else k - kdrop0
@@ -243,7 +254,13 @@ def main(argv=None):
     p.add_argument("--ack-timeout", type=float, default=2.0, help="devices' ACK_TIMEOUT (RFC 7252: 2 s)")
     p.add_argument("--storm-spread", type=float, default=1.0, help="registrations start within this many s")
     p.add_argument("--burst-spread", type=float, default=3.0, help="dusk reports start within this many s")
-    p.add_argument("--group-concurrency", type=int, default=1000, help="gateway's group fan-out bound")
+    p.add_argument("--group-concurrency", type=int, default=0,
+                   help="gateway's command exchanges in flight (0: the gateway's default)")
+    p.add_argument("--command-ack-timeout", type=float, default=0.25,
+                   help="gateway's ACK_TIMEOUT for commands: the LAN profile an admin would set for lamps "
+                        "on a known local network (RFC 7252 4.8.1); 2.0 = the RFC default")
+    p.add_argument("--command-max-retransmit", type=int, default=6,
+                   help="gateway's MAX_RETRANSMIT for commands (with 0.25 s: up to ~24 s of retries)")
     p.add_argument("--keep", action="store_true", help="keep the gateway data directory")
     a = p.parse_args(argv)
     res = asyncio.run(run(a))

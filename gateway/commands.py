@@ -7,9 +7,13 @@ caller, so a crash never loses an accepted command.
 
 * Always-on devices (lamps): ``POST /cmd`` (CON, CBOR) from the gateway's own
   CoAP socket to the address the device last registered/updated from; aiocoap
-  does the RFC 7252 retransmissions; when the exchange times out the command
-  goes back to ``queued`` and is retried after ``command_retry_s`` or as soon as
-  the device registers/updates again, until it expires.
+  does the RFC 7252 retransmissions with the relay's own transmission
+  parameters (``command_ack_timeout``, ``command_ack_random_factor``,
+  ``command_max_retransmit``); when the exchange times out the command is
+  retried after ``command_retry_s`` or as soon as the device registers/updates
+  again, until it expires. At most ``group_concurrency`` exchanges are in
+  flight at once, all commands together (a 1,000-lamp fan-out is paced, FIFO,
+  instead of bursting 1,000 CONs and their 1,000 answers into socket buffers).
 * Queue-mode devices (``b=UQ``, bins): the open commands ride on the 2.04 that
   answers the device's ``/dp`` (or ``/cr``), and ride again on every later wake
   until a result arrives via ``/cr`` or the TTL runs out (at-least-once; the
@@ -17,14 +21,25 @@ caller, so a crash never loses an accepted command.
   re-apply it).
 
 Final states are never left: a late duplicate result is ignored.
+
+Store writes: creating a command is awaited (durable before its id is
+returned); a group's commands are created in ONE store job. State changes
+(queued -> sent -> done...) are not awaited and are coalesced: all the
+changes of one event-loop iteration go in one store job, a command's
+intermediate states in the same job collapse into its last one.
 """
 import asyncio
 import collections
 import logging
 import os
+import socket
+import threading
 import time
 
+import aiocoap
 import cbor2
+from aiocoap.numbers.codes import Code
+from aiocoap.numbers.constants import TransportTuning
 
 from . import store as st
 
@@ -111,6 +126,77 @@ def wire(c):
     return {"id": c["id"], "a": c["action"], "p": c["params"], "exp": int(c["expires"])}
 
 
+class Updates:
+    """The command state changes of one event-loop iteration: ONE store job.
+
+    The job is queued when the first change arrives (so it keeps its place
+    among the other writes: a ``/cr`` answered after its results were set
+    is answered after they are committed); later changes join it until the
+    writer thread takes it (``closed``), then a new one starts."""
+    __slots__ = ("lock", "items", "closed")
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.items = {}   # id -> (state, t, answer, attempts); the last change wins
+        self.closed = False
+
+
+def apply_updates(con, ups):
+    """Store job (writer thread): write a batch of state changes."""
+    with ups.lock:
+        ups.closed = True
+        items = list(ups.items.items())
+    n = 0
+    for cid, (state, t, answer, attempts) in items:
+        n += st.update_command(con, cid, state, t, answer, attempts)
+    return n
+
+
+def insert_commands(con, cs):
+    """Store job: a group's commands, one transaction."""
+    return sum(st.insert_command(con, c) for c in cs)
+
+
+class Window:
+    """At most ``limit()`` holders at once, served in FIFO order (the limit is
+    read on every release, so a config reload applies at once)."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.held = 0
+        self.waiters = collections.deque()
+
+    async def acquire(self):
+        if self.held < self.limit() and not self.waiters:
+            self.held += 1
+            return
+        f = asyncio.get_running_loop().create_future()
+        self.waiters.append(f)
+        try:
+            await f
+        except asyncio.CancelledError:
+            if f.done() and not f.cancelled():
+                self.release()  # granted, then cancelled before use
+            else:
+                try:
+                    self.waiters.remove(f)
+                except ValueError:
+                    pass
+            raise
+
+    def release(self):
+        self.held -= 1
+        while self.waiters and self.held < self.limit():
+            f = self.waiters.popleft()
+            if not f.done():
+                self.held += 1
+                f.set_result(None)
+
+    @property
+    def queued(self):
+        return len(self.waiters)
+
+
 class Relay:
     def __init__(self, gw):
         self.gw = gw
@@ -122,6 +208,10 @@ class Relay:
         # Recently finished commands: the store lags the loop by one commit,
         # so lookups check here first (bounded).
         self.recent = collections.OrderedDict()
+        self.ups = None      # the open Updates batch
+        self.window = Window(lambda: self.gw.cfg["group_concurrency"])
+        self._tuning = (None, None)
+        self._remotes = {}   # (host, port) -> aiocoap remote (no resolver per command)
 
     @property
     def store(self):
@@ -159,8 +249,7 @@ class Relay:
         params = validate(dev["type"], action, params)
         if ttl is None:
             ttl = self.gw.cfg["command_ttl"]
-        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 1 <= ttl <= 30 * 86400:
-            raise CommandError(400, "ttl must be a number of seconds within 1..2592000")
+        self._check_ttl(ttl)
         if cid is not None:
             if not isinstance(cid, str) or not 1 <= len(cid) <= 40:
                 raise CommandError(400, "id must be a string of 1..40 chars")
@@ -169,18 +258,31 @@ class Relay:
                 if existing["device"] != ep or existing["action"] != action:
                     raise CommandError(409, "command id %r already used for another command" % cid)
                 return existing, False   # idempotent re-submission
-        now = time.time()
-        c = {"id": cid or new_id(), "device": ep, "action": action, "params": params,
-             "state": "queued", "created": now, "updated": now, "expires": now + ttl,
-             "attempts": 0, "answer": None, "grp": grp}
+        c = self._new(ep, action, params, ttl, cid, grp)
         await self.store.write(st.insert_command, c)   # durable before the id is handed out
-        c["ep"] = ep
+        self._accept(c, dev)
+        return c, True
+
+    @staticmethod
+    def _check_ttl(ttl):
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 1 <= ttl <= 30 * 86400:
+            raise CommandError(400, "ttl must be a number of seconds within 1..2592000")
+
+    @staticmethod
+    def _new(ep, action, params, ttl, cid=None, grp=None):
+        now = time.time()
+        return {"id": cid or new_id(), "device": ep, "action": action, "params": params,
+                "state": "queued", "created": now, "updated": now, "expires": now + ttl,
+                "attempts": 0, "answer": None, "grp": grp}
+
+    def _accept(self, c, dev):
+        """A command just made durable: track it, start its delivery."""
+        c["ep"] = c["device"]
         c["result"] = None
         self._track(c)
         self.gw.metrics.inc("eclor_commands_total", state="queued")
         if not dev.get("queue"):
             self.kick(c)
-        return c, True
 
     # -- transitions ------------------------------------------------------------
     def _set(self, c, state, answer=None):
@@ -189,7 +291,7 @@ class Relay:
         c["updated"] = now
         if answer is not None:
             c["answer"] = c["result"] = answer
-        self.store.write_nowait(st.update_command, c["id"], state, now, answer, c["attempts"])
+        self._persist(c["id"], (state, now, answer, c["attempts"]))
         self.gw.metrics.inc("eclor_commands_total", state=state)
         if state in FINAL:
             self._untrack(c)
@@ -202,6 +304,20 @@ class Relay:
             for f in self.waiters.pop(c["id"], []):
                 if not f.done():
                     f.set_result(c)
+
+    def _persist(self, cid, change):
+        ups = self.ups
+        if ups is not None:
+            with ups.lock:
+                if not ups.closed:
+                    old = ups.items.get(cid)
+                    if old is not None and change[2] is None and old[2] is not None:
+                        change = change[:2] + (old[2],) + change[3:]
+                    ups.items[cid] = change
+                    return
+        ups = self.ups = Updates()
+        ups.items[cid] = change
+        self.store.write_nowait(apply_updates, ups)
 
     def lookup(self, cid):
         """The live view of a command (open or recently finished), or None."""
@@ -273,17 +389,75 @@ class Relay:
                     self.tasks.pop(cid, None)
                 self.kick(c)
 
+    def tuning(self):
+        """The relay's transmission parameters (config; cached per value)."""
+        cfg = self.gw.cfg
+        key = (cfg["command_ack_timeout"] or cfg["ack_timeout"], cfg["command_ack_random_factor"],
+               cfg["max_retransmit"] if cfg["command_max_retransmit"] < 0 else cfg["command_max_retransmit"])
+        if self._tuning[0] != key:
+            t = TransportTuning()
+            t.ACK_TIMEOUT, t.ACK_RANDOM_FACTOR, t.MAX_RETRANSMIT = key
+            self._tuning = (key, t)
+        return self._tuning[1]
+
+    def _remote(self, host, port):
+        """The aiocoap remote for a device's address, built once: a request
+        given a ``coap://`` URI is resolved by aiocoap through getaddrinfo on
+        an executor thread plus a route check, for every command."""
+        key = (host, port)
+        r = self._remotes.get(key)
+        if r is not None:
+            return r
+        try:
+            from aiocoap.transports.udp6 import UDP6EndpointAddress
+            iface = self.gw.coap.udp
+            if ":" in host:
+                if "%" in host:
+                    return None
+                socket.inet_pton(socket.AF_INET6, host)
+                sa = (host, port, 0, 0)
+            else:
+                socket.inet_pton(socket.AF_INET, host)
+                sa = ("::ffff:" + host, port, 0, 0)
+            r = UDP6EndpointAddress(sa, iface)
+        except (ImportError, AttributeError, OSError, ValueError):
+            return None
+        if len(self._remotes) > 100000:
+            self._remotes.clear()
+        self._remotes[key] = r
+        return r
+
+    async def _exchange(self, dev, c):
+        """POST /cmd (CON, CBOR) to the device's registered address -> (code, payload)."""
+        host, port = dev["host"], dev["port"]
+        req = aiocoap.Message(code=Code.POST, payload=cbor2.dumps(wire(c)), transport_tuning=self.tuning())
+        req.opt.content_format = 60
+        remote = self._remote(host, port)
+        if remote is not None:
+            req.remote = remote
+            req.opt.uri_path = ("cmd",)
+        else:
+            req.set_request_uri("coap://%s/cmd" % ("[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)))
+        self.gw.metrics.inc("eclor_coap_out_total", kind="command")
+        timeout = max(1.0, c["expires"] - time.time())
+        resp = await asyncio.wait_for(self.gw.coap.context.request(req, handle_blockwise=False).response, timeout)
+        return int(resp.code), resp.payload
+
     async def _deliver(self, c):
         me = asyncio.current_task()
         try:
             while c["id"] in self.open:
                 dev = self.gw.registry.devices.get(c["device"])
                 if dev and dev.get("online") and dev.get("host"):
-                    c["attempts"] += 1
-                    if c["state"] == "queued":
-                        self._set(c, "sent")
+                    await self.window.acquire()
                     try:
-                        code, payload = await self.gw.coap.send_command(dev, wire(c), c["expires"])
+                        if c["id"] not in self.open:
+                            return
+                        dev = self.gw.registry.devices.get(c["device"]) or dev  # address may have moved
+                        c["attempts"] += 1
+                        if c["state"] == "queued":
+                            self._set(c, "sent")
+                        code, payload = await self._exchange(dev, c)
                     except asyncio.CancelledError:
                         raise
                     except Exception as e:
@@ -306,6 +480,8 @@ class Relay:
                             self._set(c, "failed", {"s": "failed", "r": "coap %d.%02d %s" % (
                                 code >> 5, code & 31, payload[:200].decode("utf-8", "replace"))})
                             return
+                    finally:
+                        self.window.release()
                 if c["id"] not in self.open:
                     return
                 self.sleeping.add(c["id"])
@@ -327,22 +503,24 @@ class Relay:
         if not devs:
             raise CommandError(404, "no device matches the selector %r" % (selector,))
         # validate once per type before creating anything: all or nothing
-        for t in {d["type"] for d in devs}:
-            validate(t, action, params)
+        checked = {t: validate(t, action, params) for t in {d["type"] for d in devs}}
+        if ttl is None:
+            ttl = self.gw.cfg["command_ttl"]
+        self._check_ttl(ttl)
         grp = "g-" + os.urandom(6).hex()
-        sem = asyncio.Semaphore(self.gw.cfg["group_concurrency"])
         deadline = time.monotonic() + wait_s
+        cs = [self._new(d["ep"], action, checked[d["type"]], ttl, grp=grp) for d in devs]
+        # one store job for the whole group, durable before anything is sent
+        await self.store.write(insert_commands, cs)
+        for d, c in zip(devs, cs):
+            self._accept(c, d)
+        results = [None] * len(devs)
 
-        async def one(d):
-            async with sem:
-                try:
-                    c, _ = await self.create(d["ep"], action, params, ttl, grp=grp)
-                except CommandError as e:
-                    return {"ep": d["ep"], "id": None, "state": "rejected", "answer": str(e)}
-                if not d.get("queue"):
-                    c = await self.wait(c["id"], max(0.0, deadline - time.monotonic()))
-                return {"ep": d["ep"], "id": c["id"], "state": c["state"], "answer": c.get("answer")}
-        results = await asyncio.gather(*(one(d) for d in devs))
+        async def one(i, d, c):
+            if not d.get("queue"):
+                c = await self.wait(c["id"], max(0.0, deadline - time.monotonic()))
+            results[i] = {"ep": d["ep"], "id": c["id"], "state": c["state"], "answer": c.get("answer")}
+        await asyncio.gather(*(one(i, d, c) for i, (d, c) in enumerate(zip(devs, cs))))
         summary = {}
         for r in results:
             summary[r["state"]] = summary.get(r["state"], 0) + 1

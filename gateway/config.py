@@ -13,6 +13,7 @@ import tomllib
 SPEC = {
     "coap": ("[::]:5683", str, "CoAP UDP bind HOST:PORT ([::] = IPv6 and IPv4; port 0 = any)"),
     "http": ("127.0.0.1:8080", str, "HTTP API bind HOST:PORT (port 0 = any)"),
+    "http_idle_s": (30.0, float, "HTTP: seconds a connection may take to send its next request (not a limit on handlers)"),
     "data": ("./eclor-data", str, "data directory (SQLite database, run.json)"),
     "log_format": ("text", ("text", "json"), "log format on stderr"),
     "log_level": ("info", ("debug", "info", "warning", "error"), "log level"),
@@ -32,9 +33,13 @@ SPEC = {
     "lt_grace_s": (30.0, float, "grace after a lifetime before the device is marked offline"),
     "ack_timeout": (2.0, float, "CoAP ACK_TIMEOUT (s) of the gateway's own requests (commands, observe)"),
     "max_retransmit": (4, int, "CoAP MAX_RETRANSMIT of the gateway's own requests"),
+    "coap_rcvbuf": (4194304, int, "receive buffer (bytes) asked for the CoAP socket (SO_RCVBUF; 0 = leave the OS default)"),
+    "command_ack_timeout": (0.0, float, "CoAP ACK_TIMEOUT (s) of commands to always-on devices; 0 = ack_timeout (a known LAN may use 0.1-0.5)"),
+    "command_ack_random_factor": (1.5, float, "CoAP ACK_RANDOM_FACTOR of commands (RFC 7252: 1.5)"),
+    "command_max_retransmit": (-1, int, "CoAP MAX_RETRANSMIT of commands; -1 = max_retransmit"),
     "command_ttl": (3600.0, float, "default command TTL in seconds"),
     "command_retry_s": (30.0, float, "pause before re-sending a command to an always-on device"),
-    "group_concurrency": (16, int, "devices addressed at once by a group command"),
+    "group_concurrency": (64, int, "command exchanges in flight at once (group fan-outs and single commands together)"),
     "group_wait_s": (20.0, float, "how long POST /api/commands waits for outcomes"),
     "collection_threshold": (80.0, float, "fill % at which a bin is due for collection"),
     "battery_low_v": (3.4, float, "battery voltage counted as low"),
@@ -95,7 +100,7 @@ def validate(cfg):
         parse_hostport(cfg[k], k)
     positive = ("retention_days", "aggregate_days", "maintenance_s", "max_payload", "max_records",
                 "retry_after_s", "queue_limit", "batch_max", "busy_ms", "default_lt",
-                "command_ttl", "command_retry_s", "group_concurrency", "log_sample_s")
+                "command_ttl", "command_retry_s", "group_concurrency", "log_sample_s", "http_idle_s")
     for k in positive:
         if cfg[k] <= 0:
             raise ConfigError("%s must be > 0, not %r" % (k, cfg[k]))
@@ -103,6 +108,14 @@ def validate(cfg):
         raise ConfigError("ack_timeout must be within 0.1..60 s")
     if not 0 <= cfg["max_retransmit"] <= 10:
         raise ConfigError("max_retransmit must be within 0..10")
+    if cfg["command_ack_timeout"] != 0 and not 0.01 <= cfg["command_ack_timeout"] <= 60:
+        raise ConfigError("command_ack_timeout must be 0 (= ack_timeout) or within 0.01..60 s")
+    if not 1.0 <= cfg["command_ack_random_factor"] <= 4.0:
+        raise ConfigError("command_ack_random_factor must be within 1..4")
+    if not -1 <= cfg["command_max_retransmit"] <= 10:
+        raise ConfigError("command_max_retransmit must be -1 (= max_retransmit) or within 0..10")
+    if not 0 <= cfg["coap_rcvbuf"] <= 1 << 30:
+        raise ConfigError("coap_rcvbuf must be within 0..1073741824 bytes")
     if cfg["aggregate_days"] < cfg["retention_days"]:
         raise ConfigError("aggregate_days must be >= retention_days")
     if not 0 <= cfg["collection_threshold"] <= 100:

@@ -44,7 +44,46 @@ log = logging.getLogger("eclor.gateway")
 DB_NAME = "eclor.db"
 # keys that need a restart to change (SIGHUP leaves them as they are)
 MAX_LATEST_NAMES = 128  # distinct reading names kept in memory per device
-RESTART_KEYS = ("coap", "http", "data", "batch_max", "busy_ms")
+RESTART_KEYS = ("coap", "http", "data", "batch_max", "busy_ms", "coap_rcvbuf")
+
+
+def raise_rcvbuf(sock, want):
+    """Ask for a receive buffer of ``want`` bytes on a UDP socket; returns the
+    size the kernel reports afterwards (Linux reports twice what it grants,
+    the other half being its bookkeeping).
+
+    A 1,000-lamp command fan-out brings ~1,000 answers within milliseconds; the
+    default buffer (net.core.rmem_default, ~208 KiB, a few hundred datagrams
+    once the kernel's per-packet overhead is counted) overflows while the loop
+    is busy and the kernel drops the rest, each one costing a retransmission.
+    SO_RCVBUF is capped at net.core.rmem_max; SO_RCVBUFFORCE (root or
+    CAP_NET_ADMIN) is not, so it is tried first."""
+    import socket
+    before = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    force = getattr(socket, "SO_RCVBUFFORCE", None)
+    how = "SO_RCVBUF"
+    try:
+        if force is None:
+            raise PermissionError
+        sock.setsockopt(socket.SOL_SOCKET, force, want)
+        how = "SO_RCVBUFFORCE"
+    except OSError:  # not privileged: capped at net.core.rmem_max
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, want)
+    got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    rmem_max = None
+    try:
+        with open("/proc/sys/net/core/rmem_max") as f:
+            rmem_max = int(f.read())
+    except (OSError, ValueError):
+        pass
+    if got < want and how == "SO_RCVBUF":
+        log.warning("CoAP socket receive buffer: asked %d bytes, got %d (capped by net.core.rmem_max = %s; "
+                    "raise it with sysctl -w net.core.rmem_max=%d, or run with CAP_NET_ADMIN)",
+                    want, got, rmem_max, want)
+    else:
+        log.info("CoAP socket receive buffer: %d bytes effective (was %d; %s %d, net.core.rmem_max %s)",
+                 got, before, how, want, rmem_max)
+    return got
 
 
 class JSONFormatter(logging.Formatter):
@@ -93,15 +132,20 @@ class Gateway:
         self.relay = Relay(self)
         self.coap = CoapServer(self)
         self.observer = Observer(self)
-        self.http = HTTPServer(routes(self), self.metrics)
+        self.http = HTTPServer(routes(self), self.metrics, cfg["http_idle_s"])
         self.tasks = []
         self.started = time.time()
         self.coap_port = self.http_port = None
+        self.coap_rcvbuf = None
         self.stopping = False
         self.metrics.gauge(self._gauges)
 
     def _gauges(self):
         yield "eclor_storage_queue_depth", {}, self.store.pending
+        if self.coap_rcvbuf is not None:
+            yield "eclor_coap_rcvbuf_bytes", {}, self.coap_rcvbuf
+        yield "eclor_command_window", {"state": "in_flight"}, self.relay.window.held
+        yield "eclor_command_window", {"state": "waiting"}, self.relay.window.queued
         for s, n in self.relay.counts().items():
             yield "eclor_commands", {"state": s}, n
         on = sum(1 for d in self.registry.devices.values() if d.get("online"))
@@ -119,6 +163,12 @@ class Gateway:
         ch, cp = cfgmod.parse_hostport(self.cfg["coap"], "coap")
         hh, hp = cfgmod.parse_hostport(self.cfg["http"], "http")
         self.coap_port = await self.coap.start(ch, cp)
+        if self.cfg["coap_rcvbuf"]:
+            try:
+                sock = self.coap.udp.transport.get_extra_info("socket")
+                self.coap_rcvbuf = raise_rcvbuf(sock, self.cfg["coap_rcvbuf"])
+            except (AttributeError, OSError) as e:
+                log.warning("cannot size the CoAP socket's receive buffer: %s", e)
         self.http_port = await self.http.start(hh, hp)
         self.coap_addr = _fmt_addr(ch, self.coap_port)
         self.http_addr = _fmt_addr(hh, self.http_port)
@@ -209,6 +259,7 @@ class Gateway:
         self.cfg.update(new)
         setup_logging(self.cfg["log_format"], self.cfg["log_level"])
         self.coap.filter.window_s = self.cfg["log_sample_s"]
+        self.http.idle_s = self.cfg["http_idle_s"]
         log.info("config reloaded (%s)", ", ".join(changed) or "no change")
         notify("READY=1")
         return True

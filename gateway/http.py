@@ -20,6 +20,9 @@ REASONS = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 404
            500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable"}
 MAX_BODY = 1 << 20
 MAX_HEADER = 16384
+# How long a connection may take to deliver its next request (idle keep-alive
+# included). It bounds reading only: a running handler (a command "wait" of
+# up to 300 s) is never cut short by it.
 IDLE_S = 30.0
 
 
@@ -57,9 +60,10 @@ class Request:
 
 
 class Server:
-    def __init__(self, routes, metrics=None):
+    def __init__(self, routes, metrics=None, idle_s=IDLE_S):
         self.routes = [(m, re.compile("^" + p + "$"), h) for m, p, h in routes]
         self.metrics = metrics
+        self.idle_s = idle_s
         self.server = None
         self.conns = set()
 
@@ -83,11 +87,7 @@ class Server:
         self.conns.add(writer)
         try:
             while True:
-                try:
-                    keep = await asyncio.wait_for(self._one(reader, writer), IDLE_S)
-                except asyncio.TimeoutError:
-                    break
-                if not keep:
+                if not await self._one(reader, writer):
                     break
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
@@ -96,6 +96,28 @@ class Server:
             writer.close()
 
     async def _one(self, reader, writer):
+        """One request: read it (bounded by idle_s), run its handler (not
+        bounded here), answer. Returns whether to keep the connection."""
+        try:
+            got = await asyncio.wait_for(self._read(reader, writer), self.idle_s)
+        except asyncio.TimeoutError:
+            return False
+        if not got:
+            return False
+        req, keep = got
+        status, payload, ctype = await self.dispatch(req)
+        if self.metrics is not None:
+            self.metrics.inc("eclor_http_requests_total", status=status)
+        try:  # a client that does not read its answer is bounded by idle_s too
+            await asyncio.wait_for(self._send(writer, status, payload, keep, ctype, head=req.method == "HEAD"),
+                                   self.idle_s)
+        except asyncio.TimeoutError:
+            return False
+        return keep
+
+    async def _read(self, reader, writer):
+        """Read one request -> (Request, keep-alive?), or False at end of
+        stream or after answering an unreadable request."""
         try:
             line = await reader.readline()
         except (asyncio.LimitOverrunError, ValueError):
@@ -140,11 +162,7 @@ class Server:
         u = urllib.parse.urlsplit(target)
         query = dict(urllib.parse.parse_qsl(u.query, keep_blank_values=True))
         req = Request(method.upper(), urllib.parse.unquote(u.path), query, headers, body)
-        status, payload, ctype = await self.dispatch(req)
-        if self.metrics is not None:
-            self.metrics.inc("eclor_http_requests_total", status=status)
-        await self._send(writer, status, payload, keep, ctype, head=req.method == "HEAD")
-        return keep
+        return req, keep
 
     async def dispatch(self, req):
         allowed = []
