@@ -181,11 +181,11 @@ async def main(cfg, safe=False, hw=None):
 def _network(ctl, cfg, tasks):
     from coap.endpoint import Endpoint, addr
     from coap.rd import Registration
-    from dev import config
+    from dev import store
     from lamp import resources
     import sys
     p = ctl.p
-    sec = config.secrets()
+    sec = store.load_json("secrets.json", {})   # no dev.config (schema) on the heap
     if sec.get("ssid"):
         _wifi(cfg, sec)
     ep = ctl.ep = Endpoint(port=p.get("port", 5683 if sys.platform == "esp32" else 0), params=p.get("coap"))
