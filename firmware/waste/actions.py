@@ -62,7 +62,8 @@ class Actions:
         return self._settings("intervals", p)
 
     def config(self, p):
-        return set_config(self.c, p)
+        from waste.setconf import set_config
+        set_config(self.c, p)
 
     def report(self, p):
         self.c.st["force"] = 1
@@ -79,13 +80,3 @@ def _now():
     import hal
     t = hal.time()
     return t if t >= 1704067200 else None
-
-
-def set_config(c, p):
-    """Validate and persist config changes for cycle c; ValueError keeps all."""
-    from dev import config
-    config.SCHEMA["bin"] = conf.schema_rule
-    new = config.apply(c.cfg, p)
-    c.cfg = new
-    c.s = conf.from_config(new)[0]
-    return None

@@ -56,6 +56,6 @@ class Bin:
 
     def config(self, changes=None):
         if changes:
-            from waste.actions import set_config
+            from waste.setconf import set_config
             set_config(self.cycle, changes)
         return self.cycle.cfg
