@@ -12,7 +12,16 @@ import sys
 from pathlib import Path
 
 # A plain ESP32 without PSRAM has roughly 100 KB of GC heap once Wi-Fi is up.
+# Firmware tests and the footprint benchmarks hold the firmware to this figure
+# on the host as it is (the strict measure).
 ESP32_HEAP = 100 * 1024
+# The venv's unix port is 64-bit: every pointer and object header is twice an
+# ESP32's, so the same firmware needs ~1.7x the heap there (docs/lamp.md: the
+# lamp needs ~90 KB on a 32-bit build, ~150 KB on the 64-bit one). Virtual
+# boards, the demo and the fleet run devices with the heap *equivalent* to an
+# ESP32's (device_heap()); a 32-bit build ($MICROPYTHON) gets the plain 100 KB.
+HOST_64_FACTOR = 1.75
+_device_heap = None
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -102,6 +111,20 @@ def compile_tree(dst, src=None, arch="xtensawin", keep=("main.py", "boot.py")):
         shutil.copyfile(extra, target)
         written.append(target)
     return written
+
+
+def device_heap():
+    """Heap (bytes) equivalent to an ESP32's ~100 KB for this micropython."""
+    global _device_heap
+    if _device_heap is None:
+        try:
+            out = subprocess.run(micropython_cmd(["-c", "import sys; print(sys.maxsize)"]),
+                                 capture_output=True, text=True, timeout=10).stdout.strip()
+            wide = int(out) > 2 ** 31
+        except (OSError, ValueError, subprocess.SubprocessError):
+            wide = True
+        _device_heap = int(ESP32_HEAP * HOST_64_FACTOR) if wide else ESP32_HEAP
+    return _device_heap
 
 
 def micropython_cmd(args, heapsize=ESP32_HEAP):

@@ -103,8 +103,9 @@ def add_arguments(p):
                    help="gateway for a fresh fs without a provisioned config (default coap://127.0.0.1:5683)")
     p.add_argument("--devices-dir", default="devices", help="eclor provision output (default: devices)")
     p.add_argument("--state-dir", default="vboards", help="where the vboards keep their files (default: vboards)")
-    p.add_argument("--heap", type=int, default=mpy.ESP32_HEAP,
-                   help="heap the firmware gets, bytes (ESP32: %d; the vboard's own boot code gets %d more)"
+    p.add_argument("--heap", type=int, default=None,
+                   help="heap the firmware gets, bytes (default: an ESP32's %d, scaled for a 64-bit host "
+                        "as in tools/mpy.device_heap; the vboard's own boot code gets %d more)"
                         % (mpy.ESP32_HEAP, BOOT_HEAP))
     p.add_argument("--speed", type=float, default=1.0, help="simulated clock speed (1 = real time)")
     p.add_argument("--no-main", action="store_true", help="power on to the REPL without running main.py")
@@ -188,14 +189,14 @@ def _pid_alive(pid):
 # -- the supervisor -----------------------------------------------------------
 
 class VBoard:
-    def __init__(self, ep, state, fs=None, image=None, heap=mpy.ESP32_HEAP, speed=1.0, echo=False):
+    def __init__(self, ep, state, fs=None, image=None, heap=None, speed=1.0, echo=False):
         self.ep = ep
         self.state = Path(state)
         self.ctl = self.state / "ctl"
         self.ctl.mkdir(parents=True, exist_ok=True)
         self.fs = fs
         self.image = image
-        self.heap = heap
+        self.heap = heap or mpy.device_heap()
         self.speed = speed
         self.echo = echo
         self.log = open(self.state / "console.log", "ab", buffering=0)

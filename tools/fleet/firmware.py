@@ -42,28 +42,8 @@ from pathlib import Path
 from eclor.tools import mpy
 from eclor.tools.fleet import gwproc
 
-# The ESP32's ~100 KB of GC heap, as seen by the host's MicroPython. The
-# venv's unix port is 64-bit: every pointer and object header is twice an
-# ESP32's, so the same firmware needs ~1.7x the heap there (docs/lamp.md,
-# bench/lamp_footprint.py: the lamp needs 90 KB on a 32-bit build, 156 KB on
-# the 64-bit one). A 32-bit build ($MICROPYTHON) gets the plain 100 KB.
-HOST_64_FACTOR = 1.75
-_heap = None
-
-
-def device_heap():
-    """Heap (bytes) equivalent to an ESP32's ~100 KB for this micropython."""
-    global _heap
-    if _heap is None:
-        import subprocess
-        try:
-            out = subprocess.run(mpy.micropython_cmd(["-c", "import sys; print(sys.maxsize)"]),
-                                 capture_output=True, text=True, timeout=10).stdout.strip()
-            wide = int(out) > 2 ** 31
-        except (OSError, ValueError, subprocess.SubprocessError):
-            wide = True
-        _heap = int(mpy.ESP32_HEAP * HOST_64_FACTOR) if wide else mpy.ESP32_HEAP
-    return _heap
+# An ESP32's ~100 KB of heap as seen by this host's MicroPython (see tools/mpy.py).
+device_heap = mpy.device_heap
 
 
 EXIT_DEEPSLEEP = 3
