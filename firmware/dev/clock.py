@@ -85,34 +85,18 @@ async def sync(ep=None, gw=None, ntp_host="pool.ntp.org", online=True):
     return None
 
 
-def days_from_civil(y, m, d):
-    """Days since 1970-01-01 of the proleptic Gregorian date y-m-d."""
-    if m <= 2:
-        y -= 1
-    era = y // 400
-    yoe = y - era * 400
-    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
-
-
-def civil_from_days(z):
-    """(y, m, d) of the day number z (days since 1970-01-01)."""
-    z += 719468
+def iso(t):
+    """UTC seconds -> "YYYY-MM-DDTHH:MM:SSZ" (independent of the port's epoch)."""
+    t = int(t)
+    d, s = divmod(t, 86400)
+    # civil_from_days (H. Hinnant), exact integer arithmetic
+    z = d + 719468
     era = z // 146097
     doe = z - era * 146097
     yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
     doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
     mp = (5 * doy + 2) // 153
-    d = doy - (153 * mp + 2) // 5 + 1
+    day = doy - (153 * mp + 2) // 5 + 1
     m = mp + 3 if mp < 10 else mp - 9
-    y = yoe + era * 400 + (1 if m <= 2 else 0)
-    return y, m, d
-
-
-def iso(t):
-    """UTC seconds -> "YYYY-MM-DDTHH:MM:SSZ" (independent of the port's epoch)."""
-    t = int(t)
-    d, s = divmod(t, 86400)
-    y, m, day = civil_from_days(d)
+    y = yoe + era * 400 + (m <= 2)
     return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (y, m, day, s // 3600, s // 60 % 60, s % 60)
