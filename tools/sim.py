@@ -3,8 +3,11 @@
 Two modes:
 - `cpython` (default): raw-protocol load, thousands of lean devices in this
   process (eclor.tools.fleet.load), one UDP socket each;
-- `firmware`: the real firmware under unix MicroPython, several device
-  instances per MicroPython process (eclor.tools.fleet.firmware).
+- `firmware`: the real firmware under unix MicroPython
+  (eclor.tools.fleet.firmware): one process per lamp; one process per bin
+  wake, or with --bins-per-process N up to N bins per MicroPython process
+  (eclor.tools.fleet.binhost: each wake the real firmware path, one after
+  the other, the deep sleep returning to the host).
 
 Devices come from the territory generator (eclor.tools.territory) with a
 seed, so two runs with the same arguments are the same fleet. Packet loss
@@ -46,6 +49,8 @@ def add_arguments(p):
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--speed", type=float, default=60.0, help="simulated clock speed (firmware mode)")
     p.add_argument("--heap", type=int, default=None, help="MicroPython heap per device, bytes (firmware mode; default ESP32)")
+    p.add_argument("--bins-per-process", type=int, default=0,
+                   help="firmware mode: run up to N bins' wakes in one MicroPython process (default 0: one process per wake)")
     p.add_argument("--dir", default=None, help="work directory for firmware devices (default: temporary)")
 
 
@@ -54,6 +59,8 @@ def _check(args):
         raise ValueError("need at least one device (--lamps/--bins >= 0)")
     if not 0 <= args.loss < 1:
         raise ValueError("--loss must be in [0, 1)")
+    if getattr(args, "bins_per_process", 0) < 0:
+        raise ValueError("--bins-per-process must be >= 0")
     if args.report_s <= 0 or args.ack_timeout <= 0:
         raise ValueError("--report-s and --ack-timeout must be > 0")
     return parse_coap_url(args.gateway)

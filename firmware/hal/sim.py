@@ -28,6 +28,21 @@ mtime changes (checked at most every 100 ms of real time).
 
 The watchdog is checked against real time in wdt_feed() (it guards against
 a stuck CPU, which simulated time cannot show).
+
+Several boards in one process (tools/fleet/binhost.py). All the state above
+is module globals, read at import: one board per process. A host running
+many bins' wakes one after the other in one process gives each wake a fresh
+board the way a new process gets one: with the cwd in the bin's flash dir
+and ECLOR_SIM_* set for it (os.putenv), it drops hal and hal.sim (and the
+firmware modules) from sys.modules and imports them again -- the module init
+above is the reset. It then sets the hooks `on_deepsleep = f(ms)` and
+`on_reboot = f(cause)`: deepsleep(), reboot() ("soft") and a watchdog reset
+("wdt") save the state file as usual, then call the hook instead of exiting
+the process. The hook must not return: it raises an exception derived from
+BaseException (app.main() catches Exception) that the host catches; if it
+returns, the process exits as without a hook. Default None: unchanged.
+(Nothing more here: the bin's transmitting wake has no heap to spare, and
+every byte of this module's code is on it.)
 """
 import binascii
 import gc
@@ -62,6 +77,8 @@ _wdt_ms = 0
 _wdt_last = 0
 _radio = False
 _rssi_saved = None
+on_deepsleep = None  # host hooks, see above
+on_reboot = None
 
 
 def _load_state():
@@ -187,6 +204,8 @@ def wdt_feed():
     now = _t.ticks_ms()
     if _wdt_ms and _t.ticks_diff(now, _wdt_last) > _wdt_ms:
         _save_state("wdt", 0)
+        if on_reboot:
+            on_reboot("wdt")
         sys.exit(EXIT_REBOOT)
     _wdt_last = now
 
@@ -197,12 +216,16 @@ def reset_cause():
 
 def reboot():
     _save_state("soft", 0)
+    if on_reboot:
+        on_reboot("soft")
     sys.exit(EXIT_REBOOT)
 
 
 def deepsleep(ms):
     wifi_off()
     _save_state("deepsleep", ms)
+    if on_deepsleep:
+        on_deepsleep(ms)
     sys.exit(EXIT_DEEPSLEEP)
 
 

@@ -18,12 +18,20 @@ tilt, battery) are the JSON file ECLOR_SIM_FILE of each device, written
 atomically (tmp + rename) by set_inputs(); the firmware re-reads it when it
 changes. That is how the demo fills bins, sets a bin on fire or breaks a lamp.
 
-Why one process per device and not several devices per MicroPython process:
-the firmware keeps its HAL state (simulated clock, RTC, inputs) in module
-globals and its files at paths relative to the cwd, both per process; a
-multi-device host would need the HAL as per-device objects and a storage
-root per device in dev/store.py (reported in docs/demo.md). A lamp process
-idles in its asyncio loop, so a few dozen devices fit on a small machine.
+Several bins per MicroPython process (bins_per_process=N, `eclor sim
+--mode firmware --bins-per-process N`): the bins are split into groups of N,
+each group one long MicroPython process running tools/fleet/binhost.py,
+which runs each due bin's wake in turn -- chdir into its flash dir, fresh
+firmware modules, hal.sim.reset(), the real `app.main()`, deep sleep
+returning to the host through the hal.sim.on_deepsleep hook (see binhost.py).
+Its stdout is split into each bin's console.log by the "@binhost" markers;
+the counters (starts, wakes, reboots, crashes) mean the same as with one
+process per wake. Default (0): one process per wake, as before.
+
+Lamps stay one process each: a lamp is a long-running asyncio role whose
+state (hal.sim's clock and inputs, lamp module globals) is per process, and
+its files are relative to the cwd (docs/demo.md). A lamp process idles in
+its asyncio loop, so a few dozen devices fit on a small machine.
 
 Every process is started in its own session (process group) with a parent
 death signal, so stopping the fleet -- or the supervisor dying -- leaves
@@ -114,6 +122,7 @@ class DeviceProc:
         self.reboots = 0
         self.last_rc = None
         self.task = None
+        self.hosted = False      # woken by a binhost process (bins_per_process)
 
     @property
     def inputs_file(self):
@@ -128,7 +137,7 @@ class FirmwareFleet:
     """Prepare device directories, run and supervise their processes."""
 
     def __init__(self, specs, gateway, root, speed=60.0, start_utc=None, heapsize=None,
-                 report_s=60, lt=300, source=False, on_event=None):
+                 report_s=60, lt=300, source=False, on_event=None, bins_per_process=0):
         self.specs = specs
         self.gateway = gateway
         self.root = Path(root)
@@ -141,6 +150,8 @@ class FirmwareFleet:
         self.on_event = on_event or (lambda msg: None)
         self.fw = self.root / ("fw-src" if source else "fw")
         self.devices = {}
+        self.bins_per_process = int(bins_per_process or 0)
+        self.hosts = []          # [HostProc] when bins_per_process
         self._t0 = None
         self._stopping = False
 
@@ -254,8 +265,19 @@ class FirmwareFleet:
         self._t0 = time.monotonic()
         self._stop_event = asyncio.Event()
         self._stopping = False
-        for i, d in enumerate(self.devices.values()):
+        hosted = []
+        i = 0
+        for d in self.devices.values():
+            if self.bins_per_process and d.role == "bin":
+                hosted.append(d)
+                continue
             d.task = asyncio.ensure_future(self._life(d, i * stagger_s))
+            i += 1
+        n = max(1, self.bins_per_process)
+        self.hosts = [HostProc(self, k, hosted[j:j + n]) for k, j in enumerate(range(0, len(hosted), n))]
+        for h in self.hosts:
+            h.task = asyncio.ensure_future(h.life(i * stagger_s))
+            i += 1
         if progress:
             n = len(self.devices)
             end = time.monotonic() + n * stagger_s + 2
@@ -269,7 +291,7 @@ class FirmwareFleet:
         return [d for d in self.devices.values() if d.proc is not None and d.proc.returncode is None]
 
     def pids(self):
-        return [d.proc.pid for d in self.running()]
+        return sorted({d.proc.pid for d in self.running()})
 
     async def stop(self, timeout=5.0):
         """SIGTERM every device process group, SIGKILL what is left after timeout."""
@@ -283,7 +305,7 @@ class FirmwareFleet:
             await asyncio.sleep(0.05)
         for d in self.running():
             _killpg(d.proc.pid, signal.SIGKILL)
-        tasks = [d.task for d in self.devices.values() if d.task]
+        tasks = [d.task for d in self.devices.values() if d.task] + [h.task for h in self.hosts if h.task]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -294,8 +316,111 @@ class FirmwareFleet:
     async def restart_device(self, ep):
         """Power-cycle one device (kill its process; its life starts the next)."""
         d = self.devices[ep]
+        if d.hosted:
+            # a bin of a binhost: its saved sleep state goes, so its next
+            # wake (at the host's next scan, within ~1 s) is a power-on
+            for p in (d.path / ".sim_rtc.json",):
+                if p.exists():
+                    p.unlink()
+            return
         if d.proc is not None and d.proc.returncode is None:
             _killpg(d.proc.pid, signal.SIGKILL)
+
+
+BINHOST = Path(__file__).resolve().parent / "binhost.py"
+HOST_EXTRA_HEAP = 32768      # the host's own needs on top of one wake's heap
+HOST_HEAP_PER_BIN = 512      # its record of one bin
+
+
+class HostProc:
+    """One MicroPython process running binhost.py for a group of bins."""
+
+    def __init__(self, fleet, k, bins):
+        self.fleet = fleet
+        self.k = k
+        self.bins = bins
+        self.proc = None
+        self.task = None
+        self.starts = 0
+        self.conf_file = fleet.root / "hosts" / ("host-%d.json" % k)
+        self.log_file = fleet.root / "hosts" / ("host-%d.log" % k)
+        for d in bins:
+            d.hosted = True
+
+    def heapsize(self):
+        return self.fleet.heapsize + HOST_EXTRA_HEAP + HOST_HEAP_PER_BIN * len(self.bins)
+
+    async def _spawn(self):
+        f = self.fleet
+        self.conf_file.parent.mkdir(parents=True, exist_ok=True)
+        _write_json(self.conf_file, {"speed": f.speed, "world_utc": f.world_utc(), "devices": [
+            {"ep": d.ep, "dir": str(d.path.resolve()), "inputs": str(d.inputs_file.resolve()),
+             "id": "%012x" % (zlib.crc32(d.ep.encode()) | 0x5E0000000000)} for d in self.bins]})
+        env = mpy.micropython_env([f.fw.resolve()])
+        for k in ("ECLOR_SIM_FILE", "ECLOR_SIM_ID", "ECLOR_SIM_TIME", "ECLOR_SIM_SPEED", "ECLOR_SIM_RTC_FILE"):
+            env.pop(k, None)
+        self.proc = await asyncio.create_subprocess_exec(
+            *mpy.micropython_cmd([str(BINHOST), str(self.conf_file.resolve())], self.heapsize()),
+            cwd=str(f.root), env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, preexec_fn=gwproc.child_setup, limit=1 << 20)
+        self.starts += 1
+        for d in self.bins:
+            d.proc = self.proc
+        byep = {d.ep: d for d in self.bins}
+        cur = out = None
+        with open(self.log_file, "ab") as hostlog:
+            try:
+                while True:
+                    line = await self.proc.stdout.readline()
+                    if not line:
+                        break
+                    if line.startswith(b"@binhost begin "):
+                        cur = byep.get(line[15:].strip().decode())
+                        if cur is not None:
+                            cur.starts += 1
+                            out = open(cur.log_file, "ab")
+                        continue
+                    if line.startswith(b"@binhost end "):
+                        parts = line[13:].decode().split()
+                        d = byep.get(parts[0]) if parts else None
+                        if d is not None:
+                            self._count(d, parts[1] if len(parts) > 1 else "?")
+                        if out:
+                            out.close()
+                        cur = out = None
+                        continue
+                    (out or hostlog).write(line)
+            finally:
+                if out:
+                    out.close()
+        return await self.proc.wait()
+
+    def _count(self, d, what):
+        if what == "deepsleep":
+            d.wakes += 1
+            d.last_rc = EXIT_DEEPSLEEP
+        elif what == "reboot":
+            d.reboots += 1
+            d.last_rc = EXIT_REBOOT
+        else:
+            d.crashes += 1
+            d.last_rc = what
+            self.fleet.on_event("%s: wake ended by %s in binhost %d (see %s)" % (d.ep, what, self.k, d.log_file))
+
+    async def life(self, delay):
+        f = self.fleet
+        await asyncio.sleep(delay)
+        fails = 0
+        while not f._stopping:
+            rc = await self._spawn()
+            if f._stopping:
+                break
+            fails += 1
+            f.on_event("binhost %d: exit %s, restarting (see %s)" % (self.k, rc, self.log_file))
+            try:
+                await asyncio.wait_for(f._stop_event.wait(), min(30.0, 0.5 * 2 ** fails))
+            except asyncio.TimeoutError:
+                pass
 
 
 def _killpg(pid, sig):
@@ -336,7 +461,7 @@ def run_cli(args, gw):
             target = proxy.addr
         fleet = FirmwareFleet(specs, target, root, speed=args.speed, heapsize=args.heap,
                               start_utc=time.time() - 7 * 86400, report_s=max(10, int(args.report_s)),
-                              lt=max(60, args.lt),
+                              lt=max(60, args.lt), bins_per_process=getattr(args, "bins_per_process", 0),
                               on_event=lambda m: print("sim: " + m, flush=True))
         fleet.prepare()
         print("sim: %d lamps + %d bins running the firmware (%s), speed x%g, in %s" % (
