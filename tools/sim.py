@@ -51,6 +51,8 @@ def add_arguments(p):
     p.add_argument("--heap", type=int, default=None, help="MicroPython heap per device, bytes (firmware mode; default ESP32)")
     p.add_argument("--bins-per-process", type=int, default=0,
                    help="firmware mode: run up to N bins' wakes in one MicroPython process (default 0: one process per wake)")
+    p.add_argument("--instant-wakes", action="store_true",
+                   help="with --bins-per-process: a bin wake's simulated durations take no real time")
     p.add_argument("--dir", default=None, help="work directory for firmware devices (default: temporary)")
 
 

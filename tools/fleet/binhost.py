@@ -5,6 +5,9 @@ Run by tools/fleet/firmware.py (`eclor sim --mode firmware --bins-per-process N`
     MICROPYPATH=<firmware tree> micropython -X heapsize=H binhost.py HOST.json
 
 HOST.json: {"speed": x, "world_utc": UTC now in the simulated world,
+"wake_speed": optional clock speed inside a wake (default: speed; 0: the
+wake's simulated durations -- Wi-Fi association, pings, DS18B20 -- move its
+clock without real sleeping, so a wake costs only its CPU time),
 "devices": [{"ep", "dir" (absolute: the bin's flash dir, as a one-process
 bin uses it: config.json, secrets.json, data/, .sim_rtc.json), "inputs"
 (its ECLOR_SIM_FILE), "id" (machine id)}]}.
@@ -73,6 +76,8 @@ def _now_s():
 class Host:
     def __init__(self, conf):
         self.speed = float(conf.get("speed") or 0)
+        ws = conf.get("wake_speed")
+        self.wake_speed = self.speed if ws is None else float(ws)
         self.utc0 = float(conf["world_utc"])
         self.real0 = _now_s()
         self.devices = conf["devices"]
@@ -88,7 +93,9 @@ class Host:
         for d in self.devices:
             try:
                 with open(d["dir"] + "/" + STATE) as f:
-                    self.due[d["ep"]] = json.load(f)["utc"]
+                    # an int: a small int is no heap object (a float is), so
+                    # the host's lasting data do not fragment the wakes' heap
+                    self.due[d["ep"]] = int(json.load(f)["utc"])
             except (OSError, ValueError, KeyError):
                 self.due[d["ep"]] = 0       # power-on (or a half-written file): now
 
@@ -108,7 +115,7 @@ class Host:
             os.putenv("ECLOR_SIM_TIME", "%.3f" % self.world())
             os.putenv("ECLOR_SIM_FILE", d.get("inputs") or "")
             os.putenv("ECLOR_SIM_ID", d.get("id") or "")
-            os.putenv("ECLOR_SIM_SPEED", repr(self.speed))
+            os.putenv("ECLOR_SIM_SPEED", repr(self.wake_speed))
             import hal.sim
             hal.sim.on_deepsleep = _slept
             hal.sim.on_reboot = _rebooted
@@ -143,7 +150,7 @@ class Host:
                     else:
                         # no state saved (crash, no config): retry later, like
                         # the supervisor's restart back-off
-                        self.due[d["ep"]] = self.world() + 30 * max(1.0, self.speed)
+                        self.due[d["ep"]] = int(self.world() + 30 * max(1.0, self.speed))
                     now = self.world()
             if _now_s() - last_scan >= RESCAN_S:
                 self.scan()
@@ -157,7 +164,7 @@ class Host:
     def scan_one(self, d):
         try:
             with open(d["dir"] + "/" + STATE) as f:
-                self.due[d["ep"]] = json.load(f)["utc"]
+                self.due[d["ep"]] = int(json.load(f)["utc"])
         except (OSError, ValueError, KeyError):
             self.due[d["ep"]] = 0
 

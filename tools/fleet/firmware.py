@@ -27,6 +27,10 @@ returning to the host through the hal.sim.on_deepsleep hook (see binhost.py).
 Its stdout is split into each bin's console.log by the "@binhost" markers;
 the counters (starts, wakes, reboots, crashes) mean the same as with one
 process per wake. Default (0): one process per wake, as before.
+A host runs one wake at a time, and at the world's speed a wake really
+sleeps its simulated physical durations (~1-3 s / speed): bins_wake_speed=0
+(`--instant-wakes`) lets them move the wake's clock only, so a wake costs
+its CPU time alone (docs/demo.md has the figures).
 
 Lamps stay one process each: a lamp is a long-running asyncio role whose
 state (hal.sim's clock and inputs, lamp module globals) is per process, and
@@ -137,7 +141,8 @@ class FirmwareFleet:
     """Prepare device directories, run and supervise their processes."""
 
     def __init__(self, specs, gateway, root, speed=60.0, start_utc=None, heapsize=None,
-                 report_s=60, lt=300, source=False, on_event=None, bins_per_process=0):
+                 report_s=60, lt=300, source=False, on_event=None, bins_per_process=0,
+                 bins_wake_speed=None):
         self.specs = specs
         self.gateway = gateway
         self.root = Path(root)
@@ -152,6 +157,7 @@ class FirmwareFleet:
         self.devices = {}
         self.bins_per_process = int(bins_per_process or 0)
         self.hosts = []          # [HostProc] when bins_per_process
+        self.bins_wake_speed = bins_wake_speed   # binhost "wake_speed" (None: speed)
         self._t0 = None
         self._stopping = False
 
@@ -328,8 +334,8 @@ class FirmwareFleet:
 
 
 BINHOST = Path(__file__).resolve().parent / "binhost.py"
-HOST_EXTRA_HEAP = 32768      # the host's own needs on top of one wake's heap
-HOST_HEAP_PER_BIN = 512      # its record of one bin
+HOST_EXTRA_HEAP = 65536      # the host's own needs on top of one wake's heap
+HOST_HEAP_PER_BIN = 1024     # its record of one bin (paths, due time), with room
 
 
 class HostProc:
@@ -353,7 +359,8 @@ class HostProc:
     async def _spawn(self):
         f = self.fleet
         self.conf_file.parent.mkdir(parents=True, exist_ok=True)
-        _write_json(self.conf_file, {"speed": f.speed, "world_utc": f.world_utc(), "devices": [
+        _write_json(self.conf_file, {"speed": f.speed, "wake_speed": f.bins_wake_speed,
+                                     "world_utc": f.world_utc(), "devices": [
             {"ep": d.ep, "dir": str(d.path.resolve()), "inputs": str(d.inputs_file.resolve()),
              "id": "%012x" % (zlib.crc32(d.ep.encode()) | 0x5E0000000000)} for d in self.bins]})
         env = mpy.micropython_env([f.fw.resolve()])
@@ -462,6 +469,7 @@ def run_cli(args, gw):
         fleet = FirmwareFleet(specs, target, root, speed=args.speed, heapsize=args.heap,
                               start_utc=time.time() - 7 * 86400, report_s=max(10, int(args.report_s)),
                               lt=max(60, args.lt), bins_per_process=getattr(args, "bins_per_process", 0),
+                              bins_wake_speed=0 if getattr(args, "instant_wakes", False) else None,
                               on_event=lambda m: print("sim: " + m, flush=True))
         fleet.prepare()
         print("sim: %d lamps + %d bins running the firmware (%s), speed x%g, in %s" % (
