@@ -11,6 +11,9 @@ ECLOR_SIM_FILE JSON of a virtual board), all optional:
     cycle_s   period of "cycling", default 20
     power     measured power forced to this value (W), null = the model
     supply    mains present, default true; voltage: default 230
+    current   measured current forced to this value (A); absent = the
+              meter has no current channel, unless imeter is true: then
+              current = power / voltage
     presence  PIR output (true while it sees motion)
     light     ambient light in lux; absent = the board has no light sensor
 
@@ -77,3 +80,12 @@ class LampSim:
 
     def relay_fb(self):
         return None  # the simulated board has no relay feedback input
+
+    def current(self):
+        i = hal.inputs().get("current")
+        if i is not None:
+            return float(i)
+        if not self._in("imeter", False):
+            return None
+        u = self.voltage()
+        return self.power() / u if u else 0.0

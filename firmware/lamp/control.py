@@ -61,6 +61,7 @@ class Controller:
         self.dim = Dimmer(self.hw, p["ramp_ms"], 100 if p.get("control") == "switch" else p["min_level"],
                           p["curve"])
         self.faults = Faults(p, self._event)
+        self._cur = getattr(self.hw, "current", None)  # a meter with a current channel
         self.energy = Energy(save_s=p["save_s"])
         # only the compact validated form stays in RAM; GET reads the file
         self.cal = schedule.validate(DEFAULT_CAL)
@@ -139,7 +140,7 @@ class Controller:
         self.voltage = hw.voltage()
         self.energy.tick(mono, dt, pw, d.relay)
         self.faults.check(mono, d.relay, d.level, self._fading, d.frac(), pw, self.voltage,
-                          hw.supply(), hw.relay_fb())
+                          hw.supply(), hw.relay_fb(), self._cur and self._cur())
         if "supplyLoss" in self.faults.active and self.energy._dirty:
             self.energy.save(mono)  # last gasp
         if utc is not None:

@@ -18,14 +18,29 @@ Conditions (the meter sits after the relay, on the lamp branch):
   cyclingFailure    the lamp goes out and back on by itself (power crossing
                     on_w while commanded on) more than cycles_max times in
                     cycle_window_s (end-of-life HID lamps, loose contact)
+  currentTooLow     warmed up, lit, current < current_min * duty (A; the
+                    threshold is for full output, scaled like the power)
+  currentTooHigh    warmed up, current > current_max (A, at any level)
+                    (both only when the meter gives a current and the lamp
+                    type sets the threshold)
+  dimmingFailure    warmed up and lit at a level whose duty differs by >= 20
+                    points from an earlier steady level (the one of the
+                    previous levels farthest from this one), and the power
+                    changed by less than half of what that step should give
+                    (at the higher level's W per unit of duty): the driver
+                    ignores the dimming input
 
 "Warmed up": the relay has been closed for warmup_s (lamp type; HID lamps
 need minutes, LED drivers seconds) and the fade has ended. expected =
 wattage * duty (the dimming curve's output).
 """
+from micropython import const
+
+_DSTEP = const(20)  # dimmingFailure: a duty step of at least 20 points
 
 NAMES = ("supplyLoss", "lampFailure", "lampPowerTooLow", "lampPowerTooHigh",
-         "lampUnexpectedOn", "relayFailure", "cyclingFailure")
+         "lampUnexpectedOn", "relayFailure", "cyclingFailure", "currentTooLow", "currentTooHigh",
+         "dimmingFailure")
 
 
 class Faults:
@@ -36,6 +51,7 @@ class Faults:
         self._relay_at = None
         self._lit = False
         self._flips = []  # instants of unexpected on/off crossings
+        self._d1 = self._p1 = self._d0 = self._p0 = None  # duty, power: this level, previous level
         self.set_params(params)
 
     def set_params(self, p):
@@ -47,6 +63,8 @@ class Faults:
         self.v_nom = p.get("voltage", 230)
         self.cycles_max = p.get("cycles_max", 4)
         self.window = p.get("cycle_window_s", 600)
+        self.imin = p.get("current_min")
+        self.imax = p.get("current_max")
 
     def _set(self, name, cond, now):
         if cond == (name in self.active):
@@ -63,7 +81,8 @@ class Faults:
                 del self.active[name]
             self.on_event(name, cond)
 
-    def check(self, now, relay, level, fading, duty, power, voltage=None, supply=None, relay_fb=None):
+    def check(self, now, relay, level, fading, duty, power, voltage=None, supply=None, relay_fb=None,
+              current=None):
         if relay:
             if self._relay_at is None:
                 self._relay_at = now
@@ -96,3 +115,19 @@ class Faults:
         while fl and now - fl[0] > self.window:
             fl.pop(0)
         self._set("cyclingFailure", len(fl) > self.cycles_max, now)
+        i = current
+        lit = warm and on
+        self._set("currentTooLow", lit and i is not None and bool(self.imin) and i < self.imin * duty, now)
+        self._set("currentTooHigh", warm and i is not None and bool(self.imax) and i > self.imax, now)
+        # dimming: does the power follow a clear level step (vs an earlier steady sample)?
+        dim = False
+        if lit:
+            d1 = self._d1  # keep as reference the previous sample farthest from this level
+            if d1 is not None and (self._d0 is None or abs(duty - self._d0) < abs(duty - d1)):
+                self._d0, self._p0 = d1, self._p1
+            self._d1, self._p1 = duty, power
+            d0 = self._d0
+            if d0 is not None and abs(duty - d0) * 100 >= _DSTEP:
+                k = self._p0 / d0 if d0 > duty else power / duty  # W per duty, higher level
+                dim = abs(power - self._p0) * 2 < k * abs(duty - d0)
+        self._set("dimmingFailure", dim, now)
