@@ -68,10 +68,16 @@ class LampESP32:
     def set_relay(self, on):
         self._relay.value(1 if on else 0)
 
+    def current(self):
+        """Lamp current (A) from the ADC current sense; None without one (the
+        pulse meter's CF1 channel is used for the supply voltage here)."""
+        if self._cur is None:
+            return None
+        return self._cur.read_uv() / 1e6 * self.a_per_v
+
     def power(self):
         if self._cur is not None:
-            i = self._cur.read_uv() / 1e6 * self.a_per_v
-            return self.v_nom * i * self.pf
+            return self.v_nom * self.current() * self.pf
         now = time.ticks_ms()
         dt = time.ticks_diff(now, self._t)
         if dt <= 0:

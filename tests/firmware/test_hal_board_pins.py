@@ -33,6 +33,9 @@ class ADC:
     def atten(self, a):
         pass
 
+    def read_uv(self):
+        return 500000  # 0.5 V on the sense input
+
 
 class PWM:
     def __init__(self, pin, freq=0, duty_u16=0):
@@ -89,3 +92,13 @@ def test_lamp_pins_from_board_names():
     assert ("pwm", 25) in made, made
     nums = [m[0] for m in made]
     assert 26 in nums and 27 in nums and 35 in nums, made
+
+
+def test_lamp_current_from_the_adc_sense():
+    from hal.lamp_esp32 import LampESP32
+    pins = {"pwm": 25, "relay": 26, "current_adc": 39}
+    hw = LampESP32(pins)
+    i = hw.current()
+    assert i is not None and abs(i - 0.5 * hw.a_per_v) < 1e-6, (i, hw.a_per_v)
+    assert abs(hw.power() - hw.v_nom * i * hw.pf) < 1e-3
+    assert LampESP32(BOARD["pins"]["lamp"]).current() is None   # pulse meter: no current channel
