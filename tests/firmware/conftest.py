@@ -4,7 +4,9 @@ real unix-port MicroPython, one pytest item per function and per mode.
 Modes: `src` imports the firmware from source; `mpy` imports the .mpy files
 that mpy-cross builds for the ESP32 (-march=xtensawin) — the bytes that ship.
 Each test runs in a fresh process, in a fresh temporary directory (its flash),
-with an ESP32-sized heap; a module can set `HEAPSIZE = n` to change it, and
+with an ESP32-sized heap; a module can set `HEAPSIZE = n` to change it,
+`SRC_HEAPSIZE = n` for the [src] mode alone (compiling from source needs the
+compiler's RAM, which a board running the shipped .mpy never pays), and
 `TIMEOUT = s` for long simulations.
 """
 import ast
@@ -20,14 +22,18 @@ HERE = Path(__file__).resolve().parent
 MODES = ("src", "mpy")
 
 
+_SETTINGS = ("HEAPSIZE", "SRC_HEAPSIZE", "TIMEOUT", "MODES")
+
+
 def _module_consts(tree):
+    """The harness settings of a test module: plain constant expressions
+    (`128 * 1024` included), evaluated without builtins."""
     consts = {}
     for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            try:
-                consts[node.targets[0].id] = ast.literal_eval(node.value)
-            except ValueError:
-                pass
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) \
+                and node.targets[0].id in _SETTINGS:
+            expr = ast.Expression(node.value)
+            consts[node.targets[0].id] = eval(compile(expr, "<setting>", "eval"), {"__builtins__": {}})
     return consts
 
 
@@ -44,10 +50,12 @@ class MicroPythonModule(pytest.File):
         consts = _module_consts(tree)
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test_"):
+                heap = consts.get("HEAPSIZE", mpy.ESP32_HEAP)
                 for mode in consts.get("MODES", MODES):
                     yield MicroPythonItem.from_parent(
                         self, name="%s[%s]" % (node.name, mode), func=node.name, mode=mode,
-                        heapsize=consts.get("HEAPSIZE", mpy.ESP32_HEAP), timeout=consts.get("TIMEOUT", 60),
+                        heapsize=consts.get("SRC_HEAPSIZE", heap) if mode == "src" else heap,
+                        timeout=consts.get("TIMEOUT", 60),
                     )
 
 
