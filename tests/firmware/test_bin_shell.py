@@ -1,8 +1,4 @@
 # The bin role's shell object and its SenML packs, inside unix MicroPython.
-# [src] compiles the bin's modules on the device heap; at exactly 100 KB that
-# depends on the length of the checkout's path. The shipped .mpy runs at 100 KB.
-SRC_HEAPSIZE = 128 * 1024
-
 import json
 import hal
 

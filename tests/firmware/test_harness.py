@@ -8,9 +8,12 @@ def test_runs_in_micropython():
 
 
 def test_heap_is_esp32_sized():
+    # [mpy] (what ships) runs at an ESP32's ~100 KB; [src] gets 32 KB more for the compiler
+    import os
+    want = 100 * 1024 if os.getenv("ECLOR_TEST_MODE") == "mpy" else 132 * 1024
     gc.collect()
     total = gc.mem_alloc() + gc.mem_free()
-    assert 90 * 1024 <= total <= 110 * 1024, total
+    assert want - 10 * 1024 <= total <= want + 10 * 1024, total
 
 
 def test_firmware_importable():

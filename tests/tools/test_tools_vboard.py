@@ -133,13 +133,17 @@ def test_ctrl_d_at_the_friendly_repl_restarts_the_firmware(fakeboard):
     vb, fs = fakeboard, fakeboard.fs
     wait_for(lambda: _boots(fs) == 1, what="firmware at power-on")
     with serial.Serial(vb.pty, 115200, timeout=0.2) as s:
+        pending = [b""]   # what was read past the last token (one read may hold two tokens)
+
         def read_until(token, timeout=15):
-            buf = b""
+            buf = pending[0]
             end = time.monotonic() + timeout
             while token not in buf and time.monotonic() < end:
                 buf += s.read(256)
             assert token in buf, buf
-            return buf
+            cut = buf.index(token) + len(token)
+            pending[0] = buf[cut:]
+            return buf[:cut]
         s.write(b"\r\x03")                       # Ctrl-C stops the firmware -> REPL
         read_until(b"KeyboardInterrupt")
         read_until(b">>> ")
