@@ -56,6 +56,9 @@ def add_arguments(p):
     p.add_argument("--source", action="store_true", help="ship .py sources instead of .mpy (for debugging)")
     p.add_argument("--frozen", action="store_true",
                    help="for a MicroPython built with boards/manifest.py: only main.py, board.json and the config")
+    p.add_argument("--romfs", action="store_true",
+                   help="for a ROMFS-enabled MicroPython: the modules go to romfs.img (mpremote romfs deploy), "
+                        "executed in place from flash; fs.img keeps main.py, board.json and the config")
 
 
 def firmware_version(src=None):
@@ -96,13 +99,17 @@ def device_files(ep, role, devices_dir):
     return out
 
 
-def stage(b, role, device=None, devices_dir="devices", compiled=True, src=None, frozen=False):
+def stage(b, role, device=None, devices_dir="devices", compiled=True, src=None, frozen=False, rom=None):
     """All the files of the board's filesystem: {posix path: bytes}. With
     frozen, the modules are in the firmware (boards/manifest.py): only
-    main.py goes on the filesystem."""
+    main.py goes on the filesystem. With rom (a dict), the compiled modules
+    go there instead (the ROMFS partition's content) and main.py stays."""
     src = Path(src or mpy.firmware_dir())
     files = {}
-    if frozen:
+    if rom is not None:
+        for path, data in _role_files(b, role, src, compiled=True).items():
+            (files if path == "main.py" else rom)[path] = data
+    elif frozen:
         role_sources(role, src)          # checks the role
         files["main.py"] = (src / "main.py").read_bytes()
     else:
@@ -170,12 +177,16 @@ def _write(path, data, private=False):
     os.replace(tmp, path)
 
 
-def build(board_name, role, device=None, out=None, devices_dir="devices", compiled=True, frozen=False):
+def build(board_name, role, device=None, out=None, devices_dir="devices", compiled=True, frozen=False,
+          romfs=False):
+    if frozen and romfs:
+        raise BuildError("--frozen and --romfs exclude each other: the modules are either in the firmware or in ROMFS")
     try:
         b = boards.load(board_name)
     except boards.BoardError as e:
         raise BuildError(str(e)) from None
-    files = stage(b, role, device, devices_dir, compiled, frozen=frozen)
+    rom = {} if romfs else None
+    files = stage(b, role, device, devices_dir, compiled, frozen=frozen, rom=rom)
     out = Path(out or (Path("build") / (device or "%s-%s" % (b.name, role))))
     out.mkdir(parents=True, exist_ok=True)
     private = "secrets.json" in files
@@ -183,6 +194,13 @@ def build(board_name, role, device=None, out=None, devices_dir="devices", compil
         os.chmod(out, 0o700)
     image, used = make_image(files, b.block_size, b.block_count)
     _write(out / "fs.img", image, private)
+    rom_image = None
+    if rom is not None:
+        from eclor.tools import romfs as romfs_mod
+        rom_image = romfs_mod.image(rom)
+        _write(out / "romfs.img", rom_image)
+    elif (out / "romfs.img").exists():
+        (out / "romfs.img").unlink()
     if (out / "files").exists():
         shutil.rmtree(out / "files")
     for path in sorted(files):
@@ -192,7 +210,10 @@ def build(board_name, role, device=None, out=None, devices_dir="devices", compil
     pkg = {"urls": [[p, "files/" + p] for p in sorted(files)], "deps": [], "version": version}
     _write(out / "package.json", (json.dumps(pkg, indent=1) + "\n").encode())
     meta = {"board": b.name, "chip": b.chip, "role": role, "device": device, "version": version,
-            "mpy_arch": None if not compiled or frozen else b.mpy_arch, "frozen": frozen,
+            "mpy_arch": None if not (compiled or romfs) or frozen else b.mpy_arch, "frozen": frozen,
+            "romfs": None if rom_image is None else {
+                "bytes": len(rom_image), "sha256": hashlib.sha256(rom_image).hexdigest(),
+                "files": {p: hashlib.sha256(rom[p]).hexdigest()[:16] for p in sorted(rom)}},
             "vfs_offset": "%#x" % b.vfs_offset, "vfs_size": "%#x" % b.vfs_size,
             "block_size": b.block_size, "block_count": b.block_count,
             "fs_sha256": hashlib.sha256(image).hexdigest(),
@@ -204,13 +225,16 @@ def build(board_name, role, device=None, out=None, devices_dir="devices", compil
 def run(args):
     try:
         out, meta, nbytes = build(args.board, args.role, args.device, args.out, args.devices_dir,
-                                  compiled=not args.source, frozen=args.frozen)
+                                  compiled=not args.source, frozen=args.frozen, romfs=args.romfs)
     except BuildError as e:
         print("eclor build: %s" % e, file=sys.stderr)
         return 2
     print("built %s %s%s for %s (%s): %d files, %d bytes" % (
         meta["role"], meta["version"], " device " + args.device if args.device else "", meta["board"],
         "frozen modules" if args.frozen else meta["mpy_arch"] or "source", len(meta["files"]), nbytes))
+    if meta["romfs"]:
+        print("  %s  ROMFS %d B, %d modules: mpremote romfs deploy %s (needs a ROMFS-enabled firmware)" % (
+            out / "romfs.img", meta["romfs"]["bytes"], len(meta["romfs"]["files"]), out / "romfs.img"))
     print("  %s  LittleFS %d x %d B, sha256 %s" % (out / "fs.img", meta["block_count"], meta["block_size"], meta["fs_sha256"][:16]))
     print("  %s  mpremote mip install --target / %s" % (out / "package.json", out / "package.json"))
     return 0

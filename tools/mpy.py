@@ -127,7 +127,12 @@ def device_heap():
     return _device_heap
 
 
-def micropython_cmd(args, heapsize=ESP32_HEAP):
+def micropython_cmd(args, heapsize=ESP32_HEAP, romfs=None):
+    """argv running micropython; with romfs (an image path, tools/romfs.py),
+    the firmware modules are imported in place from that image mounted at /rom,
+    as on a ROMFS-enabled board, and only the run's objects use the heap."""
+    if romfs:
+        return [sys.executable, "-m", "eclor.tools.romfs", str(romfs), "-X", "heapsize=%d" % heapsize] + list(args)
     return [micropython_path(), "-X", "heapsize=%d" % heapsize] + list(args)
 
 
@@ -140,9 +145,9 @@ def micropython_env(path_dirs, extra=None):
     return env
 
 
-def run(args, path_dirs, heapsize=ESP32_HEAP, cwd=None, timeout=60, env=None, input=None):
+def run(args, path_dirs, heapsize=ESP32_HEAP, cwd=None, timeout=60, env=None, input=None, romfs=None):
     """Run micropython with the given argv; returns CompletedProcess (text)."""
     return subprocess.run(
-        micropython_cmd(args, heapsize), cwd=cwd, env=micropython_env(path_dirs, env),
+        micropython_cmd(args, heapsize, romfs), cwd=cwd, env=micropython_env(path_dirs, env),
         capture_output=True, text=True, timeout=timeout, input=input,
     )

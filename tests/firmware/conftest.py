@@ -2,7 +2,10 @@
 real unix-port MicroPython, one pytest item per function and per mode.
 
 Modes: `src` imports the firmware from source; `mpy` imports the .mpy files
-that mpy-cross builds for the ESP32 (-march=xtensawin) — the bytes that ship.
+that mpy-cross builds for the ESP32 (-march=xtensawin) — the bytes that ship;
+`rom` (only where a module lists it in MODES) imports those .mpy files in
+place from a ROMFS image mounted at /rom (tools/romfs.py), as on a
+ROMFS-enabled board: their bytecode is not on the heap.
 Each test runs in a fresh process, in a fresh temporary directory (its flash),
 with an ESP32-sized heap; a module can set `HEAPSIZE = n` to change it,
 `SRC_HEAPSIZE = n` for the [src] mode alone (default: HEAPSIZE + 32 KB, since
@@ -79,14 +82,17 @@ class MicroPythonItem(pytest.Item):
     def runtest(self):
         if self.mode == "mpy":
             fw = getattr(self.session, "_mpy_tree_dir", None) or self._request_mpy_tree()
+        elif self.mode == "rom":
+            fw = None
+            rom = getattr(self.session, "_romfs_image", None) or self._request_romfs()
         else:
             fw = mpy.firmware_dir()
         flash = self.session.config._tmp_path_factory.mktemp("flash")
         try:
             proc = mpy.run(
                 [str(HERE / "_runner.py"), self.path.stem, self.func],
-                path_dirs=[fw, HERE], heapsize=self.heapsize, cwd=flash, timeout=self.timeout,
-                env={"ECLOR_TEST_MODE": self.mode},
+                path_dirs=[fw, HERE] if fw else [HERE], heapsize=self.heapsize, cwd=flash, timeout=self.timeout,
+                env={"ECLOR_TEST_MODE": self.mode}, romfs=rom if fw is None else None,
             )
         except subprocess.TimeoutExpired as e:
             raise MicroPythonFailure("timed out after %ss\n%s" % (self.timeout, e.stdout or "")) from None
@@ -98,6 +104,14 @@ class MicroPythonItem(pytest.Item):
         mpy.compile_tree(dst)
         self.session._mpy_tree_dir = dst
         return dst
+
+    def _request_romfs(self):
+        from eclor.tools import romfs
+        tree = getattr(self.session, "_mpy_tree_dir", None) or self._request_mpy_tree()
+        img = self.session.config._tmp_path_factory.mktemp("romfs") / "firmware.romfs"
+        img.write_bytes(romfs.tree_image(tree))
+        self.session._romfs_image = img
+        return img
 
     def repr_failure(self, excinfo):
         if isinstance(excinfo.value, MicroPythonFailure):
