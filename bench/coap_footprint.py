@@ -4,15 +4,25 @@ measured microCoAPy.
 * mpy_bytes: the stack as shipped (.mpy, -march=xtensawin): codec, endpoint,
   observe, block, linkformat, rd (+ the package marker).
 * heap_after_import: gc.mem_alloc() in unix MicroPython after importing the
-  stack (asyncio and socket included: the stack needs them) — the whole
-  stack, and the client-only part (codec + endpoint) separately.
+  stack (asyncio and socket included: the stack needs them) — every module
+  of the stack at once, and the client-only part (codec + endpoint)
+  separately.
 * min_heap_bytes: the smallest `-X heapsize` at which 50 confirmable POSTs
   to a local aiocoap server all succeed, found by bisection (256-byte
   resolution).  "client": what a device that only POSTs loads (block,
-  observe... stay unloaded until used); "all": every module imported, an
-  observable resource served and a Registration object made, i.e. the full
-  feature set resident.
-* ms_per_request: one CON POST round trip with a 100 KB heap (mean over 200).
+  observe... stay unloaded until used); "all": what an always-on device
+  (a lamp) does with every feature available, each loaded the way the
+  stack loads it: an observable resource served, a Registration running in
+  its own task (POST /rd with the link-format payload, answered 2.01), the
+  server (the "gateway") observing that resource from the registration on,
+  and a notification after every 5th POST while the 50 POSTs run; a run
+  passes only when all 50 POSTs, the registration and the observation
+  (still registered at the end: its CON notifications were ACKed)
+  succeeded.  Block-wise is loaded by the stack only for a body larger
+  than one block, which these messages are not.
+* ms_per_request: one CON POST round trip with a 100 KB heap (mean over 200),
+  client run; ms_per_request_all: the same in the "all" run (with its
+  notifications going out meanwhile).
 
 The unix port is 64-bit: objects there are about twice their size on the
 ESP32, so these heap figures are pessimistic for the board (the reference
@@ -62,13 +72,16 @@ async def main():
     asyncio.create_task(ep.run())
     a = addr("127.0.0.1", %(port)d)
     body = b"\\x81\\xa3\\x21\\x6aurn:dev:x:\\x00\\x65power\\x02\\x18\\x2a"
+%(wait)s
     ok = 0
     t0 = time.ticks_ms()
     for i in range(%(n)d):
         r = await ep.request(codec.POST, a, "dp", body, ct=112)
         if r.code == codec.CHANGED:
             ok += 1
+%(each)s
     dt = time.ticks_diff(time.ticks_ms(), t0)
+%(check)s
     gc.collect()
     print("RESULT", ok, dt, gc.mem_alloc())
     ep.close()
@@ -77,9 +90,23 @@ asyncio.run(main())
 """
 # what the "all features resident" run adds (the client run has none of it,
 # so that neither pays for the other's script)
-ALL_IMPORTS = "from coap import block, observe, linkformat, rd"
-ALL_SETUP = """    ep.add("state", lambda r: (codec.CONTENT, b"1", 0), obs=True, attrs=b'rt="x"')
-    reg = rd.Registration(ep, ("127.0.0.1", %(port)d), "bench", "eclor.lamp", 60)"""
+STACK_IMPORTS = "from coap import block, observe, linkformat, rd"
+ALL_IMPORTS = "from coap.rd import Registration"
+ALL_SETUP = """    ep.add("state", lambda r: (codec.CONTENT, b"%%d" %% ok, 0), obs=True, attrs=b'rt="x"')
+    reg = Registration(ep, ("127.0.0.1", %(port)d), "bench", "eclor.lamp", 60)
+    reg.start()"""
+# registered, then observed by the server (it observes on registration),
+# before the POSTs start: both stay in force while they run
+ALL_WAIT = """    ok = 0
+    for i in range(200):
+        if reg.registered and ep.observers("state"):
+            break
+        await asyncio.sleep_ms(10)"""
+ALL_EACH = """        if i % 5 == 4:
+            ep.notify("state")"""
+ALL_CHECK = """    await asyncio.sleep_ms(20)
+    if not (reg.registered and ep.observers("state") == 1):
+        ok = -1"""
 
 
 # microCoAPy measured the same way, when MICROCOAPY points at its package
@@ -122,6 +149,38 @@ class Dp(aiocoap.resource.Resource):
         return aiocoap.Message(code=aiocoap.CHANGED)
 
 
+class Rd(aiocoap.resource.Resource):
+    """The registration directory of the "all" run: 2.01 rd/1, and the
+    gateway's reaction to a registration, observing the device's state."""
+
+    def __init__(self, ctx):
+        super().__init__()
+        self.ctx = ctx  # [Context], set once it exists
+        self.n = 0
+        self.notes = 0
+        self.obs = []
+
+    async def render_post(self, request):
+        self.n += 1
+        self.stop()  # the previous run's device is gone
+        msg = aiocoap.Message(code=aiocoap.GET, uri_path=("state",), observe=0)
+        msg.remote = request.remote
+        pr = self.ctx[0].request(msg)
+        pr.observation.register_callback(self._note)
+        pr.observation.register_errback(lambda e: None)
+        self.obs.append(pr)
+        return aiocoap.Message(code=aiocoap.CREATED, location_path=("rd", str(self.n)))
+
+    def _note(self, m):
+        self.notes += 1
+
+    def stop(self):
+        for pr in self.obs:
+            if not pr.observation.cancelled:
+                pr.observation.cancel()
+        self.obs = []
+
+
 def free_udp_port():
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -132,9 +191,14 @@ async def run_client(fw, port, heap, n, all_):
     script = Path(fw).parent / ("client_%s.py" % all_)
     if all_ == "micro":
         text = MICRO_CLIENT % {"port": port, "n": n}
+    elif all_ == "stack":  # heap after importing every module, nothing run
+        text = CLIENT % {"port": port, "n": n, "imports": STACK_IMPORTS, "setup": "",
+                         "wait": "", "each": "", "check": ""}
     else:
         text = CLIENT % {"port": port, "n": n, "imports": ALL_IMPORTS if all_ else "",
-                         "setup": ALL_SETUP % {"port": port} if all_ else ""}
+                         "setup": ALL_SETUP % {"port": port} if all_ else "",
+                         "wait": ALL_WAIT if all_ else "", "each": ALL_EACH if all_ else "",
+                         "check": ALL_CHECK if all_ else ""}
     script.write_text(text)
     proc = await asyncio.create_subprocess_exec(
         *mpy.micropython_cmd([str(script)], heap), env=mpy.micropython_env([fw]),
@@ -184,7 +248,8 @@ async def measure_microcoapy(src, tmp, port):
     assert full["pass"], full
     return {"mpy_bytes": size, "heap_after_import": full["imported"],
             "min_heap_bytes": await bisect(dst, port, "micro"),
-            "ms_per_request": round(full["ms"] / 200, 3), "measured": True}
+            "ms_per_request": round(client["ms"] / 200, 3),
+        "ms_per_request_all": round(full["ms"] / 200, 3), "measured": True}
 
 
 async def main():
@@ -197,11 +262,16 @@ async def main():
         site = aiocoap.resource.Site()
         dp = Dp()
         site.add_resource(["dp"], dp)
+        ctxref = []
+        rd = Rd(ctxref)
+        site.add_resource(["rd"], rd)
         ctx = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", port))
+        ctxref.append(ctx)
         try:
+            stack = await run_client(fw, port, mpy.ESP32_HEAP, 1, "stack")
             full = await run_client(fw, port, mpy.ESP32_HEAP, 200, 1)
-            client = await run_client(fw, port, mpy.ESP32_HEAP, 1, 0)
-            assert full["pass"] and client["pass"], (full, client)
+            client = await run_client(fw, port, mpy.ESP32_HEAP, 200, 0)
+            assert stack["pass"] and full["pass"] and client["pass"], (stack, full, client)
             min_client = await bisect(fw, port, 0)
             min_all = await bisect(fw, port, 1)
             ref = REFERENCE
@@ -212,25 +282,28 @@ async def main():
     out = {
         "mpy_bytes": mpy_bytes,
         "mpy_bytes_by_module": sizes,
-        "heap_after_import": full["imported"],
+        "heap_after_import": stack["imported"],
         "heap_after_import_client": client["imported"],
         "min_heap_bytes": min_all,
         "min_heap_bytes_client": min_client,
-        "ms_per_request": round(full["ms"] / 200, 3),
+        "ms_per_request": round(client["ms"] / 200, 3),
+        "ms_per_request_all": round(full["ms"] / 200, 3),
         "posts_served": dp.n,
+        "registrations": rd.n,
+        "notifications_seen": rd.notes,
         "reference_microcoapy": ref,
         "ratio_vs_microcoapy": {
             "mpy_bytes": round(mpy_bytes / ref["mpy_bytes"], 2),
-            "heap_after_import": round(full["imported"] / ref["heap_after_import"], 2),
+            "heap_after_import": round(stack["imported"] / ref["heap_after_import"], 2),
             "heap_after_import_client": round(client["imported"] / ref["heap_after_import"], 2),
             "min_heap_bytes": round(min_all / ref["min_heap_bytes"], 2),
             "min_heap_bytes_client": round(min_client / ref["min_heap_bytes"], 2),
         },
     }
     print("CoAP stack .mpy: %d bytes %s" % (mpy_bytes, sizes))
-    print("heap after import: %d (all), %d (client only)" % (full["imported"], client["imported"]))
-    print("min heap for %d CON POSTs: %d (all features resident), %d (client)" % (N_POSTS, min_all, min_client))
-    print("ms per CON POST round trip: %.3f" % out["ms_per_request"])
+    print("heap after import: %d (every module), %d (client only)" % (stack["imported"], client["imported"]))
+    print("min heap for %d CON POSTs: %d (all features in use), %d (client)" % (N_POSTS, min_all, min_client))
+    print("ms per CON POST round trip: %.3f (client), %.3f (all)" % (out["ms_per_request"], out["ms_per_request_all"]))
     print("microCoAPy (%s): %s" % ("measured in this run" if ref.get("measured") else "figures from the design brief", ref))
     print(json.dumps(out))
 
