@@ -4,10 +4,12 @@ Two modes:
 - `cpython` (default): raw-protocol load, thousands of lean devices in this
   process (eclor.tools.fleet.load), one UDP socket each;
 - `firmware`: the real firmware under unix MicroPython
-  (eclor.tools.fleet.firmware): one process per lamp; one process per bin
-  wake, or with --bins-per-process N up to N bins per MicroPython process
-  (eclor.tools.fleet.binhost: each wake the real firmware path, one after
-  the other, the deep sleep returning to the host).
+  (eclor.tools.fleet.firmware): one process per lamp, or with
+  --lamps-per-process N up to N lamps side by side in one MicroPython process
+  (eclor.tools.fleet.lamphost: each its own copy of the firmware, socket and
+  flash dir); one process per bin wake, or with --bins-per-process N up to N
+  bins per MicroPython process (eclor.tools.fleet.binhost: each wake the real
+  firmware path, one after the other, the deep sleep returning to the host).
 
 Devices come from the territory generator (eclor.tools.territory) with a
 seed, so two runs with the same arguments are the same fleet. Packet loss
@@ -51,6 +53,8 @@ def add_arguments(p):
     p.add_argument("--heap", type=int, default=None, help="MicroPython heap per device, bytes (firmware mode; default ESP32)")
     p.add_argument("--bins-per-process", type=int, default=0,
                    help="firmware mode: run up to N bins' wakes in one MicroPython process (default 0: one process per wake)")
+    p.add_argument("--lamps-per-process", type=int, default=0,
+                   help="firmware mode: run up to N lamps side by side in one MicroPython process (default 0: one each)")
     p.add_argument("--instant-wakes", action="store_true",
                    help="with --bins-per-process: a bin wake's simulated durations take no real time")
     p.add_argument("--dir", default=None, help="work directory for firmware devices (default: temporary)")
@@ -63,6 +67,8 @@ def _check(args):
         raise ValueError("--loss must be in [0, 1)")
     if getattr(args, "bins_per_process", 0) < 0:
         raise ValueError("--bins-per-process must be >= 0")
+    if getattr(args, "lamps_per_process", 0) < 0:
+        raise ValueError("--lamps-per-process must be >= 0")
     if args.report_s <= 0 or args.ack_timeout <= 0:
         raise ValueError("--report-s and --ack-timeout must be > 0")
     return parse_coap_url(args.gateway)

@@ -32,10 +32,16 @@ sleeps its simulated physical durations (~1-3 s / speed): bins_wake_speed=0
 (`--instant-wakes`) lets them move the wake's clock only, so a wake costs
 its CPU time alone (docs/demo.md has the figures).
 
-Lamps stay one process each: a lamp is a long-running asyncio role whose
-state (hal.sim's clock and inputs, lamp module globals) is per process, and
-its files are relative to the cwd (docs/demo.md). A lamp process idles in
-its asyncio loop, so a few dozen devices fit on a small machine.
+Several lamps per MicroPython process (lamps_per_process=N, `eclor sim
+--mode firmware --lamps-per-process N`): groups of N lamps, each group one
+long MicroPython process running tools/fleet/lamphost.py. A lamp is always
+on, so the host runs them side by side in one asyncio loop: each lamp has
+its own copy of the firmware modules (their globals are its state), its own
+socket, and every step of its tasks runs in its context (cwd = its flash
+dir, its modules in sys.modules); a reboot or a crash boots it again as a
+fresh copy (see lamphost.py). Its stdout lines carry "@lamphost EP", split
+into each lamp's console.log. Default (0): one process per lamp; a lamp
+process idles in its asyncio loop, so a few dozen fit on a small machine.
 
 Every process is started in its own session (process group) with a parent
 death signal, so stopping the fleet -- or the supervisor dying -- leaves
@@ -142,7 +148,7 @@ class FirmwareFleet:
 
     def __init__(self, specs, gateway, root, speed=60.0, start_utc=None, heapsize=None,
                  report_s=60, lt=300, source=False, on_event=None, bins_per_process=0,
-                 bins_wake_speed=None):
+                 bins_wake_speed=None, lamps_per_process=0):
         self.specs = specs
         self.gateway = gateway
         self.root = Path(root)
@@ -156,7 +162,8 @@ class FirmwareFleet:
         self.fw = self.root / ("fw-src" if source else "fw")
         self.devices = {}
         self.bins_per_process = int(bins_per_process or 0)
-        self.hosts = []          # [HostProc] when bins_per_process
+        self.lamps_per_process = int(lamps_per_process or 0)
+        self.hosts = []          # [HostProc] when bins_per_process / lamps_per_process
         self.bins_wake_speed = bins_wake_speed   # binhost "wake_speed" (None: speed)
         self._t0 = None
         self._stopping = False
@@ -271,16 +278,20 @@ class FirmwareFleet:
         self._t0 = time.monotonic()
         self._stop_event = asyncio.Event()
         self._stopping = False
-        hosted = []
+        hosted = {"lamp": [], "bin": []}
+        per = {"lamp": self.lamps_per_process, "bin": self.bins_per_process}
         i = 0
         for d in self.devices.values():
-            if self.bins_per_process and d.role == "bin":
-                hosted.append(d)
+            if per.get(d.role):
+                hosted[d.role].append(d)
                 continue
             d.task = asyncio.ensure_future(self._life(d, i * stagger_s))
             i += 1
-        n = max(1, self.bins_per_process)
-        self.hosts = [HostProc(self, k, hosted[j:j + n]) for k, j in enumerate(range(0, len(hosted), n))]
+        self.hosts = []
+        for role, cls in (("lamp", LampHostProc), ("bin", HostProc)):
+            n, group = per[role], hosted[role]
+            for j in range(0, len(group), n or 1):
+                self.hosts.append(cls(self, len(self.hosts), group[j:j + n]))
         for h in self.hosts:
             h.task = asyncio.ensure_future(h.life(i * stagger_s))
             i += 1
@@ -319,9 +330,19 @@ class FirmwareFleet:
             if d.proc is not None and d.proc.returncode is None:
                 await d.proc.wait()
 
+    def _host_of(self, d):
+        return next(h for h in self.hosts if d in h.bins)
+
     async def restart_device(self, ep):
         """Power-cycle one device (kill its process; its life starts the next)."""
         d = self.devices[ep]
+        if d.hosted and d.role == "lamp":
+            # a lamp of a lamphost: a power cut is a reboot without a saved RTC
+            for p in (d.path / ".sim_rtc.json",):
+                if p.exists():
+                    p.unlink()
+            self._host_of(d).command("reboot", d.ep)
+            return
         if d.hosted:
             # a bin of a binhost: its saved sleep state goes, so its next
             # wake (at the host's next scan, within ~1 s) is a power-on
@@ -334,12 +355,15 @@ class FirmwareFleet:
 
 
 BINHOST = Path(__file__).resolve().parent / "binhost.py"
+LAMPHOST = Path(__file__).resolve().parent / "lamphost.py"
 HOST_EXTRA_HEAP = 65536      # the host's own needs on top of one wake's heap
 HOST_HEAP_PER_BIN = 1024     # its record of one bin (paths, due time), with room
 
 
 class HostProc:
     """One MicroPython process running binhost.py for a group of bins."""
+    script = BINHOST
+    stdin = asyncio.subprocess.DEVNULL
 
     def __init__(self, fleet, k, bins):
         self.fleet = fleet
@@ -356,6 +380,11 @@ class HostProc:
     def heapsize(self):
         return self.fleet.heapsize + HOST_EXTRA_HEAP + HOST_HEAP_PER_BIN * len(self.bins)
 
+    def command(self, what, ep):
+        """A request to the host process, through its stdin (lamphost)."""
+        if self.proc is not None and self.proc.returncode is None and self.proc.stdin is not None:
+            self.proc.stdin.write(("%s %s\n" % (what, ep)).encode())
+
     async def _spawn(self):
         f = self.fleet
         self.conf_file.parent.mkdir(parents=True, exist_ok=True)
@@ -367,40 +396,44 @@ class HostProc:
         for k in ("ECLOR_SIM_FILE", "ECLOR_SIM_ID", "ECLOR_SIM_TIME", "ECLOR_SIM_SPEED", "ECLOR_SIM_RTC_FILE"):
             env.pop(k, None)
         self.proc = await asyncio.create_subprocess_exec(
-            *mpy.micropython_cmd([str(BINHOST), str(self.conf_file.resolve())], self.heapsize()),
-            cwd=str(f.root), env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            *mpy.micropython_cmd([str(self.script), str(self.conf_file.resolve())], self.heapsize()),
+            cwd=str(f.root), env=env, stdin=self.stdin, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT, preexec_fn=gwproc.child_setup, limit=1 << 20)
         self.starts += 1
         for d in self.bins:
             d.proc = self.proc
         byep = {d.ep: d for d in self.bins}
-        cur = out = None
         with open(self.log_file, "ab") as hostlog:
-            try:
-                while True:
-                    line = await self.proc.stdout.readline()
-                    if not line:
-                        break
-                    if line.startswith(b"@binhost begin "):
-                        cur = byep.get(line[15:].strip().decode())
-                        if cur is not None:
-                            cur.starts += 1
-                            out = open(cur.log_file, "ab")
-                        continue
-                    if line.startswith(b"@binhost end "):
-                        parts = line[13:].decode().split()
-                        d = byep.get(parts[0]) if parts else None
-                        if d is not None:
-                            self._count(d, parts[1] if len(parts) > 1 else "?")
-                        if out:
-                            out.close()
-                        cur = out = None
-                        continue
-                    (out or hostlog).write(line)
-            finally:
-                if out:
-                    out.close()
+            await self._pump(byep, hostlog)
         return await self.proc.wait()
+
+    async def _pump(self, byep, hostlog):
+        """Split the host's output into each bin's console.log (binhost markers)."""
+        cur = out = None
+        try:
+            while True:
+                line = await self.proc.stdout.readline()
+                if not line:
+                    break
+                if line.startswith(b"@binhost begin "):
+                    cur = byep.get(line[15:].strip().decode())
+                    if cur is not None:
+                        cur.starts += 1
+                        out = open(cur.log_file, "ab")
+                    continue
+                if line.startswith(b"@binhost end "):
+                    parts = line[13:].decode().split()
+                    d = byep.get(parts[0]) if parts else None
+                    if d is not None:
+                        self._count(d, parts[1] if len(parts) > 1 else "?")
+                    if out:
+                        out.close()
+                    cur = out = None
+                    continue
+                (out or hostlog).write(line)
+        finally:
+            if out:
+                out.close()
 
     def _count(self, d, what):
         if what == "deepsleep":
@@ -428,6 +461,57 @@ class HostProc:
                 await asyncio.wait_for(f._stop_event.wait(), min(30.0, 0.5 * 2 ** fails))
             except asyncio.TimeoutError:
                 pass
+
+
+class LampHostProc(HostProc):
+    """One MicroPython process running lamphost.py for a group of lamps."""
+    script = LAMPHOST
+    stdin = asyncio.subprocess.PIPE
+
+    def heapsize(self):
+        # every lamp holds its own copy of the firmware: a device's heap each
+        return self.fleet.heapsize * len(self.bins) + HOST_EXTRA_HEAP
+
+    async def _pump(self, byep, hostlog):
+        logs = {}
+        try:
+            while True:
+                line = await self.proc.stdout.readline()
+                if not line:
+                    break
+                d = None
+                if line.startswith(b"@lamphost "):
+                    ep, _, rest = line[10:].partition(b" ")
+                    d = byep.get(ep.decode())
+                if d is None:
+                    hostlog.write(line)
+                    continue
+                if rest.startswith(b"@"):
+                    self._life_event(d, rest[1:].decode().strip())
+                out = logs.get(d.ep)
+                if out is None:
+                    out = logs[d.ep] = open(d.log_file, "ab")
+                out.write(rest)
+                if len(logs) > 64:
+                    for f in logs.values():
+                        f.close()
+                    logs.clear()
+                else:
+                    out.flush()
+        finally:
+            for f in logs.values():
+                f.close()
+
+    def _life_event(self, d, what):
+        if what == "start":
+            d.starts += 1
+        elif what.startswith("reboot"):
+            d.reboots += 1
+            d.last_rc = EXIT_REBOOT
+        elif what.startswith("crash") or what.startswith("returned"):
+            d.crashes += 1
+            d.last_rc = what
+            self.fleet.on_event("%s: %s in lamphost %d (see %s)" % (d.ep, what, self.k, d.log_file))
 
 
 def _killpg(pid, sig):
@@ -469,6 +553,7 @@ def run_cli(args, gw):
         fleet = FirmwareFleet(specs, target, root, speed=args.speed, heapsize=args.heap,
                               start_utc=time.time() - 7 * 86400, report_s=max(10, int(args.report_s)),
                               lt=max(60, args.lt), bins_per_process=getattr(args, "bins_per_process", 0),
+                              lamps_per_process=getattr(args, "lamps_per_process", 0),
                               bins_wake_speed=0 if getattr(args, "instant_wakes", False) else None,
                               on_event=lambda m: print("sim: " + m, flush=True))
         fleet.prepare()
