@@ -9,15 +9,13 @@ MicroPython process for all, every bin registered in queue mode, a fill
 reading from each in the API, several wakes each, no crash, and a command
 queued for one bin reaches that bin and no other.
 """
-import asyncio
 import json
-import threading
 import time
 
 import pytest
+from fleet_env import FleetEnv, wait_for
 
 from eclor.tools import territory
-from eclor.tools.fleet import firmware, gwproc
 
 pytestmark = pytest.mark.slow
 
@@ -25,77 +23,18 @@ BINS = 20
 SPEED = 30.0
 
 
-def wait_for(what, fn, timeout, every=0.5, why=None):
-    end = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < end:
-        try:
-            last = fn()
-        except (OSError, gwproc.ApiError) as e:
-            last = e
-        else:
-            if last:
-                return last
-        time.sleep(every)
-    pytest.fail("timed out after %ss waiting for %s (last: %r)\n%s" % (timeout, what, last, why() if why else ""))
-
-
-class Host:
+class Host(FleetEnv):
     def __init__(self, tmp):
-        self.specs = territory.fleet(0, BINS, seed=11)
-        for s in self.specs:
+        specs = territory.fleet(0, BINS, seed=11)
+        for s in specs:
             s["bin"]["full_pct"] = 80
-        self.bins = [s["ep"] for s in self.specs]
-        self.gw = gwproc.Gateway(tmp / "gw", extra_args=["--max-future-s", "2592000"])
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.fleet = firmware.FirmwareFleet(self.specs, self.gw.coap, tmp / "fleet", speed=SPEED,
-                                            start_utc=time.time() - 86400, report_s=60, lt=600,
-                                            bins_per_process=BINS)
-
-    def call(self, coro, timeout=60):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+        super().__init__(tmp, specs, speed=SPEED, start_utc=time.time() - 86400, report_s=60, lt=600,
+                         bins_per_process=BINS)
 
     def start(self):
-        self.gw.start()
-        self.gw.api.post("/api/devices", {"devices": [
-            {"ep": s["ep"], "type": "bin", "zone": s["zone"], "commune": s["commune"],
-             "lat": s["lat"], "lon": s["lon"]} for s in self.specs]})
-        self.fleet.prepare()
-        for ep in self.bins:   # a wake every 2 simulated minutes (4 s here)
-            p = self.fleet.devices[ep].path / "config.json"
-            cfg = json.loads(p.read_text())
-            cfg["bin"].update(measure_s=120, heartbeat_s=600, step_pct=5, backoff_s=60, backoff_max_s=240,
-                              ack_timeout_ms=1000)
-            p.write_text(json.dumps(cfg))
-        self.call(self.fleet.start(stagger_s=0.1))
-
-    def stop(self):
-        try:
-            self.call(self.fleet.stop(), 30)
-        finally:
-            self.gw.stop()
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(5)
-
-    def devices(self, **q):
-        return {d["ep"]: d for d in gwproc.items(self.gw.api.get("/api/devices", **q), "devices")}
-
-    def readings(self, ep, **q):
-        return gwproc.items(self.gw.api.get("/api/devices/%s/readings" % ep, **q), "readings")
-
-    def consoles(self):
-        out = []
-        for h in self.fleet.hosts:
-            if h.log_file.exists():
-                out.append("host %d:\n%s" % (h.k, h.log_file.read_text()[-1500:]))
-        for d in self.fleet.devices.values():
-            if d.crashes or d.reboots or not d.wakes:
-                tail = d.log_file.read_text()[-800:] if d.log_file.exists() else ""
-                out.append("%s: %d starts %d wakes %d crashes %d reboots:\n%s" % (
-                    d.ep, d.starts, d.wakes, d.crashes, d.reboots, tail))
-        return "\n".join(out)
+        # a wake every 2 simulated minutes (4 s here)
+        super().start(bin_conf=dict(measure_s=120, heartbeat_s=600, step_pct=5, backoff_s=60, backoff_max_s=240,
+                                    ack_timeout_ms=1000))
 
 
 @pytest.fixture(scope="module")
@@ -139,8 +78,7 @@ def test_a_command_reaches_exactly_its_bin(host):
     c = host.gw.api.post("/api/devices/%s/commands" % ep, {"action": "thresholds", "params": {"full_pct": 70}})
     assert c["state"] in ("queued", "sent"), c
     got = wait_for("the bin to take its command at a wake",
-                   lambda: (lambda x: x if x["state"] in ("done", "failed", "expired") else None)(
-                       host.gw.api.get("/api/commands/" + c["id"])), 60, why=host.consoles)
+                   lambda: host.command_outcome(c["id"]), 60, why=host.consoles)
     assert got["state"] == "done", got
     full = {e: json.loads((host.fleet.devices[e].path / "config.json").read_text())["bin"]["full_pct"]
             for e in host.bins}

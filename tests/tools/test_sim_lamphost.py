@@ -9,15 +9,13 @@ and no other, a broken lamp raises ev:lampFailure for itself alone, and a
 power cycle of one lamp boots it again (fresh copy, energy counter kept)
 while its neighbours in the same process keep running.
 """
-import asyncio
-import threading
 import time
 
 import pytest
+from fleet_env import FleetEnv, wait_for
 
 from eclor.tools import territory
 from eclor.tools.demo import world_start
-from eclor.tools.fleet import firmware, gwproc
 
 pytestmark = pytest.mark.slow
 
@@ -26,71 +24,17 @@ PER = 3
 SPEED = 30.0
 
 
-def wait_for(what, fn, timeout, every=0.5, why=None):
-    end = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < end:
-        try:
-            last = fn()
-        except (OSError, gwproc.ApiError) as e:
-            last = e
-        else:
-            if last:
-                return last
-        time.sleep(every)
-    pytest.fail("timed out after %ss waiting for %s (last: %r)\n%s" % (timeout, what, last, why() if why else ""))
-
-
-class Host:
+class Host(FleetEnv):
     def __init__(self, tmp):
-        self.specs = territory.fleet(LAMPS, 0, seed=5)
-        self.lamps = [s["ep"] for s in self.specs]
-        self.gw = gwproc.Gateway(tmp / "gw", extra_args=["--max-future-s", "2592000"])
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
         # an hour after yesterday's sunset: the lamps are on from boot
-        self.fleet = firmware.FirmwareFleet(self.specs, self.gw.coap, tmp / "fleet", speed=SPEED,
-                                            start_utc=world_start(days_back=1) + 600 + 3600, report_s=60,
-                                            lt=600, lamps_per_process=PER)
-
-    def call(self, coro, timeout=60):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def start(self):
-        self.gw.start()
-        self.gw.api.post("/api/devices", {"devices": [
-            {"ep": s["ep"], "type": "lamp", "zone": s["zone"], "commune": s["commune"],
-             "lat": s["lat"], "lon": s["lon"]} for s in self.specs]})
-        self.fleet.prepare()
-        self.call(self.fleet.start(stagger_s=0.1))
-
-    def stop(self):
-        try:
-            self.call(self.fleet.stop(), 30)
-        finally:
-            self.gw.stop()
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(5)
-
-    def devices(self, **q):
-        return {d["ep"]: d for d in gwproc.items(self.gw.api.get("/api/devices", **q), "devices")}
-
-    def readings(self, ep, **q):
-        return gwproc.items(self.gw.api.get("/api/devices/%s/readings" % ep, **q), "readings")
-
-    def events(self, ep):
-        return gwproc.items(self.gw.api.get("/api/events", device=ep, limit=1000), "events")
+        super().__init__(tmp, territory.fleet(LAMPS, 0, seed=5), speed=SPEED,
+                         start_utc=world_start(days_back=1) + 600 + 3600, report_s=60, lt=600,
+                         lamps_per_process=PER)
 
     def consoles(self):
-        out = []
-        for h in self.fleet.hosts:
-            if h.log_file.exists():
-                out.append("host %d:\n%s" % (h.k, h.log_file.read_text()[-1500:]))
-        for d in self.fleet.devices.values():
-            tail = d.log_file.read_text()[-800:] if d.log_file.exists() else ""
-            out.append("%s: %d starts %d crashes %d reboots:\n%s" % (d.ep, d.starts, d.crashes, d.reboots, tail))
-        return "\n".join(out)
+        return super().consoles() + "\n" + "\n".join(
+            "%s:\n%s" % (d.ep, d.log_file.read_text()[-800:]) for d in self.fleet.devices.values()
+            if d.log_file.exists())
 
 
 @pytest.fixture(scope="module")

@@ -15,16 +15,14 @@ downtime delivered afterwards, every device back online by itself; last, a
 NAT rebinding (every device gets a new outside port): commands must reach
 the lamps again without anyone's help.
 """
-import asyncio
 import os
-import threading
 import time
 
 import pytest
+from fleet_env import FleetEnv, wait_for
 
 from eclor.tools import territory
 from eclor.tools.fleet import firmware, gwproc
-from eclor.tools.fleet.lossproxy import LossProxy
 
 pytestmark = pytest.mark.slow
 
@@ -36,83 +34,23 @@ LOSS = 0.05
 HEAP = int(os.environ.get("ECLOR_FLEET_HEAP") or firmware.device_heap())
 
 
-def wait_for(what, fn, timeout, every=0.5, why=None):
-    """Poll fn() until it returns something truthy; fail with `what` (and
-    why(), e.g. the devices' consoles) after timeout."""
-    end = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < end:
-        try:
-            last = fn()
-        except (OSError, gwproc.ApiError) as e:
-            last = e
-        else:
-            if last:
-                return last
-        time.sleep(every)
-    pytest.fail("timed out after %ss waiting for %s (last: %r)\n%s" % (timeout, what, last, why() if why else ""))
-
-
-class System:
+class System(FleetEnv):
     def __init__(self, tmp):
-        self.specs = territory.fleet(LAMPS, BINS, seed=7)
-        for s in self.specs:
+        specs = territory.fleet(LAMPS, BINS, seed=7)
+        for s in specs:
             if s["role"] == "bin":
                 s["bin"]["full_pct"] = 80
-        self.gw = gwproc.Gateway(tmp / "gw", extra_args=["--max-future-s", "2592000", "--log-level", "info"])
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
         # The world starts one hour after yesterday's sunset: lamps are on
         # from boot, and the simulated clock stays behind the wall clock
         # (command expiry is judged by the device's clock).
         from eclor.tools.demo import world_start
-        async def proxy():
-            return await LossProxy(self.gw.coap, LOSS, seed=3).start()
-        self.proxy = self.call(proxy())
-        self.fleet = firmware.FirmwareFleet(self.specs, self.proxy.addr, tmp / "fleet", speed=SPEED,
-                                            start_utc=world_start(days_back=1) + 600 + 3600, heapsize=HEAP,
-                                            report_s=60, lt=600)
-        self.lamps = [s["ep"] for s in self.specs if s["role"] == "lamp"]
-        self.bins = [s["ep"] for s in self.specs if s["role"] == "bin"]
-
-    def call(self, coro, timeout=60):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+        super().__init__(tmp, specs, loss=LOSS, gw_args=["--log-level", "info"], speed=SPEED,
+                         start_utc=world_start(days_back=1) + 600 + 3600, heapsize=HEAP, report_s=60, lt=600)
 
     def start(self):
-        self.gw.start()
-        self.gw.api.post("/api/devices", {"devices": [
-            {"ep": s["ep"], "type": s["role"], "zone": s["zone"], "commune": s["commune"],
-             "lat": s["lat"], "lon": s["lon"]} for s in self.specs]})
-        self.fleet.prepare()
         # Bins: wake every 2 simulated minutes (4 s here) so the test sees several wakes.
-        for ep in self.bins:
-            p = self.fleet.devices[ep].path / "config.json"
-            import json
-            cfg = json.loads(p.read_text())
-            cfg["bin"].update(measure_s=120, heartbeat_s=600, step_pct=5, backoff_s=60, backoff_max_s=240,
-                              ack_timeout_ms=1000)
-            p.write_text(json.dumps(cfg))
-        self.call(self.fleet.start(stagger_s=0.1))
-
-    def stop(self):
-        try:
-            self.call(self.fleet.stop(), 30)
-        finally:
-            self.loop.call_soon_threadsafe(self.proxy.close)
-            self.gw.stop()
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(5)
-
-    def devices(self, **q):
-        return {d["ep"]: d for d in gwproc.items(self.gw.api.get("/api/devices", **q), "devices")}
-
-    def readings(self, ep, **q):
-        q.setdefault("limit", 10000)
-        return gwproc.items(self.gw.api.get("/api/devices/%s/readings" % ep, **q), "readings")
-
-    def events(self, ep):
-        return gwproc.items(self.gw.api.get("/api/events", device=ep, limit=1000), "events")
+        super().start(bin_conf=dict(measure_s=120, heartbeat_s=600, step_pct=5, backoff_s=60, backoff_max_s=240,
+                                    ack_timeout_ms=1000))
 
     def not_online(self):
         """Devices the gateway does not list online, with the end of their own log."""
@@ -192,8 +130,7 @@ def test_command_to_a_bin(system):
     c = system.gw.api.post("/api/devices/%s/commands" % ep, {"action": "thresholds", "params": {"full_pct": 70}})
     assert c["state"] in ("queued", "sent"), c
     got = wait_for("the bin to take its command at a wake",
-                   lambda: (lambda x: x if x["state"] in ("done", "failed", "expired") else None)(
-                       system.gw.api.get("/api/commands/" + c["id"])), 60)
+                   lambda: system.command_outcome(c["id"]), 60)
     assert got["state"] == "done", got
 
 
@@ -254,8 +191,7 @@ def test_nat_rebinding_commands_reach_lamps_again(system):
     # update comes from the new one, and the relay retries then.
     c = system.gw.api.post("/api/devices/%s/commands" % ep, {"action": "level", "params": {"level": 61}})
     c = wait_for("the command to reach %s through its new NAT binding" % ep,
-                 lambda: (lambda x: x if x["state"] in ("done", "failed", "expired") else None)(
-                     system.gw.api.get("/api/commands/" + c["id"])), 60)
+                 lambda: system.command_outcome(c["id"]), 60)
     assert c["state"] == "done", c
     new = system.devices()[ep]
     assert new["address"] != old["address"], (old, new)
