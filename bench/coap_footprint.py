@@ -50,7 +50,7 @@ import aiocoap.resource
 from eclor.tools import mpy
 
 N_POSTS = 50
-STACK = ["__init__", "codec", "endpoint", "observe", "block", "linkformat", "rd"]
+STACK = ["__init__", "codec", "endpoint", "observe", "watch", "block", "linkformat", "rd"]
 # microCoAPy as measured for the design brief (.mpy code, heap after import,
 # heap needed for 50 CON POSTs: 24-28 KB, the upper end is taken)
 REFERENCE = {"mpy_bytes": 8700, "heap_after_import": 18200, "min_heap_bytes": 28 * 1024}
@@ -90,7 +90,7 @@ asyncio.run(main())
 """
 # what the "all features resident" run adds (the client run has none of it,
 # so that neither pays for the other's script)
-STACK_IMPORTS = "from coap import block, observe, linkformat, rd"
+STACK_IMPORTS = "from coap import block, observe, watch, linkformat, rd"
 ALL_IMPORTS = "from coap.rd import Registration"
 ALL_SETUP = """    ep.add("state", lambda r: (codec.CONTENT, b"%%d" %% ok, 0), obs=True, attrs=b'rt="x"')
     reg = Registration(ep, ("127.0.0.1", %(port)d), "bench", "eclor.lamp", 60)

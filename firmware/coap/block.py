@@ -11,13 +11,25 @@ give the same representation while a transfer runs.
 
 SZX is negotiated both ways: the smaller of our SZX and the peer's wins.
 """
-from coap import codec
-from coap.codec import Msg, CON, NON, BLOCK1, BLOCK2, SIZE1
+from micropython import const
+
+from coap.codec import Msg, uint
+
+_CON = const(0)
+_NON = const(1)
+_BLOCK2 = const(23)
+_BLOCK1 = const(27)
+_SIZE2 = const(28)
+_SIZE1 = const(60)
+_CONTINUE = const(95)
+_BAD_OPTION = const(130)
+_REQUEST_ENTITY_INCOMPLETE = const(136)
+_REQUEST_ENTITY_TOO_LARGE = const(141)
 
 
 def parse(v):
     """Block option value (bytes or int) -> (num, more, szx)."""
-    n = v if isinstance(v, int) else codec.uint(v)
+    n = v if isinstance(v, int) else uint(v)
     return n >> 4, (n >> 3) & 1, n & 7
 
 
@@ -26,30 +38,30 @@ def val(num, more, szx):
 
 
 async def request(ep, method, peer, opts, body, con):
-    mt = CON if con else NON
+    mt = _CON if con else _NON
     szx = ep.szx
     total = len(body)
     if total <= (16 << szx):
         # small body; only announce our (small) preferred Block2 size
-        r = await ep.exchange(Msg(mt, method, 0, b"", opts + [[BLOCK2, val(0, 0, szx)]], body), peer)
+        r = await ep.exchange(Msg(mt, method, 0, b"", opts + [[_BLOCK2, val(0, 0, szx)]], body), peer)
     else:
         off = 0
         while True:
             size = 16 << szx
             more = 1 if off + size < total else 0
-            o = opts + [[BLOCK1, val(off // size, more, szx)]]
+            o = opts + [[_BLOCK1, val(off // size, more, szx)]]
             if off == 0:
-                o.append([SIZE1, total])
+                o.append([_SIZE1, total])
             r = await ep.exchange(Msg(mt, method, 0, b"", o, body[off:off + size]), peer)
-            if not more or r.code != codec.CONTINUE:
+            if not more or r.code != _CONTINUE:
                 break
-            b = r.opt(BLOCK1)
+            b = r.opt(_BLOCK1)
             if b is not None:
                 s = parse(b)[2]
                 if s < szx:
                     szx = s  # the server wants smaller blocks from now on
             off += size
-    if r.opt(BLOCK2) is not None:
+    if r.opt(_BLOCK2) is not None:
         return await fetch(ep, method, peer, opts, r, con)
     return r
 
@@ -58,20 +70,20 @@ async def fetch(ep, method, peer, opts, r, con):
     """Fetch the remaining Block2 blocks of response r; r gets the whole body
     (a bytearray).  Raises ValueError when the server's blocks do not line
     up."""
-    num, more, szx = parse(r.opt(BLOCK2))
+    num, more, szx = parse(r.opt(_BLOCK2))
     if num:
         raise ValueError("block2 does not start at 0")
     # one buffer of the announced size (Size2) filled in place: growing a
     # bytearray block by block fragments a small heap
-    total = r.uopt(codec.SIZE2, 0)
+    total = r.uopt(_SIZE2, 0)
     acc = bytearray(max(total, len(r.payload)))
     n = len(r.payload)
     acc[:n] = r.payload
-    opts = [o for o in opts if o[0] != BLOCK1 and o[0] != SIZE1 and o[0] != BLOCK2]
+    opts = [o for o in opts if o[0] != _BLOCK1 and o[0] != _SIZE1 and o[0] != _BLOCK2]
     code = r.code
     while more:
-        r = await ep.exchange(Msg(CON if con else NON, method, 0, b"", opts + [[BLOCK2, val(n >> (szx + 4), 0, szx)]], b""), peer)
-        b = r.opt(BLOCK2)
+        r = await ep.exchange(Msg(_CON if con else _NON, method, 0, b"", opts + [[_BLOCK2, val(n >> (szx + 4), 0, szx)]], b""), peer)
+        b = r.opt(_BLOCK2)
         if r.code != code or b is None:
             return r  # error (e.g. 4.08) or changed answer: hand it back
         num, more, szx = parse(b)
@@ -86,28 +98,28 @@ async def fetch(ep, method, peer, opts, r, con):
             acc.extend(p)
         n += len(p)
     r.payload = acc if n == len(acc) else acc[:n]
-    r.drop(BLOCK2)
+    r.drop(_BLOCK2)
     return r
 
 
 def receive(ep, m):
     """Block1 request block m.  Returns a response tuple to send (2.31, 4.08,
     4.13), or None when the body is complete (then in m.payload)."""
-    num, more, szx = parse(m.opt(BLOCK1))
+    num, more, szx = parse(m.opt(_BLOCK1))
     limit = ep.p["MAX_BODY"]
     off = num << (szx + 4)
     st = ep._b1
-    size1 = m.uopt(SIZE1)
+    size1 = m.uopt(_SIZE1)
     if (size1 and size1 > limit) or off + len(m.payload) > limit:
         ep._b1 = None
-        return (codec.REQUEST_ENTITY_TOO_LARGE, b"", None, [[SIZE1, limit]])
+        return (_REQUEST_ENTITY_TOO_LARGE, b"", None, [[_SIZE1, limit]])
     if szx == 7:
-        return (codec.BAD_OPTION, b"", None)
+        return (_BAD_OPTION, b"", None)
     if num == 0:
         # one buffer of the announced size (Size1): no growth, no fragments
         st = ep._b1 = [m.peer, m.path, bytearray(size1 or 0), 0]
     elif st is None or st[0] != m.peer or st[1] != m.path or st[3] != off:
-        return (codec.REQUEST_ENTITY_INCOMPLETE, b"", None)
+        return (_REQUEST_ENTITY_INCOMPLETE, b"", None)
     buf = st[2]
     end = off + len(m.payload)
     if end <= len(buf):
@@ -120,7 +132,7 @@ def receive(ep, m):
     if szx > ep.szx:
         szx = ep.szx  # ask the client for our smaller blocks
     if more:
-        return (codec.CONTINUE, b"", None, [[BLOCK1, val(num, 1, szx)]])
+        return (_CONTINUE, b"", None, [[_BLOCK1, val(num, 1, szx)]])
     # hand over the buffer itself when Size1 was right (no second copy of
     # the body at the moment memory is tightest): payload is then a bytearray
     m.payload = buf if end == len(buf) else bytes(memoryview(buf)[:end])
@@ -134,7 +146,7 @@ def slice2(ep, m, code, payload, opts):
     Size2 on the first block) option to opts.  -> (code, block)."""
     szx = ep.szx
     num = 0
-    b = m.opt(BLOCK2)
+    b = m.opt(_BLOCK2)
     if b is not None:
         num, _, rs = parse(b)
         off = num << (rs + 4)
@@ -144,10 +156,10 @@ def slice2(ep, m, code, payload, opts):
         off = 0
     n = len(payload)
     if off and off >= n:
-        return codec.BAD_OPTION, b""
+        return _BAD_OPTION, b""
     size = 16 << szx
     more = 1 if off + size < n else 0
-    opts.append([BLOCK2, val(off >> (szx + 4), more, szx)])
+    opts.append([_BLOCK2, val(off >> (szx + 4), more, szx)])
     if off == 0 and more:
-        opts.append([codec.SIZE2, n])
+        opts.append([_SIZE2, n])
     return code, payload[off:off + size]

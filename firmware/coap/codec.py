@@ -20,56 +20,44 @@ the board; a long docstring is buffered whole by the lexer)."""
 #   list.sort is not stable, and Uri-Path order matters), so callers may add
 #   options in any order.
 # * Codes are plain ints `class*32 + detail` (2.05 -> 69) to avoid objects.
-# * Only the codes and option numbers the firmware uses are named: every
-#   public name costs a dict entry and a qstr in RAM when loaded from .mpy.
-#   Others by number: 1 If-Match, 3 Uri-Host, 5 If-None-Match, 7 Uri-Port,
-#   9 OSCORE, 20 Location-Query, 35 Proxy-Uri; 4.01 = 129, 4.03 = 131,
-#   4.06 = 134, 4.12 = 140, 4.15 = 143, 5.01 = 161, 5.04 = 164.
+# * The public names of codes, types, option numbers and content formats
+#   (`codec.GET`, `codec.CONTENT`, `codec.URI_PATH`...) are not module
+#   globals: `__getattr__` below finds them in one string on access.  Loaded
+#   from .mpy, every module-level name costs a dict slot and a qstr in RAM
+#   (~45 B each on the 64-bit host, 40 names: 1.8 KB); the string costs its
+#   bytes once.  Inside the stack the modules use their own `_X = const(n)`,
+#   which cost nothing at run time.  Not named (use the number): 1 If-Match,
+#   3 Uri-Host, 5 If-None-Match, 7 Uri-Port, 9 OSCORE, 20 Location-Query,
+#   35 Proxy-Uri; 4.01 = 129, 4.03 = 131, 4.06 = 134, 4.12 = 140,
+#   4.15 = 143, 5.01 = 161, 5.04 = 164.
 from micropython import const
 
 _VERSION = const(1)
-CON = const(0)
-NON = const(1)
-ACK = const(2)
-RST = const(3)
-
+_CON = const(0)
+_NON = const(1)
 _EMPTY = const(0)
-GET = const(1)
-POST = const(2)
-PUT = const(3)
-DELETE = const(4)
+_URI_PATH = const(11)
+_CONTENT_FORMAT = const(12)
+_URI_QUERY = const(15)
+_ACCEPT = const(17)
 
-CREATED = const(65)
-DELETED = const(66)
-CHANGED = const(68)
-CONTENT = const(69)
-CONTINUE = const(95)
-BAD_REQUEST = const(128)
-BAD_OPTION = const(130)
-NOT_FOUND = const(132)
-METHOD_NOT_ALLOWED = const(133)
-REQUEST_ENTITY_INCOMPLETE = const(136)
-REQUEST_ENTITY_TOO_LARGE = const(141)
-INTERNAL_SERVER_ERROR = const(160)
-SERVICE_UNAVAILABLE = const(163)
 
-ETAG = const(4)
-OBSERVE = const(6)
-LOCATION_PATH = const(8)
-URI_PATH = const(11)
-CONTENT_FORMAT = const(12)
-MAX_AGE = const(14)
-URI_QUERY = const(15)
-ACCEPT = const(17)
-BLOCK2 = const(23)
-BLOCK1 = const(27)
-SIZE2 = const(28)
-SIZE1 = const(60)
-
-# Content formats the stack itself uses (fmt/ has the payload ones)
-CT_TEXT = const(0)
-CT_LINK = const(40)
-CT_OCTET = const(42)
+def __getattr__(name):
+    # "NAME value " pairs: message types, methods, response codes, options,
+    # the content formats the stack itself uses (fmt/ has the payload ones)
+    t = (" CON 0 NON 1 ACK 2 RST 3 GET 1 POST 2 PUT 3 DELETE 4"
+         " CREATED 65 DELETED 66 CHANGED 68 CONTENT 69 CONTINUE 95"
+         " BAD_REQUEST 128 BAD_OPTION 130 NOT_FOUND 132 METHOD_NOT_ALLOWED 133"
+         " REQUEST_ENTITY_INCOMPLETE 136 REQUEST_ENTITY_TOO_LARGE 141"
+         " INTERNAL_SERVER_ERROR 160 SERVICE_UNAVAILABLE 163"
+         " ETAG 4 OBSERVE 6 LOCATION_PATH 8 URI_PATH 11 CONTENT_FORMAT 12 MAX_AGE 14"
+         " URI_QUERY 15 ACCEPT 17 BLOCK2 23 BLOCK1 27 SIZE2 28 SIZE1 60"
+         " CT_TEXT 0 CT_LINK 40 CT_OCTET 42 ")
+    i = t.find(" %s " % name)
+    if i < 0:
+        raise AttributeError(name)
+    i += len(name) + 2
+    return int(t[i:t.index(" ", i)])
 
 
 def uint(b):
@@ -87,7 +75,7 @@ class Msg:
     Response view: `code`, `payload`, `ct`, `options`.
     """
 
-    def __init__(self, mtype=CON, code=_EMPTY, mid=0, token=b"", options=None, payload=b""):
+    def __init__(self, mtype=_CON, code=_EMPTY, mid=0, token=b"", options=None, payload=b""):
         self.mtype = mtype
         self.code = code
         self.mid = mid
@@ -115,25 +103,20 @@ class Msg:
     def drop(self, num):
         self.options = [o for o in self.options if o[0] != num]
 
-    @property
-    def method(self):
-        return self.code
-
-    @property
-    def path(self):
-        return "/".join(self.opts(URI_PATH))
-
-    @property
-    def query(self):
-        return self.opts(URI_QUERY)
-
-    @property
-    def ct(self):
-        return self.uopt(CONTENT_FORMAT)
-
-    @property
-    def accept(self):
-        return self.uopt(ACCEPT)
+    def __getattr__(self, name):
+        # the request views, computed on access: one method here costs
+        # less RAM than a property (and its getter) for each
+        if name == "method":
+            return self.code
+        if name == "path":
+            return "/".join(self.opts(_URI_PATH))
+        if name == "query":
+            return self.opts(_URI_QUERY)
+        if name == "ct":
+            return self.uopt(_CONTENT_FORMAT)
+        if name == "accept":
+            return self.uopt(_ACCEPT)
+        raise AttributeError(name)
 
 
 def _ext(buf, n, i):
@@ -194,30 +177,27 @@ def decode(data):
     return m
 
 
-def _olen(v):
-    if isinstance(v, int):
-        n = 0
-        while v:
-            n += 1
-            v >>= 8
-        return n
-    return len(v)
-
-
-def _nib(x):
-    return x if x < 13 else (13 if x < 269 else 14)
-
-
-def _put_ext(buf, i, x):
-    if 13 <= x < 269:
-        buf[i] = x - 13
-        return i + 1
-    if x >= 269:
-        x -= 269
-        buf[i] = x >> 8
-        buf[i + 1] = x & 255
-        return i + 2
-    return i
+def _hdr(buf, i, d, ln):
+    # option header at buf[i]: delta and length nibbles, then their
+    # extended bytes (13: +1 byte, 14: +2 bytes); returns the next index
+    j = i + 1
+    h = 0
+    for x in (d, ln):
+        h <<= 4
+        if x < 13:
+            h |= x
+        elif x < 269:
+            h |= 13
+            buf[j] = x - 13
+            j += 1
+        else:
+            h |= 14
+            x -= 269
+            buf[j] = x >> 8
+            buf[j + 1] = x & 255
+            j += 2
+    buf[i] = h
+    return j
 
 
 def encode(m, buf):
@@ -232,10 +212,8 @@ def encode(m, buf):
     buf[1] = m.code
     buf[2] = (m.mid >> 8) & 255
     buf[3] = m.mid & 255
-    i = 4
-    for x in tok:
-        buf[i] = x
-        i += 1
+    i = 4 + len(tok)
+    buf[4:i] = tok
     last = 0
     opts = m.options
     cur = -1
@@ -254,21 +232,23 @@ def encode(m, buf):
             v = o[1]
             if isinstance(v, str):
                 v = v.encode()
-            d = cur - last
-            ln = _olen(v)
-            buf[i] = (_nib(d) << 4) | _nib(ln)
-            i = _put_ext(buf, i + 1, d)
-            i = _put_ext(buf, i, ln)
             if isinstance(v, int):
+                ln = 0
+                x = v
+                while x:
+                    ln += 1
+                    x >>= 8
+                i = _hdr(buf, i, cur - last, ln)
                 k = ln
                 while k:
                     k -= 1
                     buf[i + k] = v & 255
                     v >>= 8
-                i += ln
             else:
+                ln = len(v)
+                i = _hdr(buf, i, cur - last, ln)
                 buf[i:i + ln] = v
-                i += ln
+            i += ln
             last = cur
     p = m.payload
     if p:

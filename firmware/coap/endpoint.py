@@ -36,11 +36,15 @@ the board; a long docstring is buffered whole by the lexer)."""
 # handler is not run again.  An empty CON (ping) and a malformed CON get RST;
 # other malformed datagrams are dropped and counted in `ep.bad`.
 #
-# All times are milliseconds; `params` overrides any of DEFAULTS.
+# All times are milliseconds; `params` overrides any of the defaults
+# (Endpoint.__init__); `ep.p` holds the values in force.
 #
-# Footprint: the serving code (dispatch, answers, Observe) lives in
-# coap/observe.py and is loaded by the first add(); block.py and
-# linkformat.py load on first use.  A client-only endpoint is codec + this.
+# Footprint: the serving code (dispatch, answers, Observe server side)
+# lives in coap/observe.py and is loaded by the first add(); client-side
+# observe (coap/watch.py) and block.py load on first use, linkformat.py for
+# each use and is dropped after it.  A client-only endpoint is codec + this.
+# Option and code numbers are private const()s here (no RAM at run time);
+# the public names are in coap.codec.
 #
 # OSCORE seam: `ep.wrap(msg, peer) -> msg` is applied to every outgoing
 # message before encoding and `ep.unwrap(msg, peer) -> msg or None` to every
@@ -49,27 +53,24 @@ import asyncio
 import gc
 import random
 import socket
+import sys
 import time
 from micropython import const
 
 from coap import codec
-from coap.codec import Msg, CON, NON, ACK, RST
+from coap.codec import Msg
 
-MAX_MSG = const(1152)  # 1024-byte block + header and options
-
-DEFAULTS = {
-    "ACK_TIMEOUT": 2000,
-    "ACK_RANDOM_FACTOR": 1.5,
-    "MAX_RETRANSMIT": 4,
-    "EXCHANGE_LIFETIME": 247000,
-    "RESPONSE_TIMEOUT": 93000,  # wait for a separate response after an empty ACK
-    "DEDUP": 8,  # entries in the duplicate-detection ring
-    "SZX": 6,  # preferred block size 2**(SZX+4): 6 -> 1024 bytes
-    "MAX_BODY": 4096,  # largest Block1 request body accepted (else 4.13 + Size1)
-    "OBS_MAX": 4,  # observers kept
-    "OBS_CON_N": 5,  # at least every Nth notification is CON
-    "OBS_CON_MS": 60000,  # ... or when the last CON one is older than this
-}
+_MAX_MSG = const(1152)  # 1024-byte block + header and options
+_CON = const(0)
+_NON = const(1)
+_ACK = const(2)
+_RST = const(3)
+_URI_PATH = const(11)
+_CONTENT_FORMAT = const(12)
+_URI_QUERY = const(15)
+_ACCEPT = const(17)
+_BLOCK2 = const(23)
+_NOT_FOUND = const(132)
 
 
 class Timeout(Exception):
@@ -86,26 +87,63 @@ def addr(host, port=5683):
     return bytes(a) if isinstance(a, bytearray) else a
 
 
+def unload(name):
+    """Forget module coap.<name> so the GC can take its code back; the stack
+    imports it again when it is needed again."""
+    if sys.modules.pop("coap." + name, None):
+        try:
+            delattr(sys.modules["coap"], name)
+        except (AttributeError, KeyError):
+            pass
+
+
+def _wake(ex, st, m):
+    # Record what arrived for exchange ex and bring its sleeping task
+    # forward to now, as Task.cancel() does for a sleeping task, but
+    # without raising into it.
+    ex[3] = st
+    if m:
+        ex[4] = m
+    t = ex[5]
+    if t is not None:
+        ex[5] = None
+        q = asyncio.core._task_queue
+        q.remove(t)
+        q.push(t)
+
+
 class Endpoint:
     def __init__(self, port=0, params=None, host="0.0.0.0"):
-        p = dict(DEFAULTS)
+        # built here rather than kept in a module-level dict: one dict in RAM
+        p = self.p = {
+            "ACK_TIMEOUT": 2000,
+            "ACK_RANDOM_FACTOR": 1.5,
+            "MAX_RETRANSMIT": 4,
+            "EXCHANGE_LIFETIME": 247000,
+            "RESPONSE_TIMEOUT": 93000,  # wait for a separate response after an empty ACK
+            "DEDUP": 8,  # entries in the duplicate-detection ring
+            "SZX": 6,  # preferred block size 2**(SZX+4): 6 -> 1024 bytes
+            "MAX_BODY": 4096,  # largest Block1 request body accepted (else 4.13 + Size1)
+            "OBS_MAX": 4,  # observers kept
+            "OBS_CON_N": 5,  # at least every Nth notification is CON
+            "OBS_CON_MS": 60000,  # ... or when the last CON one is older than this
+        }
         if params:
             p.update(params)
-        self.p = p
         self.szx = p["SZX"]
         s = self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.bind(addr(host, port))
         s.setblocking(False)
-        self._hole = bytearray(MAX_MSG)  # see run()
+        self._hole = bytearray(_MAX_MSG)  # see run()
         self._res = {}  # path -> [handler, obs, attrs]
         self._ex = []  # outstanding exchanges, see exchange()
         self._seen = []  # dedup ring: [peer, mid, expiry, reply bytes]
         self._mid = random.getrandbits(16)
         self._tok = random.getrandbits(30)
         self._srv = None  # the serving code (coap.observe), loaded by add()
-        self._obs = None  # coap.observe.Observers, created with the first obs resource
+        self._obs = []  # observers of our resources, see coap.observe
         self._b1 = None  # Block1 reassembly [peer, path, buffer, length]
-        self._cobs = []  # our observations: [peer, token, callback, seq, ticks]
+        self._cobs = []  # our observations, see coap.watch
         self._task = None
         self.wrap = None
         self.unwrap = None
@@ -121,29 +159,30 @@ class Endpoint:
         if self._srv is None:
             from coap import observe
             self._srv = observe
-        if obs and self._obs is None:
-            self._obs = self._srv.Observers(self)
 
     def links(self, filt=None):
         """The /.well-known/core document (RFC 6690) for the served resources."""
-        from coap.linkformat import encode
-        return encode(self._res, filt)
+        from coap import linkformat
+        try:
+            return linkformat.encode(self._res, filt)
+        finally:
+            unload("linkformat")
 
     def notify(self, path):
         """Send the current state of `path` to its observers (in a task)."""
         if self._obs:
-            self._obs.notify(path.strip("/"))
+            self._srv.notify(self, path.strip("/"))
 
     def observers(self, path=None):
         """Number of observers (of `path`, or in total)."""
-        return self._obs.count(path) if self._obs else 0
+        return len([o for o in self._obs if path is None or o[2] == path.strip("/")])
 
     # ---- client side -------------------------------------------------------
 
     async def observe(self, peer, path, cb, query=None, accept=None):
         """GET+Observe as a client; cb(msg) gets each newer notification.
-        Returns the first response.  See coap.observe.watch."""
-        from coap.observe import watch
+        Returns the first response.  See coap.watch."""
+        from coap.watch import watch
         return await watch(self, peer, path, cb, query, accept)
 
     def unobserve(self, r):
@@ -161,20 +200,20 @@ class Endpoint:
         opts = []
         for seg in path.strip("/").split("/"):
             if seg:
-                opts.append([codec.URI_PATH, seg])
+                opts.append([_URI_PATH, seg])
         for q in query or ():
-            opts.append([codec.URI_QUERY, q])
+            opts.append([_URI_QUERY, q])
         if ct is not None:
-            opts.append([codec.CONTENT_FORMAT, ct])
+            opts.append([_CONTENT_FORMAT, ct])
         if accept is not None:
-            opts.append([codec.ACCEPT, accept])
+            opts.append([_ACCEPT, accept])
         if options:
             opts.extend(options)
         if len(payload) > (16 << self.szx) or self.szx < 6:
             from coap import block
             return await block.request(self, method, peer, opts, payload, con)
-        r = await self.exchange(Msg(CON if con else NON, method, 0, b"", opts, payload), peer)
-        if r.opt(codec.BLOCK2) is not None:
+        r = await self.exchange(Msg(_CON if con else _NON, method, 0, b"", opts, payload), peer)
+        if r.opt(_BLOCK2) is not None:
             from coap import block
             return await block.fetch(self, method, peer, opts, r, con)
         return r
@@ -183,26 +222,31 @@ class Endpoint:
         """One message exchange: send m (fresh mid and token), retransmit a CON
         until ACKed, then (response=True) wait for the matching response.
         Returns the response Msg (or True when response=False)."""
-        if m.mtype == CON:
+        con = m.mtype == _CON
+        while con:
             # NSTART = 1: one unacknowledged CON per peer.  Rare enough
             # (concurrent requests to one peer) for a short poll to do.
-            while self._busy(peer):
-                await asyncio.sleep_ms(5)
+            for ex in self._ex:
+                if ex[0] == peer and ex[3] == 0:
+                    break
+            else:
+                break
+            await asyncio.sleep_ms(5)
         m.mid = self._next_mid()
         if response and not m.token:
             self._tok += 1
             m.token = self._tok.to_bytes(4, "big")
         data = self._pack(m, peer)
         # [peer, mid, token, state 0 unacked/1 acked/2 answered/3 reset, response, sleeping task]
-        ex = [peer, m.mid, m.token if response else None, 0 if m.mtype == CON else 1, None, None]
+        ex = [peer, m.mid, m.token if response else None, 0 if con else 1, None, None]
         self._ex.append(ex)
         p = self.p
         t = p["ACK_TIMEOUT"]
         t = int(t + t * (p["ACK_RANDOM_FACTOR"] - 1) * random.getrandbits(10) / 1024)
-        if m.mtype == NON:
+        if not con:
             t *= (2 << p["MAX_RETRANSMIT"]) - 1  # MAX_TRANSMIT_WAIT
         tries = 0
-        acked = m.mtype == NON  # a NON waits MAX_TRANSMIT_WAIT for its answer
+        acked = not con  # a NON waits MAX_TRANSMIT_WAIT for its answer
         due = time.ticks_add(time.ticks_ms(), t)
         try:
             self._send(data, peer)
@@ -228,30 +272,13 @@ class Endpoint:
                     self.retx += 1
                     self._send(data, peer)
                     continue
-                # sleep until the deadline; _rx wakes us early (_poke) when
-                # something arrives for this exchange: no Event, no extra task
+                # sleep until the deadline; _rx wakes us early when something
+                # arrives for this exchange: no Event, no extra task
                 ex[5] = asyncio.current_task()
                 await asyncio.sleep_ms(left)
                 ex[5] = None
         finally:
             self._ex.remove(ex)
-
-    def _busy(self, peer):
-        for ex in self._ex:
-            if ex[0] == peer and ex[3] == 0:
-                return True
-        return False
-
-    @staticmethod
-    def _poke(ex):
-        # Bring a sleeping exchange task forward to now, as Task.cancel()
-        # does for a sleeping task, but without raising into it.
-        t = ex[5]
-        if t is not None:
-            ex[5] = None
-            q = asyncio.core._task_queue
-            q.remove(t)
-            q.push(t)
 
     def _next_mid(self):
         self._mid = (self._mid + 1) & 0xFFFF
@@ -298,7 +325,7 @@ class Endpoint:
             self._hole = None
             try:
                 try:
-                    data, peer = s.recvfrom(MAX_MSG)
+                    data, peer = s.recvfrom(_MAX_MSG)
                 except MemoryError:
                     # no MAX_MSG contiguous bytes: collect and retry once,
                     # else drop the datagram (a tiny read discards it) so a
@@ -307,14 +334,14 @@ class Endpoint:
                     gc.collect()
                     self.oom += 1
                     try:
-                        data, peer = s.recvfrom(MAX_MSG)
+                        data, peer = s.recvfrom(_MAX_MSG)
                     except MemoryError:
                         s.recvfrom(1)
                         continue
             except OSError:
                 continue
             try:
-                self._hole = bytearray(MAX_MSG)
+                self._hole = bytearray(_MAX_MSG)
             except MemoryError:
                 pass
             try:
@@ -334,8 +361,7 @@ class Endpoint:
             t.cancel()
         if s:
             s.close()
-        if self._obs:
-            self._obs.clear()
+        self._obs = []
 
     def _rx(self, data, peer):
         m = codec.decode(data)
@@ -350,83 +376,61 @@ class Endpoint:
                 return
         m.peer = peer
         t = m.mtype
-        if t >= ACK:
+        code = m.code
+        if t >= _ACK:
             for ex in self._ex:
                 if ex[1] == m.mid and ex[0] == peer and ex[3] < 2:
-                    if t == RST:
-                        ex[3] = 3
-                    elif m.code == 0:
-                        ex[3] = 1
+                    if t == _RST:
+                        _wake(ex, 3, None)
+                    elif code == 0:
+                        _wake(ex, 1, None)
                     elif ex[2] == m.token:
-                        ex[3] = 2
-                        ex[4] = m
-                    else:
-                        return
-                    self._poke(ex)
+                        _wake(ex, 2, m)
                     return
-            if t == RST and self._obs:
-                self._obs.reset(peer, m.mid)
+            if t == _RST and self._obs:
+                self._srv.reset(self, peer, m.mid)
             return
-        if m.code == 0:  # empty CON is a ping; empty NON is meaningless
-            if t == CON:
+        if code == 0 or 32 <= code < 64:
+            # an empty CON is a ping; an empty NON is meaningless; class 1
+            # is reserved: not a request we understand
+            if t == _CON:
                 self._send(bytes((0x70, 0, data[2], data[3])), peer)
             return
-        e = self._dup(peer, m.mid)
-        if e:
-            if t == CON and e[3]:
-                self._send(e[3], peer)
-            return
-        e = self._remember(peer, m.mid)
-        if m.code >= 64:  # a (separate) response
-            ok = False
+        # de-duplication by (peer, message id): a retransmitted CON gets the
+        # cached reply bytes, a duplicate NON is dropped
+        now = time.ticks_ms()
+        seen = self._seen
+        for e in seen:
+            if e[1] == m.mid and e[0] == peer and time.ticks_diff(e[2], now) > 0:
+                if t == _CON and e[3]:
+                    self._send(e[3], peer)
+                return
+        while seen and (len(seen) >= self.p["DEDUP"] or time.ticks_diff(seen[0][2], now) <= 0):
+            seen.pop(0)
+        e = [peer, m.mid, time.ticks_add(now, self.p["EXCHANGE_LIFETIME"]), None]
+        seen.append(e)
+        if code >= 64:  # a (separate) response
             for ex in self._ex:
                 if ex[0] == peer and ex[2] == m.token and ex[3] < 2:
-                    ex[3] = 2
-                    ex[4] = m
-                    self._poke(ex)
+                    _wake(ex, 2, m)
                     ok = True
                     break
             else:
                 ok = False
                 if self._cobs:
-                    from coap.observe import note
+                    from coap.watch import note
                     ok = note(self, m)
-            if t == CON or not ok:  # unexpected NON too: RST ends an observation
+            if t == _CON or not ok:  # unexpected NON too: RST ends an observation
                 e[3] = bytes((0x60 if ok else 0x70, 0, data[2], data[3]))
                 self._send(e[3], peer)
             return
-        if m.code >= 32:  # reserved class 1: not a request we understand
-            if t == CON:
-                self._send(bytes((0x70, 0, data[2], data[3])), peer)
-            return
-        self._serve(m, e)
-
-    def _dup(self, peer, mid):
-        now = time.ticks_ms()
-        for e in self._seen:
-            if e[1] == mid and e[0] == peer and time.ticks_diff(e[2], now) > 0:
-                return e
-        return None
-
-    def _remember(self, peer, mid):
-        seen = self._seen
-        now = time.ticks_ms()
-        while seen and (len(seen) >= self.p["DEDUP"] or time.ticks_diff(seen[0][2], now) <= 0):
-            seen.pop(0)
-        e = [peer, mid, time.ticks_add(now, self.p["EXCHANGE_LIFETIME"]), None]
-        seen.append(e)
-        return e
-
-    # ---- serving -------------------------------------------------------------
-
-    def _serve(self, m, e):
-        # The serving code lives in coap/observe.py, loaded by the first
-        # add(): a client-only endpoint (a bin) never pays for it and answers
-        # any request with 4.04 here.
         if self._srv:
             self._srv.serve(self, m, e)
             return
-        data = self._pack(Msg(ACK if m.mtype == CON else NON, codec.NOT_FOUND, m.mid if m.mtype == CON else self._next_mid(), m.token), m.peer)
-        if m.mtype == CON:
+        # The serving code lives in coap/observe.py, loaded by the first
+        # add(): a client-only endpoint (a bin) never pays for it and answers
+        # any request with 4.04 here.
+        data = self._pack(Msg(_ACK if t == _CON else _NON, _NOT_FOUND, m.mid if t == _CON else self._next_mid(), m.token), peer)
+        if t == _CON:
             e[3] = data
-        self._send(data, m.peer)
+        self._send(data, peer)

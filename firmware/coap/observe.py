@@ -1,14 +1,16 @@
-"""The serving side of an Endpoint: request dispatch and RFC 7641 Observe.
+"""The serving side of an Endpoint: request dispatch and RFC 7641 Observe,
+server side.
 
 Loaded by the first `Endpoint.add()`, so a client-only device (a bin) does
-not carry it (3 KB less heap).  Dispatch: Uri-Path routing,
-/.well-known/core, Block1 reassembly (coap.block), piggybacked answers for
-plain handlers, an empty ACK then a separate CON response for coroutine
-handlers, 5.00 for a handler that raises, 4.00 for a non-UTF-8 path.
+not carry it.  Dispatch: Uri-Path routing, /.well-known/core, Block1
+reassembly (coap.block), piggybacked answers for plain handlers, an empty
+ACK then a separate CON response for coroutine handlers, 5.00 for a handler
+that raises, 4.00 for a non-UTF-8 path.
 
 An observer is `[peer, token, path, request, non_count, last_con_ms,
-last_non_mid, busy, pending]`, at most OBS_MAX of them (a GET+Observe beyond
-that is answered without the Observe option: not registered).
+last_non_mid, busy, pending]` in `ep._obs`, at most OBS_MAX of them (a
+GET+Observe beyond that is answered without the Observe option: not
+registered).
 
 * GET with Observe=0 on an `obs` resource registers (or refreshes the same
   peer+token); Observe=1 deregisters; an RST to a notification deregisters.
@@ -21,91 +23,62 @@ that is answered without the Observe option: not registered).
 * If the state changes while a notification is still being retransmitted,
   the newest state is sent when it completes (no queue of stale states).
 
-Client side (`Endpoint.observe` / `unobserve`): `watch` registers and
-`note` delivers notifications newer than the last one (RFC 7641 §3.4:
-24-bit sequence comparison, or 128 s passed), and ends the observation on
-an error or a response without Observe.  A notification carrying Block2
-is delivered as its first block.
+The client side of Observe is coap/watch.py.  Plain functions over the
+endpoint's state, no class: each class and method costs RAM when loaded
+from .mpy.
 """
 import asyncio
 import time
+from micropython import const
 
-from coap import codec
-from coap.codec import Msg, CON, NON, ACK, OBSERVE
+from coap.codec import Msg
+
+_CON = const(0)
+_NON = const(1)
+_ACK = const(2)
+_GET = const(1)
+_OBSERVE = const(6)
+_CONTENT_FORMAT = const(12)
+_BLOCK2 = const(23)
+_BLOCK1 = const(27)
+_CONTENT = const(69)
+_CONTINUE = const(95)
+_BAD_REQUEST = const(128)
+_BAD_OPTION = const(130)
+_NOT_FOUND = const(132)
+_METHOD_NOT_ALLOWED = const(133)
+_INTERNAL_SERVER_ERROR = const(160)
+_CT_LINK = const(40)
+
+_seq = 2  # the notification sequence counter (24 bits)
 
 
-class Observers:
-    def __init__(self, ep):
-        self.ep = ep
-        self.l = []
-        self.seq = 2
-
-    def _next(self):
-        self.seq = (self.seq + 1) & 0xFFFFFF
-        return self.seq
-
-    def count(self, path=None):
-        return len([o for o in self.l if path is None or o[2] == path.strip("/")])
-
-    def clear(self):
-        self.l = []
-
-    def _find(self, peer, token):
-        for o in self.l:
-            if o[0] == peer and o[1] == token:
-                return o
-        return None
-
-    def _drop(self, o):
-        if o in self.l:
-            self.l.remove(o)
-
-    def on_request(self, m, code, opts):
-        """Called for a GET on an obs resource, before the answer is sent."""
-        v = m.uopt(OBSERVE)
-        o = self._find(m.peer, m.token)
-        if v is None or m.uopt(codec.BLOCK2, 0) >> 4:
-            return  # plain GET, or a later block of a notification
-        if v == 1 or code >= 96:
-            if o:
-                self._drop(o)
+def reset(ep, peer, mid):
+    """RST from peer for message id mid: drop the observer it was for."""
+    for o in ep._obs:
+        if o[0] == peer and o[6] == mid:
+            ep._obs.remove(o)
             return
-        if v != 0:
-            return
-        if o is None:
-            if len(self.l) >= self.ep.p["OBS_MAX"]:
-                return
-            o = [m.peer, m.token, m.path, m, 0, time.ticks_ms(), -1, 0, 0]
-            self.l.append(o)
-        else:
-            o[3] = m
-        opts.append([OBSERVE, self._next()])
 
-    def reset(self, peer, mid):
-        """RST from peer for message id mid: drop the observer it was for."""
-        for o in self.l:
-            if o[0] == peer and o[6] == mid:
-                self._drop(o)
-                return
 
-    def notify(self, path):
-        for o in self.l:
-            if o[2] == path:
-                if o[7]:
-                    o[8] = 1  # busy: send the newest state when done
-                else:
-                    asyncio.create_task(self._send(o))
+def notify(ep, path):
+    for o in ep._obs:
+        if o[2] == path:
+            if o[7]:
+                o[8] = 1  # busy: send the newest state when done
+            else:
+                asyncio.create_task(_push(ep, o))
 
-    async def _send(self, o):
-        ep = self.ep
-        o[7] = 1
-        try:
-            while o in self.l:
-                o[8] = 0
-                res = ep._res.get(o[2])
-                if res is None:
-                    self._drop(o)
-                    return
+
+async def _push(ep, o):
+    # send notifications to observer o until no newer state is pending
+    o[7] = 1
+    try:
+        while o in ep._obs:
+            o[8] = 0
+            res = ep._res.get(o[2])
+            end = res is None
+            if not end:
                 m = o[3]
                 r = call(res[0], m)
                 if hasattr(r, "send"):
@@ -113,69 +86,40 @@ class Observers:
                         r = await r
                     except Exception as ex:
                         print("coap: handler", o[2], repr(ex))
-                        r = (codec.INTERNAL_SERVER_ERROR, b"", None)
+                        r = (_INTERNAL_SERVER_ERROR, b"", None)
                 m.code = 0  # build() must not treat this as a new registration
                 code, payload, opts = build(ep, m, r, res)
-                m.code = codec.GET
+                m.code = _GET
                 now = time.ticks_ms()
                 p = ep.p
                 end = code >= 128
                 if not end:
-                    opts.append([OBSERVE, self._next()])
+                    global _seq
+                    _seq = (_seq + 1) & 0xFFFFFF
+                    opts.append([_OBSERVE, _seq])
                 if end or o[4] + 1 >= p["OBS_CON_N"] or time.ticks_diff(now, o[5]) >= p["OBS_CON_MS"]:
                     o[4] = 0
                     o[5] = now
                     try:
-                        await ep.exchange(Msg(CON, code, 0, o[1], opts, payload), o[0], False)
+                        await ep.exchange(Msg(_CON, code, 0, o[1], opts, payload), o[0], False)
                     except Exception:
                         end = True  # never acknowledged, or RST: the client is gone
                 else:
                     o[4] += 1
                     o[6] = ep._next_mid()
                     try:
-                        ep._send(ep._pack(Msg(NON, code, o[6], o[1], opts, payload), o[0]), o[0])
+                        ep._send(ep._pack(Msg(_NON, code, o[6], o[1], opts, payload), o[0]), o[0])
                     except Exception:
                         end = True  # endpoint closed (or out of memory)
-                if end:
-                    self._drop(o)
-                    return
-                if not o[8]:
-                    return
-        finally:
-            o[7] = 0
+            if end:
+                if o in ep._obs:
+                    ep._obs.remove(o)
+                return
+            if not o[8]:
+                return
+    finally:
+        o[7] = 0
 
-
-async def watch(ep, peer, path, cb, query, accept):
-    r = await ep.request(codec.GET, peer, path, query=query, accept=accept, options=[[OBSERVE, 0]])
-    v = r.uopt(OBSERVE)
-    if v is not None and r.code < 96:
-        ep._cobs.append([r.peer, r.token, cb, v, time.ticks_ms()])
-    return r
-
-
-def note(ep, m):
-    """A response that matched no exchange: one of our observations?
-    Returns True when it was (the endpoint then ACKs, else RSTs)."""
-    for o in ep._cobs:
-        if o[0] == m.peer and o[1] == m.token:
-            v = m.uopt(OBSERVE)
-            now = time.ticks_ms()
-            if v is None or m.code >= 96:
-                ep._cobs.remove(o)  # final response: the observation is over
-            elif (o[3] < v < o[3] + 0x800000) or (v < o[3] and o[3] - v > 0x800000) or time.ticks_diff(now, o[4]) > 128000:
-                o[3] = v
-                o[4] = now
-            else:
-                return True  # older than what we have: ACK it, do not deliver
-            try:
-                o[2](m)
-            except Exception as e:
-                print("coap: observe callback", repr(e))
-            return True
-    return False
-
-
-# ---- request dispatch (moved out of the endpoint: see the module docstring) --
 
 def serve(ep, m, e):
     try:
@@ -183,7 +127,7 @@ def serve(ep, m, e):
         m.query  # both must be UTF-8: check once, here
     except Exception:  # UnicodeError (ValueError on some ports)
         ep.bad += 1
-        answer(ep, m, (codec.BAD_REQUEST, b"Uri-Path/Query not UTF-8", 0), e, None)
+        answer(ep, m, (_BAD_REQUEST, b"Uri-Path/Query not UTF-8", 0), e, None)
         return
     r = None
     for o in m.options:
@@ -191,27 +135,26 @@ def serve(ep, m, e):
         # Understood: Uri-Host 3, Uri-Port 7, Uri-Path 11, Uri-Query 15,
         # Accept 17, Block2 23, Block1 27.
         if o[0] & 1 and o[0] not in (3, 7, 11, 15, 17, 23, 27):
-            r = (codec.BAD_OPTION, b"critical option %d" % o[0], 0)
+            r = (_BAD_OPTION, b"critical option %d" % o[0], 0)
             break
-    if r is None and m.opt(codec.BLOCK1) is not None:
+    if r is None and m.opt(_BLOCK1) is not None:
         from coap import block
         r = block.receive(ep, m)  # None: body complete in m.payload
+    res = ep._res.get(path)
     if r is None:
         if path == ".well-known/core":
-            r = (codec.CONTENT, ep.links(m.query), codec.CT_LINK) if m.code == codec.GET else (codec.METHOD_NOT_ALLOWED, b"", None)
+            r = (_CONTENT, ep.links(m.query), _CT_LINK) if m.code == _GET else (_METHOD_NOT_ALLOWED, b"", None)
+        elif res is None:
+            r = (_NOT_FOUND, b"", None)
         else:
-            res = ep._res.get(path)
-            if res is None:
-                r = (codec.NOT_FOUND, b"", None)
-            else:
-                r = call(res[0], m)
-                if hasattr(r, "send"):  # coroutine: empty ACK now, CON response later
-                    if m.mtype == CON:
-                        e[3] = bytes((0x60, 0, m.mid >> 8, m.mid & 255))
-                        ep._send(e[3], m.peer)
-                    asyncio.create_task(_later(ep, m, r, res))
-                    return
-    answer(ep, m, r, e, ep._res.get(path))
+            r = call(res[0], m)
+            if hasattr(r, "send"):  # coroutine: empty ACK now, CON response later
+                if m.mtype == _CON:
+                    e[3] = bytes((0x60, 0, m.mid >> 8, m.mid & 255))
+                    ep._send(e[3], m.peer)
+                asyncio.create_task(_later(ep, m, r, res))
+                return
+    answer(ep, m, r, e, res)
 
 
 def call(h, m):
@@ -219,7 +162,7 @@ def call(h, m):
         return h(m)
     except Exception as ex:
         print("coap: handler", m.path, repr(ex))
-        return (codec.INTERNAL_SERVER_ERROR, b"", None)
+        return (_INTERNAL_SERVER_ERROR, b"", None)
 
 
 async def _later(ep, m, coro, res):
@@ -227,8 +170,8 @@ async def _later(ep, m, coro, res):
         r = await coro
     except Exception as ex:
         print("coap: handler", m.path, repr(ex))
-        r = (codec.INTERNAL_SERVER_ERROR, b"", None)
-    if m.mtype == CON:
+        r = (_INTERNAL_SERVER_ERROR, b"", None)
+    if m.mtype == _CON:
         m.mtype = None  # answer with a separate CON response
     c = answer(ep, m, r, None, res)
     if c:
@@ -244,13 +187,32 @@ def build(ep, m, r, res):
     code, payload, ct = r[0], r[1] or b"", r[2]
     opts = list(r[3]) if len(r) > 3 and r[3] else []
     if ct is not None:
-        opts.append([codec.CONTENT_FORMAT, ct])
+        opts.append([_CONTENT_FORMAT, ct])
     b1 = getattr(m, "b1", None)
-    if b1 is not None and code != codec.CONTINUE:
-        opts.append([codec.BLOCK1, b1])
-    if res and res[1] and ep._obs and m.code == codec.GET:
-        ep._obs.on_request(m, code, opts)
-    if code < 128 and (len(payload) > (16 << ep.szx) or m.opt(codec.BLOCK2) is not None):
+    if b1 is not None and code != _CONTINUE:
+        opts.append([_BLOCK1, b1])
+    v = m.uopt(_OBSERVE)
+    if v is not None and res and res[1] and m.code == _GET and not m.uopt(_BLOCK2, 0) >> 4:
+        # a GET with Observe on an obs resource (not a later block of a
+        # notification): register, refresh or deregister the observer
+        l = ep._obs
+        for o in l:
+            if o[0] == m.peer and o[1] == m.token:
+                break
+        else:
+            o = None
+        if v == 1 or code >= 96:
+            if o:
+                l.remove(o)
+        elif v == 0 and (o or len(l) < ep.p["OBS_MAX"]):
+            if o is None:
+                l.append([m.peer, m.token, m.path, m, 0, time.ticks_ms(), -1, 0, 0])
+            else:
+                o[3] = m
+            global _seq
+            _seq = (_seq + 1) & 0xFFFFFF
+            opts.append([_OBSERVE, _seq])
+    if code < 128 and (len(payload) > (16 << ep.szx) or m.opt(_BLOCK2) is not None):
         from coap import block
         code, payload = block.slice2(ep, m, code, payload, opts)
     return code, payload, opts
@@ -260,13 +222,13 @@ def answer(ep, m, r, e, res):
     """Send the response to request m from handler result r.
     Returns a coroutine for a separate CON response, else None."""
     code, payload, opts = build(ep, m, r, res)
-    if m.mtype == CON:
-        msg = Msg(ACK, code, m.mid, m.token, opts, payload)
-    elif m.mtype == NON:
-        msg = Msg(NON, code, ep._next_mid(), m.token, opts, payload)
+    if m.mtype == _CON:
+        msg = Msg(_ACK, code, m.mid, m.token, opts, payload)
+    elif m.mtype == _NON:
+        msg = Msg(_NON, code, ep._next_mid(), m.token, opts, payload)
     else:
-        return ep.exchange(Msg(CON, code, 0, m.token, opts, payload), m.peer, False)
+        return ep.exchange(Msg(_CON, code, 0, m.token, opts, payload), m.peer, False)
     data = ep._pack(msg, m.peer)
     if e:
-        e[3] = data if m.mtype == CON else None
+        e[3] = data if m.mtype == _CON else None
     ep._send(data, m.peer)

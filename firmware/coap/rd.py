@@ -23,11 +23,19 @@ import asyncio
 import random
 import time
 
-from coap import codec
+from micropython import const
 
-BACKOFF_MIN_MS = 5000
-BACKOFF_MAX_MS = 900000
-UPDATE_MARGIN_S = 30
+_POST = const(2)
+_DELETE = const(4)
+_LOCATION_PATH = const(8)
+_CREATED = const(65)
+_DELETED = const(66)
+_CHANGED = const(68)
+_CT_LINK = const(40)
+
+BACKOFF_MIN_MS = 5000  # a module global so that tests can shorten it
+_BACKOFF_MAX_MS = const(900000)
+_UPDATE_MARGIN_S = const(30)
 
 
 class Registration:
@@ -63,8 +71,29 @@ class Registration:
             return self.registered  # not due, or another task is at it
         ok = False
         self._busy = True
+        ep = self.ep
         try:
-            ok = await self._step()
+            if self.location:
+                r = await ep.request(_POST, self.gw, self.location)
+                self.last_code = r.code
+                ok = r.code == _CHANGED
+                if not ok and r.code < 160:
+                    # 4.04: it forgot us; any other 4.xx (e.g. 4.05 from an
+                    # RD of an older draft): registering again is idempotent
+                    # and always works (5.xx: the directory is in trouble,
+                    # back off)
+                    self.location = None
+                    self.registered = False
+            if not self.location:
+                q = ["ep=" + self.name, "lt=%d" % self.lt, "et=" + self.et]
+                if self.queue:
+                    q.append("b=UQ")
+                links = self.links if self.links is not None else ep.links()
+                r = await ep.request(_POST, self.gw, "rd", links, ct=_CT_LINK, query=q)
+                self.last_code = r.code
+                if r.code == _CREATED:
+                    self.location = "/".join(r.opts(_LOCATION_PATH)) or None
+                    ok = self.location is not None
         except Exception as e:  # Timeout, Reset, OSError...
             self.last_code = repr(e)
         finally:
@@ -74,36 +103,12 @@ class Registration:
             self.fails = 0
             self.registered = True
             self._expires = time.ticks_add(now, self.lt * 1000)
-            self._due = time.ticks_add(now, min(self.lt * 750, max(self.lt - UPDATE_MARGIN_S, 1) * 1000))
+            self._due = time.ticks_add(now, min(self.lt * 750, max(self.lt - _UPDATE_MARGIN_S, 1) * 1000))
         else:
             self.fails += 1
-            b = min(BACKOFF_MAX_MS, BACKOFF_MIN_MS << min(self.fails - 1, 12))
+            b = min(_BACKOFF_MAX_MS, BACKOFF_MIN_MS << min(self.fails - 1, 12))
             self._due = time.ticks_add(now, b // 2 + random.getrandbits(16) * (b // 2) // 65536)
         return self.registered
-
-    async def _step(self):
-        ep = self.ep
-        if self.location:
-            r = await ep.request(codec.POST, self.gw, self.location)
-            self.last_code = r.code
-            if r.code == codec.CHANGED:
-                return True
-            if r.code >= 160:
-                return False  # 5.xx: the directory is in trouble, back off
-            # 4.04: it forgot us; any other 4.xx (e.g. 4.05 from an RD of an
-            # older draft): registering again is idempotent and always works
-            self.location = None
-            self.registered = False
-        q = ["ep=" + self.name, "lt=%d" % self.lt, "et=" + self.et]
-        if self.queue:
-            q.append("b=UQ")
-        links = self.links if self.links is not None else ep.links()
-        r = await ep.request(codec.POST, self.gw, "rd", links, ct=codec.CT_LINK, query=q)
-        self.last_code = r.code
-        if r.code != codec.CREATED:
-            return False
-        self.location = "/".join(r.opts(codec.LOCATION_PATH)) or None
-        return self.location is not None
 
     async def run(self):
         """ensure() forever, sleeping until the next one is due."""
@@ -120,8 +125,8 @@ class Registration:
         if not loc:
             return False
         try:
-            r = await self.ep.request(codec.DELETE, self.gw, loc)
+            r = await self.ep.request(_DELETE, self.gw, loc)
             self.last_code = r.code
-            return r.code == codec.DELETED
+            return r.code == _DELETED
         except Exception:
             return False
