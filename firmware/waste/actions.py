@@ -1,8 +1,7 @@
 """Bin command actions (docs/architecture.md "Commands"), applied through
-dev.commands (idempotent by id, expiry, reasons). Imported with
-waste/link.py at the start of the radio phase, not when the first command
-arrives: loading a module late in the window, on a fragmented heap, is
-where a 100 KB heap runs out of contiguous blocks.
+dev.commands (idempotent by id, expiry, reasons). Loaded by waste/link.py
+only when an answer carries commands (with dev.commands and waste.conf):
+most wakes get none, and the radio phase is the wake's heap peak.
 
 geometry / thresholds / intervals take only their own keys; the new settings
 are validated as a whole (waste/conf.py) and written through dev.config

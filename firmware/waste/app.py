@@ -13,18 +13,21 @@ the `config` command are checked like the rest.
 """
 import asyncio
 import sys
-from waste import conf
 
 # dev.config (the schema) is not part of a wake: the rule is registered when
-# it is loaded already (the shell), by make(), and by waste.actions before
-# it validates a change
+# it is loaded already (the shell), by make(), and by waste.setconf before
+# it validates a change. waste.conf itself is loaded by the cycle, which
+# drops it before the radio phase.
 if "dev.config" in sys.modules:
+    from waste import conf
     sys.modules["dev.config"].SCHEMA["bin"] = conf.schema_rule
+    del conf
 
 
 def make(cfg, safe=False):
     """The role object for the shell (no wake cycle run)."""
     from dev import config
+    from waste import conf
     from waste.shell import Bin
     config.SCHEMA["bin"] = conf.schema_rule
     return Bin(cfg, config.secrets(), safe)

@@ -30,9 +30,9 @@ State kept across deep sleep: data/bin.json (atomic, dev.store): last fill
 and temperature, latched events, last queued fill and heartbeat time,
 back-off, saved Wi-Fi parameters, registration location, energy counters.
 """
+import struct
 import hal
 from dev import store
-from waste import conf
 
 BOOT_MS = 270          # ROM + bootloader + MicroPython start before main.py
 RESERVE = 4096         # bytes kept free for the radio phase
@@ -49,6 +49,7 @@ class Cycle:
         self.reserve = bytearray(RESERVE)
         self.cfg = cfg
         self.secrets = secrets or {}
+        from waste import conf   # dropped again with the measurement code
         self.s, self.cfg_error = conf.from_config(cfg)
         self._own_hw = hw is None
         if hw is None:
@@ -60,12 +61,12 @@ class Cycle:
         self.radio_ms = 0
         self.reading = None
         self.changes = []
+        self.packed = None       # this wake's pack (waste/sense.py), not queued yet
         self.sent = 0            # packs acknowledged this wake
         self.bytes = 0           # CoAP payload bytes sent this wake
-        self.results = []        # command results of this wake
         self.reboot = False
         self.error = None        # why the last transmission failed
-        self.actions = None
+        self.actions = None      # waste.actions, loaded when commands come
         self.deferred = None     # heartbeat flag of a pack waiting for the time
         self.safe = False
         self.queued = False      # this wake's pack is in the outbox
@@ -76,49 +77,24 @@ class Cycle:
             self.ob = Outbox("data/outbox", self.s["outbox"])
         return self.ob
 
-    # ---- measurement --------------------------------------------------------
-
     def measure(self):
         """One measurement with events (waste/sense.py); the reading dict."""
         from waste import sense
         return sense.measure(self)
 
-    def get_ranger(self):
-        if self.ranger is None:
-            from waste.ranger import Ranger
-            self.ranger = Ranger(self.hw, hal.sleep_ms)
-        return self.ranger
-
-    def pack(self, now, heartbeat):
-        """This wake's SenML CBOR pack (bytes), names per docs/architecture.md."""
-        r, st = self.reading, self.st
-        recs = []
-        if r["fill"] is not None:
-            recs.append(("fill", "%", r["fill"]))
-        if r["distance"] is not None:
-            recs.append(("distance", "m", r["distance"]))
-        if r["temp"] is not None:
-            recs.append(("temp", "Cel", r["temp"]))
-        if r["battery"] is not None:
-            recs.append(("battery", "V", r["battery"]))
-        recs.append(("status", None, r["status"]))
-        if self.safe:
-            recs.append(("mode", None, "safe"))
-        for name, on in self.changes:
-            recs.append(("ev:" + name, None, on))
-        if heartbeat:
-            recs.append(("awake_ms", "ms", st.get("hb_awake", 0)))
-            recs.append(("radio_ms", "ms", st.get("hb_radio", 0)))
-            recs.append(("wakes", None, st.get("hb_wakes", 0)))
-            recs.append(("dropped", None, self.outbox().dropped))
-        return senml_pack(recs, "urn:dev:ep:%s:" % self.cfg["ep"], int(now))
-
     def queue(self, now, hb):
-        """Persist this wake's pack in the outbox and the state that goes with it."""
+        """Persist this wake's pack, at time now, in the outbox and the
+        state that goes with it."""
         st, r = self.st, self.reading
-        self.deferred = None
+        p = self.packed
+        if p is None:
+            # a "report" command after a wake that only retried its backlog
+            from waste.sense import pack
+            p = pack(self, hb)
+        self.packed = self.deferred = None
         self.queued = True
-        self.outbox().push(self.pack(now, hb))
+        struct.pack_into(">I", p[0], p[1], now)
+        self.outbox().push(p[0])
         if r["fill"] is not None:
             st["sent_fill"] = r["fill"]
         st["sent_status"] = r["status"]
@@ -127,40 +103,6 @@ class Cycle:
             st["hb"] = now
             st["hb_awake"] = st["hb_radio"] = st["hb_wakes"] = 0
         store.save_json(STATE, st)
-
-    # ---- transmission -----------------------------------------------------------
-
-    async def transmit(self):
-        """The wake window (waste/link.py), then the back-off bookkeeping."""
-        from waste import link
-        ok = await link.transmit(self)
-        st, s = self.st, self.s
-        now = int(hal.time())
-        if ok:
-            st["fails"] = 0
-            st["next_try"] = 0
-        else:
-            n = st.get("fails", 0)
-            st["fails"] = n + 1
-            wait = s["backoff_s"] << n if n < 16 else s["backoff_max_s"]
-            if wait > s["backoff_max_s"]:
-                wait = s["backoff_max_s"]
-            if self.error and self.error.startswith("max-age "):
-                wait = max(int(self.error[8:]), s["backoff_s"])
-            st["next_try"] = now + wait
-        st["tot_tx"] = st.get("tot_tx", 0) + 1
-        return ok
-
-    def apply(self, cmds):
-        """Apply command maps (waste/actions.py); returns the result maps."""
-        if self.actions is None:
-            from waste.actions import Actions   # loaded with waste.link
-            self.actions = Actions(self)
-        out = self.actions.apply(cmds)
-        self.results.extend(out)
-        return out
-
-    # ---- the whole wake -----------------------------------------------------------
 
     async def wake(self):
         """Measure, queue, maybe transmit; returns the ms to deep-sleep."""
@@ -173,14 +115,19 @@ class Cycle:
         go = sense.decide(self, now)
         if go:
             # the radio phase needs the CoAP stack: make room on the heap by
-            # dropping what only the measurement needed (reloaded if used again)
+            # dropping what only the measurement needed (reloaded if used
+            # again), the settings' validation included (commands load it)
             self.ranger = None
             sense = None
             hwmod = self.hw.__class__.__module__ if self._own_hw else None
             if hwmod:
                 self.hw = None      # re-opened for the deep sleep set-up
-            unload("waste.sense", "waste.ranger", "waste.events", hwmod)
-            await self.transmit()
+            unload("waste.sense", "waste.ranger", "waste.events", "waste.conf", hwmod)
+            from waste import link
+            await link.transmit(self)
+            # and the radio code before the deep sleep set-up re-opens the HAL
+            link = None
+            unload("waste.link", "waste.actions", "dev.commands", "coap.endpoint", "coap.codec", "fmt.cbor")
         if self.deferred is not None:
             # the clock could not be set: queue with the RTC's time anyway
             # rather than lose the reading
@@ -209,48 +156,6 @@ class Cycle:
         if self.reboot:
             hal.reboot()
         hal.deepsleep(ms)
-
-
-def senml_pack(recs, bn, bt):
-    """SenML CBOR (RFC 8428) pack of (name, unit, value) records at time bt.
-
-    The pack's shape is fixed (bn and bt on the first record, at most ~16
-    records, numbers, text or booleans), so it is written straight with
-    fmt.cbor instead of loading fmt.senml (~5 KB of heap) into every wake.
-    Floats go out as float32: sensor values carry 4 significant digits at
-    most, and the ESP32's floats are 32-bit anyway.
-    """
-    import struct
-    from fmt import cbor
-    w = cbor.Writer(160)
-    w.array(len(recs))
-    first = True
-    for name, unit, v in recs:
-        w.map((4 if first else 2) + (1 if unit else 0))
-        if first:
-            w.int(-2)
-            w.text(bn)
-            w.int(-3)
-            w.int(bt)
-            first = False
-        w.int(0)
-        w.text(name)
-        if unit:
-            w.int(1)
-            w.text(unit)
-        if v is True or v is False:
-            w.int(4)
-            w.simple(v)
-        elif isinstance(v, str):
-            w.int(3)
-            w.text(v)
-        elif isinstance(v, float):
-            w.int(2)
-            w.raw(b"\xfa" + struct.pack(">f", v))
-        else:
-            w.int(2)
-            w.int(v)
-    return bytes(w.value())
 
 
 def unload(*names):

@@ -18,36 +18,38 @@ association; here each CoAP exchange adds RTT_MS and each retransmission or
 final timeout the expected wait of the configured ACK_TIMEOUT schedule, so
 radio_ms reflects the protocol, not the host's speed. On a board _spend()
 is a no-op: the ticks are real.
+
+Heap: this module and the CoAP stack are loaded only by a wake that
+transmits, after the measurement code was dropped; the command code
+(dev.commands, waste.actions, waste.conf) only when an answer carries
+commands (docs/bin.md "Memory").
 """
 import asyncio
 import gc
 import hal
+from micropython import const
 from coap import codec
 from coap.endpoint import Endpoint, Timeout, addr
 from fmt import cbor
-from dev.commands import parse
-import waste.actions  # noqa: F401  (loaded now, while the heap is in one piece)
 
-RTT_MS = 30            # one CoAP exchange on the local Wi-Fi incl. gateway work
-RANDOM_FACTOR = 1.25   # mean of ACK_RANDOM_FACTOR 1.5's uniform draw
-MAX_POST = 1024        # bytes per /dp POST: one datagram, no block-wise
-MAX_CMD_ROUNDS = 4     # /cr answers that may carry further commands
-CT_CBOR = 60
+_RTT_MS = const(30)        # one CoAP exchange on the local Wi-Fi incl. gateway work
+_RANDOM_FACTOR = 1.25      # mean of ACK_RANDOM_FACTOR 1.5's uniform draw
+_MAX_POST = const(1024)    # bytes per /dp POST: one datagram, no block-wise
+_MAX_CMD_ROUNDS = const(4)  # /cr answers that may carry further commands
+_CT_CBOR = const(60)
+_T_VALID = const(1704067200)  # RTC readings before 2024 mean "time unknown"
 
 _advance = getattr(hal, "advance", None)   # sim only: spend documented time
 
 
-def _spend(ms):
+def _spend(c, rtts, n):
+    """Sim only: rtts CoAP exchanges plus the expected wait of n
+    retransmission timeouts (ACK_TIMEOUT doubling, mean random factor)."""
     if _advance:
-        _advance(ms)
-
-
-def retx_wait_ms(ack_ms, n):
-    """Expected time spent waiting for n retransmission timeouts."""
-    t = 0
-    for k in range(n):
-        t += ack_ms * RANDOM_FACTOR * (1 << k)
-    return int(t)
+        t = 0
+        for k in range(n):
+            t += c.s["ack_timeout_ms"] * _RANDOM_FACTOR * (1 << k)
+        _advance(rtts * _RTT_MS + int(t))
 
 
 class Link:
@@ -77,18 +79,22 @@ class Link:
         try:
             if not await self.register():
                 return False
-            await self.sync_time()
+            from dev import clock
+            if not clock.time_known():
+                await clock.sync(ep, self.gw, c.cfg.get("ntp", "pool.ntp.org"))
+                _spend(c, 1, 0)
+            clock = None
             from waste.cycle import unload
             unload("coap.rd", "dev.clock")    # done with them: heap for the flush
-            if c.deferred is not None and hal.time() >= 1704067200:
+            if c.deferred is not None and hal.time() >= _T_VALID:
                 c.queue(int(hal.time()), c.deferred)
             cmds = await self.flush()
             if cmds is None:
                 return False
             rounds = 0
-            while cmds and rounds < MAX_CMD_ROUNDS:
+            while cmds and rounds < _MAX_CMD_ROUNDS:
                 rounds += 1
-                res = c.apply(cmds)
+                res = _apply(c, cmds)
                 cmds = []
                 if st.get("force") and c.reading:
                     # "report": this wake's reading goes out in this window;
@@ -100,12 +106,13 @@ class Link:
                     cmds = await self.flush()
                     if cmds is None:
                         return False
-                r = await self.post("cr", cbor.dumps(res), CT_CBOR)
+                r = await self.post("cr", cbor.dumps(res), _CT_CBOR)
                 if r is None:
                     return False
-                if r.code == codec.CHANGED and r.payload and r.ct in (50, CT_CBOR):
-                    cmds = cmds + _decode_cmds(r.payload, r.ct)
-            return not len(c.outbox())
+                if r.code == codec.CHANGED:
+                    cmds += _decode_cmds(r)
+            # every flush() above returned only once the outbox was empty
+            return True
         except Timeout:
             c.error = "timeout"
             return False
@@ -113,7 +120,7 @@ class Link:
             ep.close()
             task.cancel()
 
-    async def post(self, path, payload, ct, query=None):
+    async def post(self, path, payload, ct):
         """One CoAP POST with its physical cost accounted; None on timeout."""
         c, ep = self.c, self.ep
         retx = ep.retx
@@ -123,12 +130,12 @@ class Link:
         hal.wdt_feed()   # a wake window with retransmissions may pass 60 s
         c.bytes += len(payload)
         try:
-            r = await ep.request(codec.POST, self.gw, path, payload, ct=ct, query=query)
+            r = await ep.request(codec.POST, self.gw, path, payload, ct=ct)
         except Timeout:
-            _spend(retx_wait_ms(c.s["ack_timeout_ms"], c.s["max_retransmit"] + 1))
+            _spend(c, 0, c.s["max_retransmit"] + 1)
             c.error = "timeout"
             return None
-        _spend(RTT_MS + retx_wait_ms(c.s["ack_timeout_ms"], ep.retx - retx))
+        _spend(c, 1, ep.retx - retx)
         return r
 
     async def register(self):
@@ -144,22 +151,14 @@ class Link:
         loc = reg.location
         retx = self.ep.retx
         ok = await reg.ensure()
-        exchanges = 1 + (loc is not None and reg.location != loc)
         if ok:
-            _spend(exchanges * RTT_MS + retx_wait_ms(s["ack_timeout_ms"], self.ep.retx - retx))
+            _spend(c, 1 + (loc is not None and reg.location != loc), self.ep.retx - retx)
             st["rd"] = reg.location
             st["rd_lt"] = lt
         else:
-            _spend(retx_wait_ms(s["ack_timeout_ms"], s["max_retransmit"] + 1))
+            _spend(c, 0, s["max_retransmit"] + 1)
             c.error = "register %s" % reg.last_code
         return ok
-
-    async def sync_time(self):
-        from dev import clock
-        if clock.time_known():
-            return
-        await clock.sync(self.ep, self.gw, self.c.cfg.get("ntp", "pool.ntp.org"))
-        _spend(RTT_MS)
 
     async def flush(self):
         """POST the backlog to /dp; returns the commands in the answers ([] if
@@ -168,17 +167,7 @@ class Link:
         ob = c.outbox()
         cmds = []
         while len(ob):
-            items = ob.peek(16)
-            size = 0
-            n = 0
-            for seq, data in items:
-                if n and size + len(data) > MAX_POST:
-                    break
-                size += len(data)
-                n += 1
-            last = items[n - 1][0]
-            body = _concat(items, n) if n > 1 else items[0][1]
-            items = None
+            body, n, last = _body(ob.peek(16))
             r = await self.post("dp", body, 112)    # SenML CBOR
             body = None
             if r is None:
@@ -204,37 +193,61 @@ class Link:
                 return None
             ob.ack(last)        # durable at the gateway: never sent again
             c.sent += n
-            if r.payload and r.ct in (50, CT_CBOR):
-                cmds.extend(_decode_cmds(r.payload, r.ct))
+            cmds += _decode_cmds(r)
         return cmds
 
 
-def _concat(items, n):
-    """Join n SenML CBOR packs into one array. Same as fmt.senml.concat for
-    the packs cycle.pack() makes (fewer than 24 records: one-byte array
-    head), without loading fmt.senml (~5 KB of RAM) in the radio phase.
-    SenML base values hold until changed, so the joined array means exactly
-    the union of the packs."""
-    total = 0
-    for i in range(n):
-        total += items[i][1][0] & 0x1F
-    w = cbor.Writer(16)
-    w.array(total)
+def _body(items):
+    """(payload, n, seq of the last) for the oldest packs that fit in one
+    /dp POST (_MAX_POST bytes). Several packs are joined into one SenML
+    array: same as fmt.senml.concat for the packs the wake makes (fewer
+    than 24 records: one-byte array head), without loading fmt.senml
+    (~5 KB of RAM) in the radio phase, and written once into a buffer of
+    the right size. SenML base values hold until changed, so the joined
+    array means exactly the union of the packs."""
+    size = recs = n = 0
+    for seq, data in items:
+        if n and size + len(data) > _MAX_POST:
+            break
+        size += len(data)
+        recs += data[0] & 0x1F
+        n += 1
+    if n == 1:
+        return items[0][1], 1, items[0][0]
+    w = cbor.Writer(size + 3 - n, False)
+    w.array(recs)
     for i in range(n):
         w.raw(memoryview(items[i][1])[1:])
-    return bytes(w.value())
+    return w.value(), n, items[n - 1][0]
 
 
-def _decode_cmds(payload, ct):
-    """Command maps from an answer: CBOR (ct 60) or JSON (ct 50)."""
+def _decode_cmds(r):
+    """Command maps from an answer: CBOR (ct 60) or JSON (ct 50); [] if none."""
+    if not r.payload or r.ct not in (50, _CT_CBOR):
+        return []
+    from dev.commands import parse
     try:
-        return parse(payload, ct)
+        return parse(r.payload, r.ct)
     except ValueError as e:
         return [str(e)]   # answered "failed: bad command" without an id
 
 
+def _apply(c, cmds):
+    """Apply command maps (waste/actions.py); returns the result maps.
+
+    The command code (dev.commands, waste.actions, waste.conf) is loaded
+    only now: most wakes get no command, and their radio phase is the
+    bin's heap peak (docs/bin.md "Memory")."""
+    if c.actions is None:
+        gc.collect()
+        from waste.actions import Actions
+        c.actions = Actions(c)
+    return c.actions.apply(cmds)
+
+
 async def transmit(c):
-    """Run the wake window for cycle c; True when the outbox was emptied."""
+    """Run the wake window for cycle c, then the back-off bookkeeping;
+    True when the outbox was emptied."""
     t_on = hal.ticks_ms()
     ok = False
     try:
@@ -244,4 +257,18 @@ async def transmit(c):
     finally:
         hal.wifi_off()
         c.radio_ms += hal.ticks_diff(hal.ticks_ms(), t_on)
+    st, s = c.st, c.s
+    if ok:
+        st["fails"] = 0
+        st["next_try"] = 0
+    else:
+        n = st.get("fails", 0)
+        st["fails"] = n + 1
+        wait = s["backoff_s"] << n if n < 16 else s["backoff_max_s"]
+        if wait > s["backoff_max_s"]:
+            wait = s["backoff_max_s"]
+        if c.error and c.error.startswith("max-age "):
+            wait = max(int(c.error[8:]), s["backoff_s"])
+        st["next_try"] = int(hal.time()) + wait
+    st["tot_tx"] = st.get("tot_tx", 0) + 1
     return ok

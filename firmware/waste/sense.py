@@ -1,4 +1,4 @@
-"""What a wake measures and whether it is worth the radio.
+"""What a wake measures, whether it is worth the radio, and its SenML pack.
 
 measure(c): the ranger burst while the DS18B20 converts (the temperature
 is only needed to turn echo times into metres), tilt, battery, then the
@@ -7,15 +7,28 @@ is an event, a fill change >= step_pct since the last queued level, a status
 change, a due heartbeat or a `report` request, and say whether to transmit.
 
 A module of its own so the wake can drop it (with ranger and events) before
-the radio phase loads the CoAP stack: RAM is the scarce resource there.
+the radio phase loads the CoAP stack: RAM is the scarce resource there. So
+the pack is built here, before that, with its time patched in when it is
+queued (cycle.queue()): after a power-on the RTC is only set in the radio
+phase, by which time this module is gone.
 """
+import struct
+
+
+def ranger(c):
+    """The cycle's ranger (waste/ranger.py), made on first use."""
+    if c.ranger is None:
+        import hal
+        from waste.ranger import Ranger
+        c.ranger = Ranger(c.hw, hal.sleep_ms)
+    return c.ranger
 
 
 def measure(c):
     """One measurement with events; returns the reading dict."""
     hw, s, st = c.hw, c.s, c.st
     from waste import events
-    rg = c.get_ranger()
+    rg = ranger(c)
     hw.temp_start()
     rg.pings(s)
     temp = hw.temp_read()
@@ -53,15 +66,85 @@ def decide(c, now):
     elif st.get("force"):
         why = "report"
     if why:
+        c.packed = pack(c, hb)
         if now < 1704067200:
             # RTC unknown (power-on): the pack waits for the clock that
-            # the wake window sets (NTP or GET /time), see queue()
+            # the wake window sets (NTP or GET /time), see cycle.queue()
             c.deferred = hb
-            c.why = why
             return True
         c.queue(now, hb)
-    c.why = why
     if not len(c.outbox()):
         return False
     # a fresh event goes out now even during back-off; a routine reading waits
     return why == "event" or now >= st.get("next_try", 0)
+
+
+def pack(c, heartbeat):
+    """This wake's SenML CBOR pack, names per docs/architecture.md, as
+    (bytearray, offset of the 4-byte base time that cycle.queue() sets)."""
+    r, st = c.reading, c.st
+    recs = []
+    if r["fill"] is not None:
+        recs.append(("fill", "%", r["fill"]))
+    if r["distance"] is not None:
+        recs.append(("distance", "m", r["distance"]))
+    if r["temp"] is not None:
+        recs.append(("temp", "Cel", r["temp"]))
+    if r["battery"] is not None:
+        recs.append(("battery", "V", r["battery"]))
+    recs.append(("status", None, r["status"]))
+    if c.safe:
+        recs.append(("mode", None, "safe"))
+    for name, on in c.changes:
+        recs.append(("ev:" + name, None, on))
+    if heartbeat:
+        recs.append(("awake_ms", "ms", st.get("hb_awake", 0)))
+        recs.append(("radio_ms", "ms", st.get("hb_radio", 0)))
+        recs.append(("wakes", None, st.get("hb_wakes", 0)))
+        recs.append(("dropped", None, c.outbox().dropped))
+    return senml_pack(recs, "urn:dev:ep:%s:" % c.cfg["ep"])
+
+
+def senml_pack(recs, bn, bt=0):
+    """SenML CBOR (RFC 8428) pack of (name, unit, value) records at time bt,
+    as (bytearray, offset of bt's 4 bytes).
+
+    The pack's shape is fixed (bn and bt on the first record, at most ~16
+    records, numbers, text or booleans), so it is written straight with
+    fmt.cbor instead of loading fmt.senml (~5 KB of heap) into every wake.
+    bt is always written as a 4-byte unsigned integer (0x1a), which is its
+    shortest CBOR form for any RTC reading (2000..2106), so it can be set
+    later in place. Floats go out as float32: sensor values carry 4
+    significant digits at most, and the ESP32's floats are 32-bit anyway.
+    """
+    from fmt import cbor
+    w = cbor.Writer(160)
+    w.array(len(recs))
+    at = 0
+    for name, unit, v in recs:
+        w.map((4 if not at else 2) + (1 if unit else 0))
+        if not at:
+            w.int(-2)
+            w.text(bn)
+            w.raw(b"\x22\x1a\0\0\0\0")   # -3 (bt), uint32 set below
+            at = w.n - 4
+        w.int(0)
+        w.text(name)
+        if unit:
+            w.int(1)
+            w.text(unit)
+        if v is True or v is False:
+            w.int(4)
+            w.simple(v)
+        elif isinstance(v, str):
+            w.int(3)
+            w.text(v)
+        elif isinstance(v, float):
+            w.int(2)
+            w.raw(b"\xfa" + struct.pack(">f", v))
+        else:
+            w.int(2)
+            w.int(v)
+    p = w.buf[:w.n]
+    struct.pack_into(">I", p, at, bt)
+    return p, at

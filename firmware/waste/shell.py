@@ -42,7 +42,8 @@ class Bin:
         c = self.cycle
         s = c.s
         out = {}
-        d, fill, n, why = c.get_ranger().measure(s, 15.0)
+        from waste.sense import ranger
+        d, fill, n, why = ranger(c).measure(s, 15.0)
         out["ranger"] = (why == "ok", "%d echoes, %s, d=%s" % (n, why, d))
         c.hw.temp_start()
         t = c.hw.temp_read()

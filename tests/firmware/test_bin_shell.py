@@ -56,11 +56,13 @@ def test_shell_config_change_validated_old_kept():
 
 
 def test_pack_is_senml_the_project_decoder_reads():
-    # cycle writes packs with fmt.cbor directly: check them with fmt.senml
-    from waste.cycle import senml_pack
+    # the wake writes packs with fmt.cbor directly: check them with fmt.senml
+    from waste.sense import senml_pack
     from fmt import senml
-    p = senml_pack([("fill", "%", 42), ("distance", "m", 0.875), ("status", None, "ok"),
-                    ("ev:full", None, True), ("awake_ms", "ms", 123456)], "urn:dev:ep:b1:", 1780000000)
+    p, at = senml_pack([("fill", "%", 42), ("distance", "m", 0.875), ("status", None, "ok"),
+                        ("ev:full", None, True), ("awake_ms", "ms", 123456)], "urn:dev:ep:b1:", 1780000000)
+    # the base time is a uint32 at `at`, the shortest form: the wake sets it in place
+    assert p[at - 1] == 0x1a and int.from_bytes(p[at:at + 4], "big") == 1780000000
     recs = senml.decode(p, senml.CT_CBOR)
     assert recs[0] == ("urn:dev:ep:b1:fill", "%", 42, 1780000000), recs[0]
     assert recs[1][0] == "urn:dev:ep:b1:distance" and abs(recs[1][2] - 0.875) < 1e-6
