@@ -84,3 +84,10 @@ def polar_day(day, lat, lon):
 def sun_times(day, lat, lon):
     """(sunrise, sunset) seconds from 00:00 UTC of `day`; either may be None."""
     return event(day, lat, lon, True), event(day, lat, lon, False)
+
+
+def sun_event(day, lat, lon, rising):
+    """event(), or on a polar day/night True when the sun stays up, else False
+    (what lamp/schedule.py memoizes: one call per operating day and event)."""
+    t = event(day, lat, lon, rising)
+    return polar_day(day, lat, lon) if t is None else t

@@ -26,15 +26,18 @@ import hal
 from dev import store, log, clock
 from dev.outbox import Outbox
 from fmt import senml, cbor
-from lamp import schedule
+from lamp import schedule, use
 from lamp.dimmer import Dimmer
 from lamp.faults import Faults
 from lamp.energy import Energy
 
 CAL = "data/calendar.cbor"  # as received: no re-encoding, one contiguous read
 OVR = "data/override.json"
-DEFAULT_CAL = {"id": "default", "default": "night",
-               "programs": {"night": [{"at": "sunset", "level": 100}, {"at": "sunrise", "level": 0}]}}
+# The default calendar, {"id": "default", "default": "night", "programs": {"night":
+# [{"at": "sunset", "level": 100}, {"at": "sunrise", "level": 0}]}}, as CBOR:
+# 81 bytes instead of a dozen dicts, lists and strings on the heap.
+DEFAULT_CAL = (b"\xa3hprograms\xa1enight\x82\xa2batfsunsetelevel\x18d\xa2batgsunriseelevel\x00"
+               b"bidgdefaultgdefaultenight")
 DEFAULTS = {"wattage": 60, "tolerance": 0.2, "warmup_s": 30, "min_level": 10, "ramp_ms": 2000,
             "curve": "linear", "default_level": 100, "debounce_s": 30, "lux_on": 20, "lux_off": 50,
             "tz_std": 3600, "dst": True, "save_s": 900, "outbox": 64}
@@ -64,7 +67,7 @@ class Controller:
         self._cur = getattr(self.hw, "current", None)  # a meter with a current channel
         self.energy = Energy(save_s=p["save_s"])
         # only the compact validated form stays in RAM; GET reads the file
-        self.cal = schedule.validate(DEFAULT_CAL)
+        self.cal = None
         for path in (CAL, CAL + ".bak"):  # the last good copy if the file is torn
             data = store.read(path) if store.exists(path) else None
             if data is not None:
@@ -73,7 +76,15 @@ class Controller:
                     break
                 except ValueError as e:
                     log.error("stored calendar %s invalid: %s" % (path, e))
+        if self.cal is None:
+            self.cal = schedule.validate(cbor.loads(DEFAULT_CAL))
         data = None
+        # today's sun events (of the RTC's day, known or not): lamp.astro loads
+        # once now, on the boot's unfragmented heap, where its new qstrs may
+        # grow the qstr pool (one contiguous block), rather than first when the
+        # time becomes known on a busy heap
+        schedule.night(int(hal.time()) // 86400, cfg.get("lat", 49.47), cfg.get("lon", 5.93), p["tz_std"],
+                       p["dst"])
         ov = store.load_json(OVR, [])
         self.overrides = ov if isinstance(ov, list) else []
         self.outbox = outbox or Outbox("data/outbox", p["outbox"])
@@ -205,43 +216,6 @@ class Controller:
         log.event("%s %s" % ("RAISED" if active else "cleared", name), "W" if active else "I")
         self._push([("ev:" + name, None, active, None)])
 
-    # ---- operator actions (commands, resources, shell) -------------------------
-
-    # operator actions live in lamp/admin.py, imported on first use: their
-    # code (validation, persistence, self-test) is not on the heap otherwise
-
-    def set_override(self, level, duration=0):
-        from lamp import admin
-        admin.set_override(self, level, duration)
-
-    def resume(self):
-        from lamp import admin
-        admin.resume(self)
-
-    def set_calendar(self, raw, data=None):
-        from lamp import admin
-        return admin.set_calendar(self, raw, data)
-
-    def calendar_cbor(self):
-        from lamp import admin
-        return admin.calendar_cbor(self)
-
-    def set_type(self, p):
-        from lamp import admin
-        return admin.set_type(self, p)
-
-    def set_config(self, changes):
-        from lamp import admin
-        return admin.set_config(self, changes)
-
-    def lamp_type(self):
-        from lamp import admin
-        return admin.lamp_type(self)
-
-    def selftest(self, wait_ms=1500):
-        from lamp import admin
-        return admin.selftest(self, wait_ms)
-
     # ---- role object for app.py / eclor.py -------------------------------------
 
     def status(self):
@@ -253,6 +227,13 @@ class Controller:
                 "queued": len(self.outbox), "dropped": self.outbox.dropped,
                 "mode": "safe" if self.safe else "normal"}
 
+    def net_ok(self):
+        reg = getattr(self, "reg", None)
+        return bool(reg and reg.registered)
+
+    def log(self, n=20):
+        return log.recent(n)
+
     def level(self, x=None, duration=0):
         """eclor.level(50) overrides; eclor.level(None) resumes the schedule."""
         if x is None:
@@ -261,9 +242,35 @@ class Controller:
             self.set_override(x, duration)
         return self.status()
 
-    def net_ok(self):
-        reg = getattr(self, "reg", None)
-        return bool(reg and reg.registered)
+    # ---- operator actions (commands, resources, shell) -------------------------
 
-    def log(self, n=20):
-        return log.recent(n)
+    def set_override(self, level, duration=0):
+        if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 100:
+            raise ValueError("level must be an integer 0..100")
+        if isinstance(duration, bool) or not isinstance(duration, int) or duration < 0:
+            raise ValueError("duration must be seconds >= 0")
+        t = int(hal.time())
+        self.overrides = [[level, t, t + duration if duration else 0]]
+        store.save_json(OVR, self.overrides)
+        log.event("override %d%% %s" % (level, "for %ds" % duration if duration else "until resume"))
+        self.step()
+
+    def resume(self):
+        self.overrides = []
+        store.save_json(OVR, self.overrides)
+        self.step()
+
+    def __getattr__(self, name):
+        # The other operator actions are lamp/admin.py's and
+        # lamp/settings.py's, loaded for the call (lamp.use):
+        # their code (validation, persistence, self-test) is not on the heap
+        # of a lamp that nobody talks to.
+        if name in _ADMIN:
+            return lambda *a, **k: use("admin", name, self, *a, **k)
+        if name in _SETTINGS:
+            return lambda *a: use("settings", name, self, *a)
+        raise AttributeError(name)
+
+
+_ADMIN = ("set_calendar", "calendar_cbor", "selftest")
+_SETTINGS = ("set_type", "set_config", "lamp_type")  # lamp/settings.py

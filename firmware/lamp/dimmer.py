@@ -10,22 +10,12 @@ full load. Levels between 0 and `min_level` are raised to `min_level`
 
 The curve maps a level to the PWM duty (0..1): "linear", "square" (a
 perceptual curve: half the light at 71 %), or a list of 11 duties in % for
-0, 10, ..., 100 % (interpolated), from the lamp type. step() writes the
-output only when the duty or the relay changes.
+0, 10, ..., 100 % (interpolated), from the lamp type (checked by
+lamp/admin.py's curve_ok). step() writes the output only when the duty or
+the relay changes.
 """
 
 DUTY_MAX = 65535
-
-
-def curve_ok(c):
-    """ValueError unless c is a valid curve."""
-    if c in ("linear", "square"):
-        return
-    if not isinstance(c, list) or len(c) != 11:
-        raise ValueError("curve must be linear, square or 11 duties (%) for 0,10..100 %")
-    for v in c:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 100:
-            raise ValueError("curve duties must be numbers 0..100")
 
 
 class Dimmer:

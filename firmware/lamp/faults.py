@@ -38,10 +38,6 @@ from micropython import const
 
 _DSTEP = const(20)  # dimmingFailure: a duty step of at least 20 points
 
-NAMES = ("supplyLoss", "lampFailure", "lampPowerTooLow", "lampPowerTooHigh",
-         "lampUnexpectedOn", "relayFailure", "cyclingFailure", "currentTooLow", "currentTooHigh",
-         "dimmingFailure")
-
 
 class Faults:
     def __init__(self, params, on_event):

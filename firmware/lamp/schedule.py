@@ -31,9 +31,10 @@ implements the same words independently):
 validate() (in lamp/calcheck.py, imported only when a calendar arrives or at
 boot, so its code does not stay on the heap) turns a calendar into a compact
 tuple form or raises ValueError with the reason; callers keep the previous
-calendar on error.
+calendar on error. The sun's position (lamp/astro.py) is needed once per
+operating day and loaded the same way (lamp.use), its answers kept in _memo.
 """
-from lamp import astro, tz
+from lamp import tz, use
 
 _FIXED = 0
 _SUNSET = 1
@@ -43,21 +44,7 @@ NOON = 43200
 
 def validate(cal):
     """Calendar map -> (id, programs, rules, default, presence); ValueError(reason)."""
-    from lamp import calcheck
-    try:
-        return calcheck.validate(cal)
-    finally:
-        # Drop the validator from the heap until the next calendar -- when it
-        # comes from a .mpy (loading it again is cheap; from source it would
-        # be compiled again, which needs more heap than keeping it).
-        if calcheck.__file__.endswith(".mpy"):
-            import sys
-            import lamp
-            sys.modules.pop("lamp.calcheck", None)
-            try:
-                del lamp.calcheck
-            except AttributeError:
-                pass
+    return use("calcheck", "validate", cal)
 
 
 def _in_range(lo, hi, day):
@@ -86,8 +73,9 @@ def program_for(cal, day):
 
 # Memo of the last sun events: the controller evaluates every second, the sun
 # moves once a day; on the ESP32 every float is a heap object, so recomputing
-# would churn the GC for nothing. Same answers, so level_at stays pure.
-_memo = [None, None, None]  # lat, lon, {day * 2 + rising: seconds or None}
+# would churn the GC for nothing, and lamp.astro is loaded only for a miss.
+# Same answers, so level_at stays pure.
+_memo = [None, None, None]  # lat, lon, {day * 2 + rising: seconds, or True/False polar day/night}
 
 
 def _event(d, lat, lon, rising):
@@ -95,9 +83,9 @@ def _event(d, lat, lon, rising):
     if m[0] != lat or m[1] != lon or m[2] is None or len(m[2]) > 8:
         m[0], m[1], m[2] = lat, lon, {}
     k = d * 2 + (1 if rising else 0)
-    t = m[2].get(k, 0)
-    if t == 0:
-        t = m[2][k] = astro.event(d, lat, lon, rising)
+    t = m[2].get(k)
+    if t is None:
+        t = m[2][k] = use("astro", "sun_event", d, lat, lon, rising)
     return t
 
 
@@ -106,11 +94,10 @@ def _sun(day, lat, lon, rising, start, end):
     # fallbacks keep the lamp on all of a polar night and off on a polar day.
     d = day + 1 if rising else day
     t = _event(d, lat, lon, rising)
-    if t is None:
-        up = astro.polar_day(d, lat, lon)
+    if t is True or t is False:  # polar: True when the sun stays up
         if rising:
-            return start if up else end
-        return end if up else start
+            return start if t else end
+        return end if t else start
     return d * 86400 + t
 
 
