@@ -31,13 +31,17 @@ Role module contract (lamp/app.py, waste/app.py):
   status() -> dict, selftest() -> dict, level(x) (lamp), measure() (bin).
 """
 import hal
-from dev import log, store
+from dev import store
+from micropython import const
 
-SAFE_AFTER = 3
-HEALTHY_MS = 60000
-RESTART_DELAY_MS = 5000
-MAX_RESTART_DELAY_MS = 600000
-BOOTS = "data/boots"
+# Memory: dev.log and dev.config (the schema) are loaded on use and dropped
+# after (dev.forget): a boot logs one line, a crash one more; neither needs
+# their code resident while the role runs (the role imports them itself if
+# it logs). Constants are const() where nothing outside reads them.
+_SAFE_AFTER = const(3)
+HEALTHY_MS = 60000  # a global: tests shorten it
+_RESTART_DELAY_MS = const(5000)
+MAX_RESTART_DELAY_MS = const(600000)
 ROLES = {"lamp": "lamp.app", "bin": "waste.app"}
 
 current = None  # the running role object (set by the role)
@@ -47,8 +51,23 @@ boots = 0
 cause = None
 
 
+def _log(level, msg, e=None):
+    """One line in the persisted log (dev.log, loaded for it unless the role
+    holds it already, then forgotten again)."""
+    import sys
+    held = "dev.log" in sys.modules
+    from dev import log
+    if e is not None:
+        log.exception(msg, e)
+    else:
+        log.event(msg, level)
+    if not held:
+        from dev import forget
+        forget("dev.log")
+
+
 def _read_boots():
-    b = store.read(BOOTS)
+    b = store.read("data/boots")
     try:
         return int(b) if b else 0
     except ValueError:
@@ -64,9 +83,9 @@ def count_boot(reset_cause):
         return n
     n += 1
     try:
-        store.write(BOOTS, str(n))
+        store.write("data/boots", str(n))
     except OSError as e:
-        log.error("boot counter not saved: %r" % e)
+        _log("E", "boot counter not saved: %r" % e)
     return n
 
 
@@ -75,9 +94,9 @@ def mark_healthy():
     global boots
     try:
         if _read_boots():
-            store.write(BOOTS, "0")
+            store.write("data/boots", "0")
     except OSError as e:
-        log.error("boot counter not cleared: %r" % e)
+        _log("E", "boot counter not cleared: %r" % e)
     boots = 0
 
 
@@ -95,7 +114,7 @@ async def _supervise(coro):
     async def health():
         await asyncio.sleep_ms(HEALTHY_MS)
         mark_healthy()
-        log.event("healthy")
+        _log("I", "healthy")
 
     h = asyncio.create_task(health())
     try:
@@ -110,7 +129,7 @@ def main():
     except KeyboardInterrupt:  # Ctrl-C from the technician: back to the REPL
         raise
     except Exception as e:
-        log.exception("role crashed" if cfg is not None else "boot failed", e)
+        _log("E", "role crashed" if cfg is not None else "boot failed", e)
         hal.sleep_ms(restart_delay(boots))
         hal.reboot()
 
@@ -122,17 +141,19 @@ def _main():
     try:
         c = config.load()
     except ValueError as e:
-        log.error("no valid config, staying at the REPL: %s" % e)
+        _log("E", "no valid config, staying at the REPL: %s" % e)
         return
-    # the schema is one-shot work at boot: forget it (the role or the shell
-    # imports it again when it validates a change)
+    # loading is one-shot work at boot: forget dev.config (dev.schema is
+    # dropped by load() itself); the role or the shell imports it again
+    # when it validates a change
     config = None
-    _forget("dev.config")
+    from dev import forget
+    forget("dev.config")
     cause = hal.reset_cause()
     boots = count_boot(cause)
-    safe = boots > SAFE_AFTER
+    safe = boots > _SAFE_AFTER
     cfg = c
-    log.event("boot role=%s cause=%s boots=%d%s" % (cfg["role"], cause, boots, " SAFE MODE" if safe else ""))
+    _log("I", "boot role=%s cause=%s boots=%d%s" % (cfg["role"], cause, boots, " SAFE MODE" if safe else ""))
     if cfg.get("wdt_ms"):
         hal.wdt_enable(cfg["wdt_ms"])
     r = role_module(cfg["role"]).run(cfg, safe)
@@ -141,16 +162,6 @@ def _main():
         asyncio.run(_supervise(r))
 
 
-def _forget(name):
-    import sys
-    if sys.modules.pop(name, None) is not None:
-        pkg, _, attr = name.rpartition(".")
-        try:
-            delattr(sys.modules[pkg], attr)
-        except (KeyError, AttributeError):
-            pass
-
-
 def restart_delay(n):
     """ms to wait before rebooting after the n-th unhealthy boot in a row."""
-    return min(RESTART_DELAY_MS << min(max(n - 1, 0), 10), MAX_RESTART_DELAY_MS)
+    return min(_RESTART_DELAY_MS << min(max(n - 1, 0), 10), MAX_RESTART_DELAY_MS)

@@ -25,12 +25,13 @@ Expiry: a command whose "exp" (UTC seconds) is past is answered failed
 (dev.clock.time_known()); otherwise the gateway's own expiry rules.
 """
 import json
+from micropython import const
 from dev import store
 from fmt import cbor
 
-CT_JSON = 50
-CT_CBOR = 60
-KEEP = 8
+CT_JSON = const(50)
+CT_CBOR = const(60)
+_KEEP = const(8)
 
 
 def parse(data, ct=CT_CBOR):
@@ -83,7 +84,7 @@ class Commands:
             self.recent[-1][1] = res  # the pending entry of this command
         else:
             self.recent.append([cid, res])
-        del self.recent[:-KEEP]
+        del self.recent[:-_KEEP]
         try:
             store.save_json(self.path, self.recent)
         except (TypeError, ValueError):  # a result JSON cannot hold: keep its text

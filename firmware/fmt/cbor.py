@@ -15,7 +15,7 @@ precision is decoded but never produced.
 Decoding (`loads`, `decode`) of arbitrary bytes raises nothing but
 ValueError: truncated input, reserved additional info, indefinite lengths
 (not supported: no SenML or command producer needs them), unknown simple
-values, unhashable map keys, invalid UTF-8, nesting deeper than MAX_DEPTH,
+values, unhashable map keys, invalid UTF-8, nesting deeper than 16 levels,
 and trailing bytes (loads only). Declared lengths are checked against the
 bytes left before anything is allocated, so a 5-byte input cannot ask for a
 4-GB list. Tags are skipped: the tagged value is returned as is.
@@ -27,8 +27,7 @@ try:
 except ImportError:  # also imported by CPython tools
     const = lambda x: x  # noqa: E731
 
-MAX_DEPTH = const(16)
-_U64 = 0xFFFFFFFFFFFFFFFF
+_MAX_DEPTH = const(16)  # nesting limit of any() and decode()
 # built once: a tuple literal of names in isinstance() would be allocated per call
 BYTES_LIKE = (bytes, bytearray, memoryview)
 _SEQ = (list, tuple)
@@ -64,7 +63,7 @@ class Writer:
         self.n += k
 
     def head(self, major, v):
-        if v < 0 or v > _U64:
+        if v < 0 or v >> 64:
             raise ValueError("cbor: integer out of 64-bit range")
         k = 1 if v < 24 else 2 if v < 0x100 else 3 if v < 0x10000 else 5 if v < 0x100000000 else 9
         self._room(k)
@@ -129,7 +128,7 @@ class Writer:
 
     def any(self, o, depth=0):
         """Encode any supported object; ValueError for the rest."""
-        if depth > MAX_DEPTH:
+        if depth > _MAX_DEPTH:
             raise ValueError("cbor: nesting too deep")
         if o is None or o is True or o is False:
             self.simple(o)
@@ -179,7 +178,7 @@ def _need(data, pos, k):
 
 def decode(data, pos=0, depth=0):
     """Decode one item from data[pos:]; returns (obj, next_pos). ValueError on bad input."""
-    if depth > MAX_DEPTH:
+    if depth > _MAX_DEPTH:
         raise ValueError("cbor: nesting too deep")
     _need(data, pos, 1)
     ib = data[pos]

@@ -28,39 +28,37 @@ refused; unknown others are ignored. The decoder lives in fmt/senml_dec.py,
 loaded on first use: the roles only encode, and keep its ~3 KB of RAM.
 """
 import json
+from micropython import const
 from fmt import cbor
 
-CT_JSON = 110
-CT_CBOR = 112
+CT_JSON = const(110)
+CT_CBOR = const(112)
 
-# CBOR labels (RFC 8428 table 6)
-BN = -2
-BT = -3
-BU = -4
-BV = -5
-N = 0
-U = 1
-V = 2
-VS = 3
-VB = 4
-S = 5
-T = 6
-VD = 8
-
-_NUM = (int, float)
+# CBOR labels (RFC 8428 table 6); const(): folded into the code, no module
+# globals (fmt/senml_dec.py has its own copy of the ones it needs)
+_BN = const(-2)
+_BT = const(-3)
+_N = const(0)
+_U = const(1)
+_V = const(2)
+_VS = const(3)
+_VB = const(4)
+_T = const(6)
+_VD = const(8)
+_NUM = (int, float)  # built once: a tuple literal in isinstance() is allocated per call
 
 def _value(w, v):
     if v is True or v is False:
-        w.int(VB)
+        w.int(_VB)
         w.simple(v)
     elif isinstance(v, str):
-        w.int(VS)
+        w.int(_VS)
         w.text(v)
     elif isinstance(v, cbor.BYTES_LIKE):
-        w.int(VD)
+        w.int(_VD)
         w.bytes(v)
     elif isinstance(v, _NUM):
-        w.int(V)
+        w.int(_V)
         if isinstance(v, int):
             w.int(v)
         else:
@@ -95,20 +93,20 @@ def encode(readings, bn=None, bt=None, w=None):
         w.map(k)
         if first:
             if bn is not None:
-                w.int(BN)
+                w.int(_BN)
                 w.text(bn)
             if bt is not None:
-                w.int(BT)
+                w.int(_BT)
                 _num(w, bt)
             first = False
-        w.int(N)
+        w.int(_N)
         w.text(name)
         if unit:
-            w.int(U)
+            w.int(_U)
             w.text(unit)
         _value(w, val)
         if t is not None and t != bt:
-            w.int(T)
+            w.int(_T)
             _num(w, t - bt if bt is not None else t)
     return w.value()
 
@@ -150,7 +148,7 @@ def concat(packs):
         n, pos = _array_head(p)
         if n:
             first = cbor.decode(p, pos)[0]
-            if not isinstance(first, dict) or BN not in first or BT not in first:
+            if not isinstance(first, dict) or _BN not in first or _BT not in first:
                 raise ValueError("senml: concat needs bn and bt on each pack's first record")
         total += n
         bodies.append(memoryview(p)[pos:])

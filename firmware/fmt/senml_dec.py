@@ -5,10 +5,13 @@ not load it. Bad input raises ValueError with the reason.
 """
 import json
 from fmt import cbor
-from fmt.senml import CT_CBOR, CT_JSON, BN, BT, BU, BV, N, U, V, VS, VB, S, T, VD
+from fmt.senml import CT_CBOR, CT_JSON
 
-_JSON_LABELS = {"bn": BN, "bt": BT, "bu": BU, "bv": BV, "n": N, "u": U, "v": V,
-                "vs": VS, "vb": VB, "s": S, "t": T, "vd": VD, "ut": 7, "bver": -1, "bs": -6}
+# RFC 8428 labels: CBOR int -> JSON name. Records of both formats are read
+# through the names (CBOR labels translated first).
+_LABELS = {-2: "bn", -3: "bt", -4: "bu", -5: "bv", 0: "n", 1: "u", 2: "v", 3: "vs", 4: "vb", 5: "s",
+           6: "t", 8: "vd", 7: "ut", -1: "bver", -6: "bs"}
+_NAMES = ("bn", "bt", "bu", "bv", "n", "u", "v", "vs", "vb", "s", "t", "vd", "ut", "bver", "bs")
 
 
 def decode(data, ct=CT_CBOR):
@@ -32,70 +35,67 @@ def decode(data, ct=CT_CBOR):
     for rec in recs:
         if not isinstance(rec, dict):
             raise ValueError("senml: record must be a map")
-        if ct == CT_JSON:
-            r = {}
-            for k in rec:
-                if not isinstance(k, str):
-                    raise ValueError("senml: bad label")
-                lab = _JSON_LABELS.get(k)
-                if lab is None:
-                    if k.endswith("_"):
-                        raise ValueError("senml: must-understand label " + k)
-                    continue
-                r[lab] = rec[k]
-            rec = r
-        else:
-            for k in rec:
-                if isinstance(k, str) and k.endswith("_"):
+        r = {}
+        for k in rec:
+            if isinstance(k, str):
+                lab = k if ct == CT_JSON and k in _NAMES else None
+                if lab is None and k.endswith("_"):
                     raise ValueError("senml: must-understand label " + k)
-        x = rec.get(BN)
+            elif ct == CT_JSON:
+                raise ValueError("senml: bad label")
+            else:
+                lab = _LABELS.get(k)
+            if lab is not None:
+                r[lab] = rec[k]
+        rec = r
+        x = rec.get("bn")
         if x is not None:
             if not isinstance(x, str):
                 raise ValueError("senml: bn must be text")
             bn = x
-        x = rec.get(BT)
+        x = rec.get("bt")
         if x is not None:
             bt = _check_num(x, "bt")
-        x = rec.get(BU)
+        x = rec.get("bu")
         if x is not None:
             bu = _check_str(x, "bu")
-        x = rec.get(BV)
+        x = rec.get("bv")
         if x is not None:
             bv = _check_num(x, "bv")
-        name = bn + _check_str(rec.get(N, ""), "n")
+        name = bn + _check_str(rec.get("n", ""), "n")
         if not name:
             raise ValueError("senml: record without a name")
         _check_name(name)
-        unit = rec.get(U, bu)
+        unit = rec.get("u", bu)
         if unit is not None:
             _check_str(unit, "u")
         k = 0
         val = None
-        if V in rec:
-            val = _check_num(rec[V], "v") + bv
+        if "v" in rec:
+            val = _check_num(rec["v"], "v") + bv
             k += 1
-        if VS in rec:
-            val = _check_str(rec[VS], "vs")
+        if "vs" in rec:
+            val = _check_str(rec["vs"], "vs")
             k += 1
-        if VB in rec:
-            val = rec[VB]
+        if "vb" in rec:
+            val = rec["vb"]
             if val is not True and val is not False:
                 raise ValueError("senml: vb must be a boolean")
             k += 1
-        if VD in rec:
-            val = rec[VD]
+        if "vd" in rec:
+            val = rec["vd"]
             if ct == CT_JSON:
                 raise ValueError("senml: vd not supported in JSON")
             # a body reassembled from blocks arrives as a bytearray
             if not isinstance(val, (bytes, bytearray)):
                 raise ValueError("senml: vd must be bytes")
             k += 1
-        if k == 0 and S in rec:
-            val = _check_num(rec[S], "s")
+        if k == 0 and "s" in rec:
+            val = _check_num(rec["s"], "s")
             k = 1
         if k != 1:
             raise ValueError("senml: record needs exactly one value")
-        t = bt + _check_num(rec.get(T, 0), "t")
+        t = bt + _check_num(rec.get("t", 0), "t")
         out.append((name, unit, val, t))
     return out
 

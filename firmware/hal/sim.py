@@ -43,81 +43,89 @@ BaseException (app.main() catches Exception) that the host catches; if it
 returns, the process exits as without a hook. Default None: unchanged.
 (Nothing more here: the bin's transmitting wake has no heap to spare, and
 every byte of this module's code is on it.)
+
+Memory: this module is resident on both roles' heaps (tests and benches
+measure the firmware with it), so its state is one list indexed by const()
+names instead of a dozen globals (each global is a dict slot plus an
+interned name), its private constants are const(), and the modules only
+the state file needs (json, binascii) are imported there.
 """
-import binascii
-import gc
-import json
 import os
 import sys
 import time as _t
+from micropython import const
 
-EXIT_DEEPSLEEP = 3
-EXIT_REBOOT = 4
-RTC_EPOCH_2000 = 946684800
-RTC_MEMORY_MAX = 2048
+EXIT_DEEPSLEEP = const(3)
+EXIT_REBOOT = const(4)
+RTC_EPOCH_2000 = const(946684800)
+_RTC_MEMORY_MAX = const(2048)
 # documented physical durations (ms) spent on the simulated clock
-WIFI_SAVED_MS = 200  # association with saved channel/BSSID and static IP
-WIFI_SCAN_MS = 1000  # extra: channel scan when no channel/BSSID is saved
-WIFI_DHCP_MS = 1700  # extra: DHCP when no static IP is given
-WIFI_FAIL_MS = 5000  # giving up on an absent access point
+WIFI_SAVED_MS = const(200)  # association with saved channel/BSSID and static IP
+WIFI_SCAN_MS = const(1000)  # extra: channel scan when no channel/BSSID is saved
+WIFI_DHCP_MS = const(1700)  # extra: DHCP when no static IP is given
+_WIFI_FAIL_MS = const(5000)  # giving up on an absent access point
 
-_state_file = os.getenv("ECLOR_SIM_RTC_FILE") or ".sim_rtc.json"
-_speed = float(os.getenv("ECLOR_SIM_SPEED") or 0)
-_ms = 0  # simulated ms at the real-time anchor
-_real0 = _t.ticks_ms()
-_utc0 = float(os.getenv("ECLOR_SIM_TIME") or _t.time())
-_rtc0 = RTC_EPOCH_2000  # RTC reading at ticks 0
-_mem = b""
-_cause = "power_on"
+# the board's state, _s[index]
+_MS = const(0)  # simulated ms at the real-time anchor
+_REAL0 = const(1)  # real ticks_ms() at that anchor
+_SPEED = const(2)  # simulated ms per real ms (0: the clock moves only by advance)
+_UTC0 = const(3)  # true UTC at simulated ticks 0
+_RTC0 = const(4)  # RTC reading at simulated ticks 0
+_MEM = const(5)  # RTC memory
+_CAUSE = const(6)  # reset cause of this boot
+_WDT_MS = const(7)  # watchdog timeout (0: off)
+_WDT_LAST = const(8)  # real ticks_ms() of the last feed
+_RADIO = const(9)
+_IN_FILE = const(10)  # ECLOR_SIM_FILE
+_IN_MTIME = const(11)
+_IN_CHECKED = const(12)  # real ticks_ms() of the last mtime check
+_STATE = const(13)  # ECLOR_SIM_RTC_FILE
+_s = [0, _t.ticks_ms(), float(os.getenv("ECLOR_SIM_SPEED") or 0), float(os.getenv("ECLOR_SIM_TIME") or _t.time()),
+      RTC_EPOCH_2000, b"", "power_on", 0, 0, False, os.getenv("ECLOR_SIM_FILE"), None, None,
+      os.getenv("ECLOR_SIM_RTC_FILE") or ".sim_rtc.json"]
 _inputs = {}
-_in_file = os.getenv("ECLOR_SIM_FILE")
-_in_mtime = None
-_in_checked = None
-_wdt_ms = 0
-_wdt_last = 0
-_radio = False
-_rssi_saved = None
 on_deepsleep = None  # host hooks, see above
 on_reboot = None
 
 
-def _load_state():
-    global _utc0, _rtc0, _mem, _cause
-    try:
-        with open(_state_file) as f:
-            st = json.load(f)
-        os.remove(_state_file)
-    except (OSError, ValueError):
+def _state(cause=None, after_ms=0):
+    """cause None: read the state a deep sleep / reboot saved (and remove
+    it: a crash later is a power-on); else save it for the next process."""
+    import json
+    import binascii
+    s = _s
+    if cause is None:
+        try:
+            with open(s[_STATE]) as f:
+                st = json.load(f)
+            os.remove(s[_STATE])
+        except (OSError, ValueError):
+            return
+        s[_UTC0] = st["utc"]
+        s[_RTC0] = st["rtc"]
+        s[_MEM] = binascii.unhexlify(st["mem"]) if st.get("mem") else b""
+        s[_CAUSE] = st["cause"]
         return
-    _utc0 = st["utc"]
-    _rtc0 = st["rtc"]
-    _mem = binascii.unhexlify(st["mem"]) if st.get("mem") else b""
-    _cause = st["cause"]
-
-
-def _save_state(cause, after_ms):
     t = ticks_ms() + after_ms
-    st = {"utc": _utc0 + t / 1000, "rtc": _rtc0 + t / 1000, "mem": binascii.hexlify(_mem).decode(), "cause": cause}
-    with open(_state_file, "w") as f:
+    st = {"utc": s[_UTC0] + t / 1000, "rtc": s[_RTC0] + t / 1000, "mem": binascii.hexlify(s[_MEM]).decode(),
+          "cause": cause}
+    with open(s[_STATE], "w") as f:
         json.dump(st, f)
-
-
-_load_state()
 
 
 # --- clock -----------------------------------------------------------------
 
 def ticks_ms():
-    global _ms, _real0
-    if _speed:
+    s = _s
+    if s[_SPEED]:
         now = _t.ticks_ms()
-        d = _t.ticks_diff(now, _real0)
+        d = _t.ticks_diff(now, s[_REAL0])
         if d > 3600000:  # re-anchor hourly: real ticks wrap (ticks_diff is exact below 2**29 ms)
-            _ms += int(d * _speed)
-            _real0 = now
+            s[_MS] += int(d * s[_SPEED])
+            s[_REAL0] = now
             d = 0
-        return _ms + int(d * _speed)
-    return _ms
+        return s[_MS] + int(d * s[_SPEED])
+    return s[_MS]
 
 
 def ticks_diff(a, b):
@@ -126,42 +134,38 @@ def ticks_diff(a, b):
 
 def advance(ms):
     """Move the simulated clock forward (tests, documented physical delays)."""
-    global _ms
-    _ms += int(ms)
+    _s[_MS] += int(ms)
 
 
 def set_speed(x):
     """0: the clock moves only by advance(); x > 0: also real time times x."""
-    global _ms, _real0, _speed
-    _ms = ticks_ms()
-    _real0 = _t.ticks_ms()
-    _speed = float(x)
+    _s[_MS] = ticks_ms()
+    _s[_REAL0] = _t.ticks_ms()
+    _s[_SPEED] = float(x)
 
 
 def true_time():
     """What a perfect clock reads now (the simulated world's UTC)."""
-    return _utc0 + ticks_ms() / 1000
+    return _s[_UTC0] + ticks_ms() / 1000
 
 
 def set_true_time(t):
-    global _utc0
-    _utc0 = t - ticks_ms() / 1000
+    _s[_UTC0] = t - ticks_ms() / 1000
 
 
 def time():
     """The device's RTC, UTC seconds (2000-01-01 + uptime until set)."""
-    return _rtc0 + ticks_ms() / 1000
+    return _s[_RTC0] + ticks_ms() / 1000
 
 
 def set_time(t):
-    global _rtc0
-    _rtc0 = t - ticks_ms() / 1000
+    _s[_RTC0] = t - ticks_ms() / 1000
 
 
 def sleep_ms(ms):
     """Blocking wait: spends simulated time (really sleeps when following real time)."""
-    if _speed:
-        _t.sleep_ms(int(ms / _speed))
+    if _s[_SPEED]:
+        _t.sleep_ms(int(ms / _s[_SPEED]))
     else:
         advance(ms)
 
@@ -169,19 +173,20 @@ def sleep_ms(ms):
 # --- inputs ----------------------------------------------------------------
 
 def inputs():
-    global _in_mtime, _in_checked
-    if _in_file:
+    s = _s
+    if s[_IN_FILE]:
         now = _t.ticks_ms()
-        if _in_checked is None or _t.ticks_diff(now, _in_checked) >= 100:
-            _in_checked = now
+        if s[_IN_CHECKED] is None or _t.ticks_diff(now, s[_IN_CHECKED]) >= 100:
+            s[_IN_CHECKED] = now
             try:
-                m = os.stat(_in_file)[8]
-                if m != _in_mtime:
-                    with open(_in_file) as f:
+                m = os.stat(s[_IN_FILE])[8]
+                if m != s[_IN_MTIME]:
+                    import json
+                    with open(s[_IN_FILE]) as f:
                         d = json.load(f)
                     if isinstance(d, dict):
                         _inputs.update(d)
-                    _in_mtime = m
+                    s[_IN_MTIME] = m
             except (OSError, ValueError):
                 pass  # absent or half-written: keep the last values
     return _inputs
@@ -194,48 +199,49 @@ def set_inputs(**kw):
 # --- watchdog, reset ---------------------------------------------------------
 
 def wdt_enable(timeout_ms):
-    global _wdt_ms, _wdt_last
-    _wdt_ms = timeout_ms
-    _wdt_last = _t.ticks_ms()
+    _s[_WDT_MS] = timeout_ms
+    _s[_WDT_LAST] = _t.ticks_ms()
 
 
 def wdt_feed():
-    global _wdt_last
     now = _t.ticks_ms()
-    if _wdt_ms and _t.ticks_diff(now, _wdt_last) > _wdt_ms:
-        _save_state("wdt", 0)
-        if on_reboot:
-            on_reboot("wdt")
-        sys.exit(EXIT_REBOOT)
-    _wdt_last = now
+    if _s[_WDT_MS] and _t.ticks_diff(now, _s[_WDT_LAST]) > _s[_WDT_MS]:
+        _end("wdt", 0)
+    _s[_WDT_LAST] = now
 
 
 def reset_cause():
-    return _cause
+    return _s[_CAUSE]
+
+
+def _end(cause, ms):
+    # deep sleep / reboot / watchdog: the state for the next process, then
+    # the host's hook (must not return) or the process exit
+    _state(cause, ms)
+    if cause == "deepsleep":
+        if on_deepsleep:
+            on_deepsleep(ms)
+        sys.exit(EXIT_DEEPSLEEP)
+    if on_reboot:
+        on_reboot(cause)
+    sys.exit(EXIT_REBOOT)
 
 
 def reboot():
-    _save_state("soft", 0)
-    if on_reboot:
-        on_reboot("soft")
-    sys.exit(EXIT_REBOOT)
+    _end("soft", 0)
 
 
 def deepsleep(ms):
     wifi_off()
-    _save_state("deepsleep", ms)
-    if on_deepsleep:
-        on_deepsleep(ms)
-    sys.exit(EXIT_DEEPSLEEP)
+    _end("deepsleep", ms)
 
 
 def rtc_memory(data=None):
-    global _mem
     if data is None:
-        return _mem
-    if len(data) > RTC_MEMORY_MAX:
-        raise ValueError("rtc memory: at most %d bytes" % RTC_MEMORY_MAX)
-    _mem = bytes(data)
+        return _s[_MEM]
+    if len(data) > _RTC_MEMORY_MAX:
+        raise ValueError("rtc memory: at most %d bytes" % _RTC_MEMORY_MAX)
+    _s[_MEM] = bytes(data)
 
 
 # --- network -----------------------------------------------------------------
@@ -243,10 +249,9 @@ def rtc_memory(data=None):
 def wifi_connect(ssid, psk, saved=None, ip=None):
     """Simulated association; spends the documented time. Returns the saved
     parameters to pass next time, or None when the AP is absent (input wifi=False)."""
-    global _radio
-    _radio = True
+    _s[_RADIO] = True
     if not inputs().get("wifi", True):
-        sleep_ms(WIFI_FAIL_MS)
+        sleep_ms(_WIFI_FAIL_MS)
         wifi_off()
         return None
     ms = WIFI_SAVED_MS
@@ -259,20 +264,19 @@ def wifi_connect(ssid, psk, saved=None, ip=None):
 
 
 def wifi_off():
-    global _radio
-    _radio = False
+    _s[_RADIO] = False
 
 
 def radio_on():
-    return _radio
+    return _s[_RADIO]
 
 
 def rssi():
-    return inputs().get("rssi", -67) if _radio else None
+    return inputs().get("rssi", -67) if _s[_RADIO] else None
 
 
 def ntp_sync(host="pool.ntp.org"):
-    if not (_radio and inputs().get("ntp", True)):
+    if not (_s[_RADIO] and inputs().get("ntp", True)):
         return False
     sleep_ms(40)
     set_time(true_time())
@@ -282,8 +286,12 @@ def ntp_sync(host="pool.ntp.org"):
 # --- misc ----------------------------------------------------------------------
 
 def free_heap():
+    import gc
     return gc.mem_free()
 
 
 def machine_id():
     return os.getenv("ECLOR_SIM_ID") or "5e0000000001"
+
+
+_state()

@@ -121,9 +121,12 @@ def test_deep_sleep_wake_is_not_counted_and_writes_nothing():
 def test_watchdog_enabled_from_config():
     _setup("healthy")
     app = _fresh_app()
+    import hal
+    armed = []
+    real = hal.wdt_enable
+    hal.wdt_enable = lambda ms: armed.append(ms) or real(ms)
     app.main()
-    from hal import sim
-    assert sim._wdt_ms == 30000
+    assert armed == [30000]
 
 
 def test_no_valid_config_returns_to_the_repl():
