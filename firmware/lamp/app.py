@@ -24,9 +24,11 @@ import asyncio
 import hal
 from dev import clock, log
 from fmt import senml
+from lamp import use
 from lamp.control import Controller
 # The network modules (endpoint, registration, resources) are imported in
-# main(): the technician shell builds the role with make() without them.
+# main() by lamp/setup.py: the technician shell builds the role with make()
+# without them.
 
 MAX_PACKS = 4
 
@@ -154,7 +156,7 @@ async def main(cfg, safe=False, hw=None):
     tasks = []
     ep = None
     try:
-        ep = _network(ctl, cfg, tasks)
+        ep = use("setup", "network", ctl, cfg, tasks)  # one-shot: lamp/setup.py
     except (MemoryError, OSError, ImportError) as e:
         # No heap, no socket or a network module missing (a half-done update):
         # the lamp still follows its schedule, stand-alone, rather than
@@ -176,40 +178,3 @@ async def main(cfg, safe=False, hw=None):
             t.cancel()
         if ep:
             ep.close()
-
-
-def _network(ctl, cfg, tasks):
-    from coap.endpoint import Endpoint, addr
-    from coap.rd import Registration
-    from dev import store
-    from lamp import resources
-    import sys
-    p = ctl.p
-    sec = store.load_json("secrets.json", {})   # no dev.config (schema) on the heap
-    if sec.get("ssid"):
-        _wifi(cfg, sec)
-    ep = ctl.ep = Endpoint(port=p.get("port", 5683 if sys.platform == "esp32" else 0), params=p.get("coap"))
-    g = cfg["gateway"]
-    gw = addr(g["host"], g["port"])
-    wake = asyncio.Event()
-
-    def changed():
-        wake.set()
-        ep.notify("lamp/state")
-
-    def reboot():
-        async def later():
-            await asyncio.sleep_ms(500)
-            ctl.energy.save(ctl.mono)
-            hal.reboot()
-        asyncio.create_task(later())
-
-    resources.install(ep, ctl, reboot)
-    reg = Registration(ep, gw, cfg["ep"], "eclor.lamp", cfg.get("lt", 3600))
-    ctl.reg = reg
-    tasks.append(asyncio.create_task(ep.run()))
-    tasks.append(reg.start())
-    tasks.append(asyncio.create_task(sender(ctl, ep, reg, gw, wake)))
-    tasks.append(asyncio.create_task(upkeep(cfg, sec, ep, gw, reg, p.get("link_s", 30) * 1000)))
-    ctl.on_change = changed
-    return ep

@@ -24,12 +24,8 @@ energy by its own policy (lamp/energy.py); reports by dev/outbox.
 import random
 import hal
 from dev import store, log, clock
-from dev.outbox import Outbox
-from fmt import senml, cbor
+from fmt import senml
 from lamp import schedule, use
-from lamp.dimmer import Dimmer
-from lamp.faults import Faults
-from lamp.energy import Energy
 
 CAL = "data/calendar.cbor"  # as received: no re-encoding, one contiguous read
 OVR = "data/override.json"
@@ -38,72 +34,9 @@ OVR = "data/override.json"
 # 81 bytes instead of a dozen dicts, lists and strings on the heap.
 DEFAULT_CAL = (b"\xa3hprograms\xa1enight\x82\xa2batfsunsetelevel\x18d\xa2batgsunriseelevel\x00"
                b"bidgdefaultgdefaultenight")
-DEFAULTS = {"wattage": 60, "tolerance": 0.2, "warmup_s": 30, "min_level": 10, "ramp_ms": 2000,
-            "curve": "linear", "default_level": 100, "debounce_s": 30, "lux_on": 20, "lux_off": 50,
-            "tz_std": 3600, "dst": True, "save_s": 900, "outbox": 64}
-
-
-def make_hw(lc):
-    import sys
-    if sys.platform == "esp32":
-        from hal.lamp_esp32 import LampESP32
-        pins = lc.get("pins") or (store.load_json("board.json", {}).get("pins") or {}).get("lamp", {})
-        return LampESP32(pins, lc.get("meter"))
-    from hal.lamp_sim import LampSim
-    return LampSim(lc.get("pins"))
-
-
 class Controller:
     def __init__(self, cfg, safe=False, hw=None, outbox=None):
-        self.cfg = cfg
-        self.safe = safe
-        self.p = p = dict(DEFAULTS)
-        p.update(cfg.get("lamp") or {})
-        self.hw = hw or make_hw(p)
-        # a "switch" lamp (no dimming input): any level above 0 is full on
-        self.dim = Dimmer(self.hw, p["ramp_ms"], 100 if p.get("control") == "switch" else p["min_level"],
-                          p["curve"])
-        self.faults = Faults(p, self._event)
-        self._cur = getattr(self.hw, "current", None)  # a meter with a current channel
-        self.energy = Energy(save_s=p["save_s"])
-        # only the compact validated form stays in RAM; GET reads the file
-        self.cal = None
-        for path in (CAL, CAL + ".bak"):  # the last good copy if the file is torn
-            data = store.read(path) if store.exists(path) else None
-            if data is not None:
-                try:
-                    self.cal = schedule.validate(cbor.loads(data))
-                    break
-                except ValueError as e:
-                    log.error("stored calendar %s invalid: %s" % (path, e))
-        if self.cal is None:
-            self.cal = schedule.validate(cbor.loads(DEFAULT_CAL))
-        data = None
-        # today's sun events (of the RTC's day, known or not): lamp.astro loads
-        # once now, on the boot's unfragmented heap, where its new qstrs may
-        # grow the qstr pool (one contiguous block), rather than first when the
-        # time becomes known on a busy heap
-        schedule.night(int(hal.time()) // 86400, cfg.get("lat", 49.47), cfg.get("lon", 5.93), p["tz_std"],
-                       p["dst"])
-        ov = store.load_json(OVR, [])
-        self.overrides = ov if isinstance(ov, list) else []
-        self.outbox = outbox or Outbox("data/outbox", p["outbox"])
-        self.presence_at = None
-        self.src = "boot"
-        self.dark = True
-        self.power = None
-        self.voltage = None
-        self.on_change = None  # () -> None: observe notification, sender wake-up
-        self._t = hal.ticks_ms()
-        # monotonic seconds for debouncing and write pacing: the RTC jumps
-        # when the time is set after a power cut, ticks_ms wraps on the board
-        self.mono = 0
-        self._mono_ms = 0
-        self._next = None
-        self._relay = False
-        self._fading = False
-        self._w = cbor.Writer(192)
-        self.bn = "urn:dev:ep:%s:" % cfg.get("ep", "lamp")
+        use("setup", "controller", self, cfg, safe, hw, outbox)  # one-shot: lamp/setup.py
 
     # ---- the loop body -------------------------------------------------------
 

@@ -1,0 +1,121 @@
+"""One-shot construction of the lamp role: the controller's state
+(Controller.__init__) and the network (endpoint, resources, registration,
+tasks). Loaded at boot through lamp.use() and dropped afterwards: this code
+runs once, its heap is better used by the night's work.
+"""
+import asyncio
+import hal
+from dev import store, log
+from dev.outbox import Outbox
+from fmt import cbor
+from lamp import schedule
+from lamp.control import CAL, OVR, DEFAULT_CAL
+from lamp.dimmer import Dimmer
+from lamp.faults import Faults
+from lamp.energy import Energy
+
+DEFAULTS = {"wattage": 60, "tolerance": 0.2, "warmup_s": 30, "min_level": 10, "ramp_ms": 2000,
+            "curve": "linear", "default_level": 100, "debounce_s": 30, "lux_on": 20, "lux_off": 50,
+            "tz_std": 3600, "dst": True, "save_s": 900, "outbox": 64}
+
+
+def make_hw(lc):
+    import sys
+    if sys.platform == "esp32":
+        from hal.lamp_esp32 import LampESP32
+        pins = lc.get("pins") or (store.load_json("board.json", {}).get("pins") or {}).get("lamp", {})
+        return LampESP32(pins, lc.get("meter"))
+    from hal.lamp_sim import LampSim
+    return LampSim(lc.get("pins"))
+
+
+def controller(ctl, cfg, safe, hw, outbox):
+    """Controller.__init__ (lamp/control.py)."""
+    ctl.cfg = cfg
+    ctl.safe = safe
+    ctl.p = p = dict(DEFAULTS)
+    p.update(cfg.get("lamp") or {})
+    ctl.hw = hw or make_hw(p)
+    # a "switch" lamp (no dimming input): any level above 0 is full on
+    ctl.dim = Dimmer(ctl.hw, p["ramp_ms"], 100 if p.get("control") == "switch" else p["min_level"],
+                      p["curve"])
+    ctl.faults = Faults(p, ctl._event)
+    ctl._cur = getattr(ctl.hw, "current", None)  # a meter with a current channel
+    ctl.energy = Energy(save_s=p["save_s"])
+    # only the compact validated form stays in RAM; GET reads the file
+    ctl.cal = None
+    for path in (CAL, CAL + ".bak"):  # the last good copy if the file is torn
+        data = store.read(path) if store.exists(path) else None
+        if data is not None:
+            try:
+                ctl.cal = schedule.validate(cbor.loads(data))
+                break
+            except ValueError as e:
+                log.error("stored calendar %s invalid: %s" % (path, e))
+    if ctl.cal is None:
+        ctl.cal = schedule.validate(cbor.loads(DEFAULT_CAL))
+    data = None
+    # today's sun events (of the RTC's day, known or not): lamp.astro loads
+    # once now, on the boot's unfragmented heap, where its new qstrs may
+    # grow the qstr pool (one contiguous block), rather than first when the
+    # time becomes known on a busy heap
+    schedule.night(int(hal.time()) // 86400, cfg.get("lat", 49.47), cfg.get("lon", 5.93), p["tz_std"],
+                   p["dst"])
+    ov = store.load_json(OVR, [])
+    ctl.overrides = ov if isinstance(ov, list) else []
+    ctl.outbox = outbox or Outbox("data/outbox", p["outbox"])
+    ctl.presence_at = None
+    ctl.src = "boot"
+    ctl.dark = True
+    ctl.power = None
+    ctl.voltage = None
+    ctl.on_change = None  # () -> None: observe notification, sender wake-up
+    ctl._t = hal.ticks_ms()
+    # monotonic seconds for debouncing and write pacing: the RTC jumps
+    # when the time is set after a power cut, ticks_ms wraps on the board
+    ctl.mono = 0
+    ctl._mono_ms = 0
+    ctl._next = None
+    ctl._relay = False
+    ctl._fading = False
+    ctl._w = cbor.Writer(192)
+    ctl.bn = "urn:dev:ep:%s:" % cfg.get("ep", "lamp")
+
+
+def network(ctl, cfg, tasks):
+    """The CoAP endpoint, resources, registration and the network tasks of
+    lamp/app.py; returns the endpoint."""
+    from coap.endpoint import Endpoint, addr
+    from coap.rd import Registration
+    from lamp import resources
+    from lamp.app import sender, upkeep, _wifi
+    import sys
+    p = ctl.p
+    sec = store.load_json("secrets.json", {})   # no dev.config (schema) on the heap
+    if sec.get("ssid"):
+        _wifi(cfg, sec)
+    ep = ctl.ep = Endpoint(port=p.get("port", 5683 if sys.platform == "esp32" else 0), params=p.get("coap"))
+    g = cfg["gateway"]
+    gw = addr(g["host"], g["port"])
+    wake = asyncio.Event()
+
+    def changed():
+        wake.set()
+        ep.notify("lamp/state")
+
+    def reboot():
+        async def later():
+            await asyncio.sleep_ms(500)
+            ctl.energy.save(ctl.mono)
+            hal.reboot()
+        asyncio.create_task(later())
+
+    resources.install(ep, ctl, reboot)
+    reg = Registration(ep, gw, cfg["ep"], "eclor.lamp", cfg.get("lt", 3600))
+    ctl.reg = reg
+    tasks.append(asyncio.create_task(ep.run()))
+    tasks.append(reg.start())
+    tasks.append(asyncio.create_task(sender(ctl, ep, reg, gw, wake)))
+    tasks.append(asyncio.create_task(upkeep(cfg, sec, ep, gw, reg, p.get("link_s", 30) * 1000)))
+    ctl.on_change = changed
+    return ep
