@@ -16,6 +16,7 @@ from micropython import const
 from coap.codec import Msg, uint
 
 _CON = const(0)
+_ETAG = const(4)
 _NON = const(1)
 _BLOCK2 = const(23)
 _BLOCK1 = const(27)
@@ -67,9 +68,10 @@ async def request(ep, method, peer, opts, body, con):
 
 
 async def fetch(ep, method, peer, opts, r, con):
-    """Fetch the remaining Block2 blocks of response r; r gets the whole body
-    (a bytearray).  Raises ValueError when the server's blocks do not line
-    up."""
+    """Fetch the remaining Block2 blocks of response r; the last block's
+    response comes back with the whole body (a bytearray).  Raises
+    ValueError when the server's blocks do not line up, or when the ETag
+    changes (the representation changed between blocks, RFC 7959 §2.4)."""
     num, more, szx = parse(r.opt(_BLOCK2))
     if num:
         raise ValueError("block2 does not start at 0")
@@ -81,11 +83,14 @@ async def fetch(ep, method, peer, opts, r, con):
     acc[:n] = r.payload
     opts = [o for o in opts if o[0] != _BLOCK1 and o[0] != _SIZE1 and o[0] != _BLOCK2]
     code = r.code
+    et = r.opt(_ETAG)
     while more:
         r = await ep.exchange(Msg(_CON if con else _NON, method, 0, b"", opts + [[_BLOCK2, val(n >> (szx + 4), 0, szx)]], b""), peer)
         b = r.opt(_BLOCK2)
         if r.code != code or b is None:
             return r  # error (e.g. 4.08) or changed answer: hand it back
+        if r.opt(_ETAG) != et:
+            raise ValueError("block2 ETag changed")
         num, more, szx = parse(b)
         if num << (szx + 4) != n:
             raise ValueError("block2 out of order")

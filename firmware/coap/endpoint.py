@@ -61,6 +61,7 @@ from coap import codec
 from coap.codec import Msg
 
 _MAX_MSG = const(1152)  # 1024-byte block + header and options
+_RX = const(_MAX_MSG + 1)  # one byte more: a longer datagram is seen cut, and dropped
 _CON = const(0)
 _NON = const(1)
 _ACK = const(2)
@@ -134,7 +135,7 @@ class Endpoint:
         s = self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.bind(addr(host, port))
         s.setblocking(False)
-        self._hole = bytearray(_MAX_MSG)  # see run()
+        self._hole = bytearray(_RX)  # see run()
         self._res = {}  # path -> [handler, obs, attrs]
         self._ex = []  # outstanding exchanges, see exchange()
         self._seen = []  # dedup ring: [peer, mid, expiry, reply bytes]
@@ -325,7 +326,7 @@ class Endpoint:
             self._hole = None
             try:
                 try:
-                    data, peer = s.recvfrom(_MAX_MSG)
+                    data, peer = s.recvfrom(_RX)
                 except MemoryError:
                     # no MAX_MSG contiguous bytes: collect and retry once,
                     # else drop the datagram (a tiny read discards it) so a
@@ -334,14 +335,14 @@ class Endpoint:
                     gc.collect()
                     self.oom += 1
                     try:
-                        data, peer = s.recvfrom(_MAX_MSG)
+                        data, peer = s.recvfrom(_RX)
                     except MemoryError:
                         s.recvfrom(1)
                         continue
             except OSError:
                 continue
             try:
-                self._hole = bytearray(_MAX_MSG)
+                self._hole = bytearray(_RX)
             except MemoryError:
                 pass
             try:
@@ -364,7 +365,8 @@ class Endpoint:
         self._obs = []
 
     def _rx(self, data, peer):
-        m = codec.decode(data)
+        # a datagram longer than MAX_MSG was cut by recvfrom: malformed
+        m = codec.decode(data) if len(data) < _RX else "too large"
         if isinstance(m, str):
             self.bad += 1
             if len(data) >= 4 and data[0] & 0xF0 == 0x40:  # v1 CON: RST it

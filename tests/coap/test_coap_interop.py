@@ -3,7 +3,9 @@ through a lossy UDP relay that drops 20 % of the datagrams in each direction
 (seeded, 127.0.0.1 only).
 
 * firmware client -> aiocoap server: PUT, GET, POST, Block2 GET of 3 KB,
-  Block1 PUT of 3 KB, a separate response, observe with ten notifications.
+  Block1 PUT of 3 KB, a separate response, observe with ten notifications,
+  observe of a 3 KB resource (each notification fetched whole, RFC 7959
+  §2.6).
 * aiocoap client -> firmware server: PUT, GET, POST, observe with ten
   notifications, Block2 GET of 3 KB, Block1 PUT of 3 KB.
 
@@ -112,6 +114,9 @@ from coap.endpoint import Endpoint
 
 BIG = bytes((i * 31 + 7) & 255 for i in range(3072))
 
+def rep(n):
+    return b"%02d" % n + bytes((i * 7 + n) & 255 for i in range(2998))
+
 async def main():
     ep = Endpoint(params={"ACK_TIMEOUT": 100, "MAX_RETRANSMIT": 8, "RESPONSE_TIMEOUT": 10000})
     asyncio.create_task(ep.run())
@@ -138,6 +143,19 @@ async def main():
         await asyncio.sleep_ms(50)
     ep.unobserve(r)
     out["observe"] = seen
+    # a 3 KB observable resource: each notification comes as its first block,
+    # the stack fetches the rest (GET Block2 1.., same ETag) and delivers it whole
+    big = []
+    def on_big(n):
+        big.append([int(n.payload[:2]), len(n.payload), n.payload == rep(int(n.payload[:2]))])
+    r = await ep.observe(a, "bigcounter", on_big)
+    out["big_first"] = [r.code, len(r.payload), r.payload == rep(int(r.payload[:2])), r.opt(codec.OBSERVE) is not None]
+    for _ in range(400):
+        if big and big[-1][0] >= 5:
+            break
+        await asyncio.sleep_ms(50)
+    ep.unobserve(r)
+    out["big_observe"] = big
     out["retx"] = ep.retx
     print("RESULT " + json.dumps(out))
     ep.close()
@@ -199,6 +217,44 @@ class Counter(resource.ObservableResource):
             self.updated_state()
 
 
+def big_rep(n):
+    """The 3 KB representation of BigCounter state n (as the firmware's rep)."""
+    return b"%02d" % n + bytes((i * 7 + n) & 255 for i in range(2998))
+
+
+class BigCounter(Counter):
+    """Counter with a 3 KB representation (three 1 KB blocks) and an ETag per
+    state: counts 1..5 every 150 ms once observed, then repeats 5.
+
+    Block2 is cut by the resource itself, statelessly (RFC 7959 §2.4): the
+    answer to the registration and every notification carry the first block
+    only, as §2.6 has a server do, and a GET with Block2 num 1.. (no Observe)
+    gets the others.  aiocoap's own block-wise layer is bypassed: it sends an
+    observed representation whole, in one datagram, whatever its size, and
+    answers 4.08 to a Block2 num > 0 it did not start itself."""
+
+    def __init__(self):
+        super().__init__()
+        self.gets = []  # Block2 num of each rendering (None: without Block2)
+
+    async def needs_blockwise_assembly(self, request):
+        return False
+
+    async def render_get(self, request):
+        if self.task is None:
+            self.task = asyncio.create_task(self.count())
+        self.gets.append(request.opt.block2.block_number if request.opt.block2 else None)
+        b = request.opt.block2
+        whole = aiocoap.Message(code=aiocoap.CONTENT, payload=big_rep(self.n), etag=bytes((self.n,)))
+        return whole._extract_block(b.block_number if b else 0, b.size_exponent if b else 6, 1024)
+
+    async def count(self):
+        while True:
+            await asyncio.sleep(0.15)
+            self.n = min(self.n + 1, 5)
+            self.updated_state()
+
+
 class Slow(resource.Resource):
     async def render_get(self, request):
         await asyncio.sleep(0.3)  # longer than EMPTY_ACK_DELAY: separate response
@@ -219,13 +275,16 @@ async def _firmware_client(firmware, tmp_path):
     site.add_resource(["slow"], Slow())
     counter = Counter()
     site.add_resource(["counter"], counter)
+    bigc = BigCounter()
+    site.add_resource(["bigcounter"], bigc)
     ctx = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", port))
     transport, relay, rport = await start_relay(port, seed=7)
     try:
         out = await run_micropython(firmware, FW_CLIENT, [rport], tmp_path)
     finally:
-        if counter.task:
-            counter.task.cancel()
+        for c in (counter, bigc):
+            if c.task:
+                c.task.cancel()
         transport.close()
         await ctx.shutdown()
     line = [l for l in out.splitlines() if l.startswith("RESULT ")]
@@ -240,6 +299,14 @@ async def _firmware_client(firmware, tmp_path):
     assert res["observe_first"] == [69, True]
     notes = res["observe"]
     assert notes == sorted(notes) and notes[-1] == 10 and len(set(notes)) >= 4, notes
+    assert res["big_first"] == [69, 3000, True, True], res["big_first"]
+    big = res["big_observe"]
+    # every delivery is a whole, consistent 3 KB representation, in order
+    assert big and all(b[1:] == [3000, True] for b in big), big
+    assert [b[0] for b in big] == sorted(b[0] for b in big) and big[-1][0] == 5, big
+    # the rest of each representation was asked as Block2 num 1, 2: never
+    # block 0 again (None: the registration, and each notification's render)
+    assert bigc.gets[0] is None and set(bigc.gets) == {None, 1, 2}, bigc.gets
     # the loss really happened and was recovered by retransmission
     assert relay.dropped > 0 and res["retx"] > 0, (relay.dropped, res)
 

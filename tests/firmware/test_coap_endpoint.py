@@ -79,6 +79,10 @@ async def test_ping_and_malformed_con_get_rst_others_dropped():
     raw.send(b"\x01", port)
     assert await raw.recv(200) is None
     assert s.bad == 4
+    # a CON longer than MAX_MSG (1152): recvfrom cuts it, so it is treated as
+    # malformed (RST) rather than served with a truncated payload
+    raw.send(b"\x40\x02\x12\x37\xb1x\xff" + bytes(1200), port)
+    assert await raw.recv() == b"\x70\x00\x12\x37" and s.bad == 5
     # the endpoint still serves after the junk
     raw.sendm(Msg(CON, codec.GET, 9, b"", [[codec.URI_PATH, "x"]]), port)
     assert (await raw.recvm()).code == codec.CONTENT
