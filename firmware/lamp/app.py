@@ -22,6 +22,7 @@ time) and reports pile up in the bounded outbox (oldest dropped, counted).
 """
 import asyncio
 import hal
+from micropython import const
 from dev import clock, log
 from fmt import senml
 from lamp import use
@@ -31,6 +32,15 @@ from lamp.control import Controller
 # without them.
 
 MAX_PACKS = 4
+# CoAP numbers (RFC 7252) as const(): no name lookups in coap.codec, no qstrs
+_POST = const(2)
+_CREATED = const(65)  # 2.01
+_CHANGED = const(68)  # 2.04
+_BAD_REQUEST = const(128)  # 4.00
+_FORBIDDEN = const(131)  # 4.03
+_NOT_FOUND = const(132)  # 4.04
+_SERVICE_UNAVAILABLE = const(163)  # 5.03
+_MAX_AGE = const(14)  # option
 
 
 current = None
@@ -62,7 +72,6 @@ async def _nap(wake, ms):
 async def sender(ctl, ep, reg, gw, wake):
     """Outbox -> POST /dp. Never dies: a full heap sends one pack at a time,
     an unreadable pack is skipped, a silent gateway is retried with back-off."""
-    from coap import codec
     backoff = 5000
     n = MAX_PACKS
     ob = ctl.outbox
@@ -78,18 +87,18 @@ async def sender(ctl, ep, reg, gw, wake):
                 last = items[-1][0]
                 body = items[0][1] if len(items) == 1 else senml.concat([b for _, b in items])
                 items = None
-                r = await ep.request(codec.POST, gw, "dp", body, ct=senml.CT_CBOR)
+                r = await ep.request(_POST, gw, "dp", body, ct=senml.CT_CBOR)
                 body = None
                 n = MAX_PACKS
-                if r.code in (codec.CREATED, codec.CHANGED):
+                if r.code in (_CREATED, _CHANGED):
                     ob.ack(last)  # durable at the gateway: only now
                     backoff = 5000
-                elif r.code == codec.SERVICE_UNAVAILABLE:
-                    delay = 1000 * (r.uopt(codec.MAX_AGE, 60) or 1)
-                elif r.code == codec.BAD_REQUEST:
+                elif r.code == _SERVICE_UNAVAILABLE:
+                    delay = 1000 * (r.uopt(_MAX_AGE, 60) or 1)
+                elif r.code == _BAD_REQUEST:
                     ob.ack(last)  # the gateway will never take it: do not block the queue
                     log.error("gateway refused a report: %s" % bytes(r.payload))
-                elif r.code == codec.NOT_FOUND or r.code == 131:  # 4.04/4.03
+                elif r.code == _NOT_FOUND or r.code == _FORBIDDEN:
                     # the gateway does not know this source address (NAT
                     # rebinding, data reset): update the registration now
                     reg.kick()

@@ -18,7 +18,7 @@ The other resources and the command actions are operator work: served by
 lamp/requests.py, loaded for the request and dropped afterwards (lamp.use).
 One Server object is the handler of every path and the command table.
 """
-from coap import codec
+from micropython import const
 from fmt import senml
 from dev.commands import Commands
 from lamp import use
@@ -27,6 +27,9 @@ _RES = (("lamp/state", b'rt="eclor.lamp.state";ct=112;obs'), ("lamp/override", b
         ("lamp/calendar", b'rt="eclor.lamp.calendar";ct="60 50"'), ("lamp/type", b'rt="eclor.lamp.type"'),
         ("dev/info", b'rt="eclor.dev.info";ct=60'), ("dev/config", b'rt="eclor.dev.config"'),
         ("dev/reboot", b'rt="eclor.dev.reboot"'), ("cmd", b'rt="eclor.cmd";ct=60'))
+_GET = const(1)  # CoAP numbers (RFC 7252): no name lookups in coap.codec
+_CONTENT = const(69)  # 2.05
+_METHOD_NOT_ALLOWED = const(133)  # 4.05
 ACTIONS = ("level", "resume", "calendar", "lamp_type", "config", "report", "reboot")
 
 
@@ -39,15 +42,15 @@ class Server:
         # the endpoint's handler of every lamp path
         if req.path != "lamp/state":
             return use("requests", "serve", self, req)
-        if req.method != codec.GET:
-            return codec.METHOD_NOT_ALLOWED, b"", None
+        if req.method != _GET:
+            return _METHOD_NOT_ALLOWED, b"", None
         ctl = self.ctl
         r = ctl.readings()
         for n in sorted(ctl.faults.active):
             r.append(("ev:" + n, None, True, None))
         if req.accept == senml.CT_JSON:
-            return codec.CONTENT, senml.encode_json(r, ctl.bn, ctl._t_now()).encode(), senml.CT_JSON
-        return codec.CONTENT, bytes(ctl.pack(r)), senml.CT_CBOR
+            return _CONTENT, senml.encode_json(r, ctl.bn, ctl._t_now()).encode(), senml.CT_JSON
+        return _CONTENT, bytes(ctl.pack(r)), senml.CT_CBOR
 
     def get(self, action):
         # dev.commands' table lookup: action -> handler(params), None if unknown
