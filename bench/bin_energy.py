@@ -216,7 +216,10 @@ class BinBoard:
             try:
                 await asyncio.wait_for(proc.wait(), kill_after_ms / 1000)
             except asyncio.TimeoutError:
-                proc.kill()
+                try:
+                    proc.kill()
+                except ProcessLookupError:   # it ended just as the cut came
+                    pass
         out, _ = await asyncio.wait_for(proc.communicate(), 60)
         self.wakes += 1
         self.last = out.decode(errors="replace")

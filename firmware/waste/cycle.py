@@ -30,27 +30,24 @@ State kept across deep sleep: data/bin.json (atomic, dev.store): last fill
 and temperature, latched events, last queued fill and heartbeat time,
 back-off, saved Wi-Fi parameters, registration location, energy counters.
 """
+import asyncio
 import struct
 import hal
 from dev import store
 
 BOOT_MS = 270          # ROM + bootloader + MicroPython start before main.py
-RESERVE = 4096         # bytes kept free for the radio phase
 STATE = "data/bin.json"
 
 
 class Cycle:
     def __init__(self, cfg, secrets=None, hw=None):
         self.t0 = hal.ticks_ms()
-        # Held from boot, when the heap is still in one piece, and released
-        # just before the CoAP endpoint receives: its loop asks for one
-        # contiguous 1152-byte block per datagram, which a heap fragmented
-        # by module loading may no longer have (see docs/bin.md "Memory").
-        self.reserve = bytearray(RESERVE)
         self.cfg = cfg
         self.secrets = secrets or {}
-        from waste import conf   # dropped again with the measurement code
+        from waste import conf
         self.s, self.cfg_error = conf.from_config(cfg)
+        conf = None
+        unload("waste.conf")     # the command code reloads it to validate changes
         self._own_hw = hw is None
         if hw is None:
             hw = _open_hw(cfg)
@@ -66,7 +63,6 @@ class Cycle:
         self.bytes = 0           # CoAP payload bytes sent this wake
         self.reboot = False
         self.error = None        # why the last transmission failed
-        self.actions = None      # waste.actions, loaded when commands come
         self.deferred = None     # heartbeat flag of a pack waiting for the time
         self.safe = False
         self.queued = False      # this wake's pack is in the outbox
@@ -112,21 +108,30 @@ class Cycle:
         from waste import sense
         sense.measure(self)
         now = int(hal.time())
+        # the ranger, the events and the bin HAL are done: their code makes
+        # room for the pack's (the HAL is re-opened for the deep sleep)
+        self.ranger = None
+        hwmod = None
+        if self._own_hw:
+            hwmod = self.hw.__class__.__module__
+            self.hw = None
+        unload("waste.ranger", "waste.events", hwmod)
         go = sense.decide(self, now)
+        sense = None
         if go:
-            # the radio phase needs the CoAP stack: make room on the heap by
-            # dropping what only the measurement needed (reloaded if used
-            # again), the settings' validation included (commands load it)
-            self.ranger = None
-            sense = None
-            hwmod = self.hw.__class__.__module__ if self._own_hw else None
-            if hwmod:
-                self.hw = None      # re-opened for the deep sleep set-up
-            unload("waste.sense", "waste.ranger", "waste.events", "waste.conf", hwmod)
+            # the radio phase needs the CoAP stack: drop the rest of the
+            # measurement code (reloaded if used again). fmt.cbor stays: a
+            # wake that gets commands needs it again, and reloaded late on
+            # a fragmented heap it costs that wake ~2 KB more (measured)
+            self.ob = None          # re-opened after the registration
+            unload("waste.sense", "dev.outbox")
             from waste import link
             await link.transmit(self)
-            # and the radio code before the deep sleep set-up re-opens the HAL
+            # and the radio code before the deep sleep set-up re-opens the
+            # HAL: let the endpoint's cancelled receive task end (it holds
+            # the CoAP code), then forget the modules
             link = None
+            await asyncio.sleep_ms(0)
             unload("waste.link", "waste.actions", "dev.commands", "coap.endpoint", "coap.codec", "fmt.cbor")
         if self.deferred is not None:
             # the clock could not be set: queue with the RTC's time anyway

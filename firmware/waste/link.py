@@ -30,7 +30,6 @@ import hal
 from micropython import const
 from coap import codec
 from coap.endpoint import Endpoint, Timeout, addr
-from fmt import cbor
 
 _RTT_MS = const(30)        # one CoAP exchange on the local Wi-Fi incl. gateway work
 _RANDOM_FACTOR = 1.25      # mean of ACK_RANDOM_FACTOR 1.5's uniform draw
@@ -70,7 +69,8 @@ class Link:
             st.pop("wifi", None)   # stale channel/BSSID: scan next time
             return False
         st["wifi"] = saved
-        c.reserve = None
+        # a clean heap for the endpoint: its receive loop needs one
+        # contiguous MAX_MSG block per datagram (measured: ~3 KB less heap)
         gc.collect()
         self.ep = ep = Endpoint(0, {"ACK_TIMEOUT": s["ack_timeout_ms"], "MAX_RETRANSMIT": s["max_retransmit"]})
         task = asyncio.create_task(ep.run())
@@ -106,7 +106,7 @@ class Link:
                     cmds = await self.flush()
                     if cmds is None:
                         return False
-                r = await self.post("cr", cbor.dumps(res), _CT_CBOR)
+                r = await self.post("cr", res, _CT_CBOR)
                 if r is None:
                     return False
                 if r.code == codec.CHANGED:
@@ -201,10 +201,10 @@ def _body(items):
     """(payload, n, seq of the last) for the oldest packs that fit in one
     /dp POST (_MAX_POST bytes). Several packs are joined into one SenML
     array: same as fmt.senml.concat for the packs the wake makes (fewer
-    than 24 records: one-byte array head), without loading fmt.senml
-    (~5 KB of RAM) in the radio phase, and written once into a buffer of
-    the right size. SenML base values hold until changed, so the joined
-    array means exactly the union of the packs."""
+    than 24 records: one-byte array head), written once into a buffer of
+    the right size, without fmt.senml or fmt.cbor on the heap (a wake
+    without commands does not load them). SenML base values hold until
+    changed, so the joined array means exactly the union of the packs."""
     size = recs = n = 0
     for seq, data in items:
         if n and size + len(data) > _MAX_POST:
@@ -214,11 +214,20 @@ def _body(items):
         n += 1
     if n == 1:
         return items[0][1], 1, items[0][0]
-    w = cbor.Writer(size + 3 - n, False)
-    w.array(recs)
+    # CBOR array head: < 24 items in the initial byte, else one more byte
+    # (a 1024-byte body holds fewer than 256 records of at least 5 bytes)
+    h = 1 if recs < 24 else 2
+    body = bytearray(h + size - n)
+    if h == 1:
+        body[0] = 0x80 | recs
+    else:
+        body[0] = 0x98
+        body[1] = recs
     for i in range(n):
-        w.raw(memoryview(items[i][1])[1:])
-    return w.value(), n, items[n - 1][0]
+        d = items[i][1]
+        body[h:h + len(d) - 1] = memoryview(d)[1:]
+        h += len(d) - 1
+    return body, n, items[n - 1][0]
 
 
 def _decode_cmds(r):
@@ -233,16 +242,29 @@ def _decode_cmds(r):
 
 
 def _apply(c, cmds):
-    """Apply command maps (waste/actions.py); returns the result maps.
+    """Apply command maps (waste/actions.py); returns their results as the
+    CBOR payload for /cr.
 
     The command code (dev.commands, waste.actions, waste.conf) is loaded
-    only now: most wakes get no command, and their radio phase is the
-    bin's heap peak (docs/bin.md "Memory")."""
-    if c.actions is None:
-        gc.collect()
-        from waste.actions import Actions
-        c.actions = Actions(c)
-    return c.actions.apply(cmds)
+    only for this and dropped before the /cr exchange: most wakes get no
+    command, and the radio phase is the bin's heap peak (docs/bin.md
+    "Memory"). The outbox is empty here (flush() returned): its code goes
+    first, and a "report" command re-opens it. fmt.cbor is dropped too,
+    which frees it only if dev.commands does not hold it."""
+    from waste.cycle import unload
+    c.ob = None
+    unload("dev.outbox", "fmt.cbor")
+    res = _run(c, cmds)
+    unload("waste.actions", "waste.setconf", "waste.conf", "dev.commands", "fmt.cbor")
+    from fmt import cbor
+    return cbor.dumps(res)
+
+
+def _run(c, cmds):
+    # a call of its own: once it returned, no dead slot of this frame keeps
+    # the command code alive for the GC (it scans the stack conservatively)
+    from waste.actions import Actions
+    return Actions(c).apply(cmds)
 
 
 async def transmit(c):
