@@ -17,9 +17,10 @@ defaults of the ECLOR bin board.
 """
 import machine
 import time
+from micropython import const
 
 PINS = {"trig": 5, "echo": 18, "power": 19, "ow": 4, "tilt": 33, "batt": 35, "divider": 2.0}
-ECHO_TIMEOUT_US = 60000
+_ECHO_TIMEOUT_US = const(60000)
 # board file name -> name used here
 _BOARD_NAMES = (("trigger", "trig"), ("temp_1wire", "ow"), ("battery_adc", "batt"),
                 ("battery_divider", "divider"), ("sensor_power", "power"))
@@ -66,7 +67,7 @@ class BinHW:
         trig.value(1)
         time.sleep_us(10)
         trig.value(0)
-        t = machine.time_pulse_us(self.echo, 1, ECHO_TIMEOUT_US)
+        t = machine.time_pulse_us(self.echo, 1, _ECHO_TIMEOUT_US)
         return t if t > 0 else -1
 
     def _sensor(self):

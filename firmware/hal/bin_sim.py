@@ -20,9 +20,10 @@ HAL's simulated clock: an echo costs its flight time (60 ms on timeout), a
 DS18B20 conversion 188 ms (10-bit) counted from temp_start().
 """
 import random
+from micropython import const
 
-ECHO_TIMEOUT_MS = 60
-TEMP_CONV_MS = 188   # DS18B20 at 10-bit resolution
+_ECHO_TIMEOUT_MS = const(60)
+_TEMP_CONV_MS = const(188)   # DS18B20 at 10-bit resolution
 
 
 def _c(t):
@@ -65,7 +66,7 @@ class BinSim:
                 d += (random.random() * 2 - 1) * n
         self._i += 1
         if d < 0:
-            self._elapse(ECHO_TIMEOUT_MS)
+            self._elapse(_ECHO_TIMEOUT_MS)
             return -1
         us = int(2 * d / c * 1e6)
         self._elapse(us // 1000 + 1)
@@ -77,7 +78,7 @@ class BinSim:
     def temp_read(self):
         if self._t0 is None:
             self.temp_start()
-        left = TEMP_CONV_MS - self.clock.ticks_diff(self.clock.ticks_ms(), self._t0)
+        left = _TEMP_CONV_MS - self.clock.ticks_diff(self.clock.ticks_ms(), self._t0)
         if left > 0:
             self._elapse(left)
         self._t0 = None

@@ -17,7 +17,7 @@ back-off (backoff_s doubling up to backoff_max_s, or the gateway's Max-Age),
 and measurements keep being queued meanwhile (the outbox drops the oldest
 beyond its bound and counts them; "dropped" is reported).
 
-Energy accounting. awake_ms = BOOT_MS + hal ticks from the start of the
+Energy accounting. awake_ms = _BOOT_MS + hal ticks from the start of the
 wake to deep sleep; radio_ms = ticks from Wi-Fi on to Wi-Fi off. On the
 board these are real times. On the host the common sim HAL's clock moves only
 by documented physical durations (Wi-Fi association, sleep_ms, ping flights,
@@ -32,10 +32,11 @@ back-off, saved Wi-Fi parameters, registration location, energy counters.
 """
 import asyncio
 import struct
+from micropython import const
 import hal
 from dev import store
 
-BOOT_MS = 270          # ROM + bootloader + MicroPython start before main.py
+_BOOT_MS = const(270)  # ROM + bootloader + MicroPython start before main.py
 STATE = "data/bin.json"
 
 
@@ -142,7 +143,7 @@ class Cycle:
     def finish(self):
         """Energy accounting, state save; returns the deep-sleep time (ms)."""
         st, s = self.st, self.s
-        awake = BOOT_MS + hal.ticks_diff(hal.ticks_ms(), self.t0)
+        awake = _BOOT_MS + hal.ticks_diff(hal.ticks_ms(), self.t0)
         for k, v in (("hb_awake", awake), ("hb_radio", self.radio_ms), ("hb_wakes", 1),
                      ("tot_awake", awake), ("tot_radio", self.radio_ms), ("tot_wakes", 1),
                      ("tot_bytes", self.bytes), ("tot_sent", self.sent)):

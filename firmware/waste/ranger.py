@@ -26,9 +26,9 @@ the level is somewhere in an unmeasurable band and the answer is unknown.
 from micropython import const
 import math
 
-PING_PERIOD_MS = const(60)  # JSN-SR04T measurement cycle: the last echo has died out
-TIMEOUT_US = const(60000)   # JSN-SR04T gives up after ~60 ms
-EXTRA = const(2)            # pings added when the first burst is not conclusive
+_PING_PERIOD_MS = const(60)  # JSN-SR04T measurement cycle: the last echo has died out
+_TIMEOUT_US = const(60000)   # JSN-SR04T gives up after ~60 ms
+_EXTRA = const(2)            # pings added when the first burst is not conclusive
 
 # reasons
 OK = "ok"
@@ -86,7 +86,7 @@ class Ranger:
     def pings(self, cfg, extra=0):
         """Fire a burst; echo times (us, -1 = none) go to a pre-allocated buffer.
 
-        One ping per PING_PERIOD_MS: after an early echo the rest of the
+        One ping per _PING_PERIOD_MS: after an early echo the rest of the
         period is waited out, after a timeout (60 ms) nothing. With extra > 0
         the burst is extended (appended to the last one), see measure().
         Split from evaluate() so the DS18B20 conversion runs while the pings
@@ -102,12 +102,12 @@ class Ranger:
                 self.sleep_ms(self._wait)
             t = self.hw.ping_us()
             us[i] = t
-            self._wait = PING_PERIOD_MS - (t // 1000 if t > 0 else PING_PERIOD_MS)
+            self._wait = _PING_PERIOD_MS - (t // 1000 if t > 0 else _PING_PERIOD_MS)
         self._n = n
 
     def more(self, cfg, res):
-        """True when an inconclusive burst is worth EXTRA more pings (5 -> 7)."""
-        return res[3] in (FEW, SPREAD) and self._n < cfg["pings"] + EXTRA and self._n < 9
+        """True when an inconclusive burst is worth _EXTRA more pings (5 -> 7)."""
+        return res[3] in (FEW, SPREAD) and self._n < cfg["pings"] + _EXTRA and self._n < 9
 
     def measure(self, cfg, t_c):
         """pings() then evaluate(), extended once if inconclusive:
@@ -115,7 +115,7 @@ class Ranger:
         self.pings(cfg)
         res = self.evaluate(cfg, t_c)
         if self.more(cfg, res):
-            self.pings(cfg, EXTRA)
+            self.pings(cfg, _EXTRA)
             res = self.evaluate(cfg, t_c)
         return res
 
@@ -133,7 +133,7 @@ class Ranger:
         nblind = 0
         for i in range(self._n):
             us = self._us[i]
-            if us < 0 or us > TIMEOUT_US:
+            if us < 0 or us > _TIMEOUT_US:
                 continue
             d = us * half_c
             if d < blind:
