@@ -59,25 +59,14 @@ def encode(obj, ct=CT_CBOR):
     return cbor.dumps(obj)
 
 
-def _now():
-    from dev import clock
-    return clock.now()
-
-
 class Commands:
     def __init__(self, handlers, path="data/cmds.json", now=None):
         self.handlers = handlers
         self.path = path
-        self.now = now or _now  # () -> UTC seconds, or None when unknown
+        self.now = now  # () -> UTC seconds, or None when unknown; None: dev.clock.now
         self.recent = store.load_json(path, [])  # [[id, result], ...] oldest first
         if not isinstance(self.recent, list):
             self.recent = []
-
-    def _known(self, cid):
-        for e in self.recent:
-            if e[0] == cid:
-                return e[1]
-        return None
 
     def _remember(self, cid, res):
         if self.recent and self.recent[-1][0] == cid:
@@ -98,9 +87,9 @@ class Commands:
         cid = cmd.get("id")
         if not isinstance(cid, (str, int)) or cid is True or cid is False or cid == "":
             return {"id": None, "s": "failed", "r": "bad command: missing id"}
-        old = self._known(cid)
-        if old is not None:
-            return old
+        for e in self.recent:
+            if e[0] == cid:
+                return e[1]  # known: answered again, not applied again
         res = {"id": cid, "s": "failed", "r": None}
         a = cmd.get("a")
         p = cmd.get("p", {})
@@ -115,7 +104,11 @@ class Commands:
         elif exp is not None and not isinstance(exp, (int, float)):
             res["r"] = "bad command: exp must be a number"
         else:
-            t = self.now()
+            if self.now:
+                t = self.now()
+            else:
+                from dev import clock
+                t = clock.now()
             if exp is not None and t is not None and t > exp:
                 res["r"] = "expired"
             else:

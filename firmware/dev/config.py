@@ -31,7 +31,6 @@ neither `cur` nor the file changes.
 from dev import store
 
 PATH = "config.json"
-SECRETS = "secrets.json"
 SCHEMA = {}  # role sections and extra keys: key -> rule, over dev/schema.py's base
 
 
@@ -57,7 +56,7 @@ def load(path=PATH):
     return _use("load", path, SCHEMA)
 
 
-def secrets(path=SECRETS):
+def secrets(path="secrets.json"):
     return store.load_json(path, {})
 
 

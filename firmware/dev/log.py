@@ -1,24 +1,17 @@
 """Persisted event log for the technician (eclor.log()) and post-mortems.
 
 Lines "UTC_SECONDS LEVEL message" appended to data/log.txt; when the file
-passes MAX_BYTES it becomes data/log.1 (the previous log.1 is dropped), so
-the log costs at most 2 x MAX_BYTES of flash. Appends are for events only
+passes _MAX_BYTES (4 KB) it becomes data/log.1 (the previous log.1 is dropped), so
+the log costs at most 2 x _MAX_BYTES of flash. Appends are for events only
 (boot, faults, crashes, config changes), never per reading, which bounds
 flash wear. Never raises: a log that cannot be written must not stop a lamp.
 """
 import os
+from micropython import const
 
 PATH = "data/log.txt"
 OLD = "data/log.1"
-MAX_BYTES = 4096
-
-
-def _now():
-    try:
-        import hal
-        return int(hal.time())
-    except Exception:
-        return 0
+_MAX_BYTES = const(4096)
 
 
 def event(msg, level="I"):
@@ -30,14 +23,19 @@ def event(msg, level="I"):
             size = 0
             from dev import store
             store.makedirs("data")
-        if size > MAX_BYTES:
+        if size > _MAX_BYTES:
             try:
                 os.remove(OLD)
             except OSError:
                 pass
             os.rename(PATH, OLD)
+        try:
+            import hal
+            t = int(hal.time())
+        except Exception:
+            t = 0
         with open(PATH, "a") as f:
-            f.write("%d %s %s\n" % (_now(), level, msg))
+            f.write("%d %s %s\n" % (t, level, msg))
     except Exception:
         pass
 

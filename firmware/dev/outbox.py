@@ -25,12 +25,13 @@ Flash wear: per report one file create (data + metadata commit) and one
 delete on ack; LittleFS's dynamic wear levelling spreads these over the
 whole filesystem (2 MB = 512 blocks on a 4 MB board). At 4 reports an hour
 that is ~35 k small writes a year, far below 100 k erase cycles per block.
-Items must stay small (MAX_ITEM bytes) to keep RAM use bounded on send.
+Items must stay small (_MAX_ITEM bytes) to keep RAM use bounded on send.
 """
 import os
+from micropython import const
 from dev import store
 
-MAX_ITEM = 1024
+_MAX_ITEM = const(1024)
 
 
 class Outbox:
@@ -75,8 +76,8 @@ class Outbox:
 
     def push(self, data):
         """Persist one item (bytes-like, <= MAX_ITEM); returns its sequence number."""
-        if len(data) > MAX_ITEM:
-            raise ValueError("outbox: item larger than %d bytes" % MAX_ITEM)
+        if len(data) > _MAX_ITEM:
+            raise ValueError("outbox: item larger than %d bytes" % _MAX_ITEM)
         seq = self.next
         self.next = seq + 1
         store.write(self._file(seq), data)

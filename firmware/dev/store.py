@@ -42,17 +42,12 @@ def makedirs(path):
             os.mkdir(cur)
 
 
-def _parent(path):
-    i = path.rfind("/")
-    return path[:i] if i > 0 else None
-
-
 def write(path, data, _json=False):
     """Atomically replace path with data (bytes or str; _json: an object
     streamed as JSON into the temp file, never held whole as a string)."""
-    d = _parent(path)
-    if d and not exists(d):
-        makedirs(d)
+    i = path.rfind("/")
+    if i > 0 and not exists(path[:i]):
+        makedirs(path[:i])
     tmp = path + ".tmp"
     try:
         with open(tmp, "wb") as f:
@@ -80,8 +75,8 @@ def read(path):
     return None
 
 
-def save_json(path, obj):
-    write(path, obj, True)
+def save_json(path, data):
+    write(path, data, True)
 
 
 def load_json(path, default=None):

@@ -159,18 +159,6 @@ def dumps(o):
     return bytes(Writer(32).any(o).value())
 
 
-def _half(h):
-    e = (h >> 10) & 0x1F
-    m = h & 0x3FF
-    if e == 0:
-        v = m * 5.960464477539063e-08  # 2**-24
-    elif e == 31:
-        v = float("nan") if m else float("inf")
-    else:
-        v = (1024 + m) * (2.0 ** (e - 25))
-    return -v if h & 0x8000 else v
-
-
 def _need(data, pos, k):
     if pos + k > len(data):
         raise ValueError("cbor: truncated")
@@ -194,7 +182,16 @@ def decode(data, pos=0, depth=0):
             return None, pos
         if ai == 25:
             _need(data, pos, 2)
-            return _half((data[pos] << 8) | data[pos + 1]), pos + 2
+            # half precision (sign, 5-bit exponent, 10-bit mantissa)
+            e = (data[pos] >> 2) & 0x1F
+            m = (data[pos] & 3) << 8 | data[pos + 1]
+            if e == 0:
+                v = m * 5.960464477539063e-08  # 2**-24
+            elif e == 31:
+                v = float("nan") if m else float("inf")
+            else:
+                v = (1024 + m) * (2.0 ** (e - 25))
+            return -v if data[pos] & 0x80 else v, pos + 2
         if ai == 26:
             _need(data, pos, 4)
             return struct.unpack_from(">f", data, pos)[0], pos + 4

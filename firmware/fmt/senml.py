@@ -47,26 +47,6 @@ _T = const(6)
 _VD = const(8)
 _NUM = (int, float)  # built once: a tuple literal in isinstance() is allocated per call
 
-def _value(w, v):
-    if v is True or v is False:
-        w.int(_VB)
-        w.simple(v)
-    elif isinstance(v, str):
-        w.int(_VS)
-        w.text(v)
-    elif isinstance(v, cbor.BYTES_LIKE):
-        w.int(_VD)
-        w.bytes(v)
-    elif isinstance(v, _NUM):
-        w.int(_V)
-        if isinstance(v, int):
-            w.int(v)
-        else:
-            w.float(v)
-    else:
-        raise ValueError("senml: bad value type for a record")
-
-
 def _num(w, x):
     if isinstance(x, int):
         w.int(x)
@@ -104,7 +84,20 @@ def encode(readings, bn=None, bt=None, w=None):
         if unit:
             w.int(_U)
             w.text(unit)
-        _value(w, val)
+        if val is True or val is False:
+            w.int(_VB)
+            w.simple(val)
+        elif isinstance(val, str):
+            w.int(_VS)
+            w.text(val)
+        elif isinstance(val, cbor.BYTES_LIKE):
+            w.int(_VD)
+            w.bytes(val)
+        elif isinstance(val, _NUM):
+            w.int(_V)
+            _num(w, val)
+        else:
+            raise ValueError("senml: bad value type for a record")
         if t is not None and t != bt:
             w.int(_T)
             _num(w, t - bt if bt is not None else t)
@@ -145,7 +138,20 @@ def concat(packs):
     total = 0
     bodies = []
     for p in packs:
-        n, pos = _array_head(p)
+        # the pack's array head: item count n, its items from pos
+        if not len(p) or p[0] >> 5 != 4:
+            raise ValueError("senml: pack is not a CBOR array")
+        n = p[0] & 0x1F
+        pos = 1
+        if n > 23:
+            if n > 27:
+                raise ValueError("senml: bad array head")
+            pos += 1 << (n - 24)
+            if len(p) < pos:
+                raise ValueError("senml: truncated")
+            n = 0
+            for i in range(1, pos):
+                n = (n << 8) | p[i]
         if n:
             first = cbor.decode(p, pos)[0]
             if not isinstance(first, dict) or _BN not in first or _BT not in first:
@@ -156,23 +162,6 @@ def concat(packs):
     for b in bodies:
         w.raw(b)
     return bytes(w.value())
-
-
-def _array_head(p):
-    if not len(p) or p[0] >> 5 != 4:
-        raise ValueError("senml: pack is not a CBOR array")
-    ai = p[0] & 0x1F
-    if ai < 24:
-        return ai, 1
-    if ai > 27:
-        raise ValueError("senml: bad array head")
-    k = 1 << (ai - 24)
-    if len(p) < 1 + k:
-        raise ValueError("senml: truncated")
-    n = 0
-    for i in range(k):
-        n = (n << 8) | p[1 + i]
-    return n, 1 + k
 
 
 def decode(data, ct=CT_CBOR):

@@ -80,17 +80,19 @@ _IN_FILE = const(10)  # ECLOR_SIM_FILE
 _IN_MTIME = const(11)
 _IN_CHECKED = const(12)  # real ticks_ms() of the last mtime check
 _STATE = const(13)  # ECLOR_SIM_RTC_FILE
+_INPUTS = const(14)  # the dict inputs() returns
 _s = [0, _t.ticks_ms(), float(os.getenv("ECLOR_SIM_SPEED") or 0), float(os.getenv("ECLOR_SIM_TIME") or _t.time()),
       RTC_EPOCH_2000, b"", "power_on", 0, 0, False, os.getenv("ECLOR_SIM_FILE"), None, None,
-      os.getenv("ECLOR_SIM_RTC_FILE") or ".sim_rtc.json"]
-_inputs = {}
+      os.getenv("ECLOR_SIM_RTC_FILE") or ".sim_rtc.json", {}]
 on_deepsleep = None  # host hooks, see above
 on_reboot = None
 
 
-def _state(cause=None, after_ms=0):
+def _state(cause=None, ms=0):
     """cause None: read the state a deep sleep / reboot saved (and remove
-    it: a crash later is a power-on); else save it for the next process."""
+    it: a crash later is a power-on). Else (deep sleep, reboot, watchdog)
+    save it for the next process, then call the host's hook (which must not
+    return) or exit the process."""
     import json
     import binascii
     s = _s
@@ -106,11 +108,18 @@ def _state(cause=None, after_ms=0):
         s[_MEM] = binascii.unhexlify(st["mem"]) if st.get("mem") else b""
         s[_CAUSE] = st["cause"]
         return
-    t = ticks_ms() + after_ms
+    t = ticks_ms() + ms
     st = {"utc": s[_UTC0] + t / 1000, "rtc": s[_RTC0] + t / 1000, "mem": binascii.hexlify(s[_MEM]).decode(),
           "cause": cause}
     with open(s[_STATE], "w") as f:
         json.dump(st, f)
+    if cause == "deepsleep":
+        if on_deepsleep:
+            on_deepsleep(ms)
+        sys.exit(EXIT_DEEPSLEEP)
+    if on_reboot:
+        on_reboot(cause)
+    sys.exit(EXIT_REBOOT)
 
 
 # --- clock -----------------------------------------------------------------
@@ -185,15 +194,15 @@ def inputs():
                     with open(s[_IN_FILE]) as f:
                         d = json.load(f)
                     if isinstance(d, dict):
-                        _inputs.update(d)
+                        s[_INPUTS].update(d)
                     s[_IN_MTIME] = m
             except (OSError, ValueError):
                 pass  # absent or half-written: keep the last values
-    return _inputs
+    return s[_INPUTS]
 
 
 def set_inputs(**kw):
-    _inputs.update(kw)
+    _s[_INPUTS].update(kw)
 
 
 # --- watchdog, reset ---------------------------------------------------------
@@ -206,7 +215,7 @@ def wdt_enable(timeout_ms):
 def wdt_feed():
     now = _t.ticks_ms()
     if _s[_WDT_MS] and _t.ticks_diff(now, _s[_WDT_LAST]) > _s[_WDT_MS]:
-        _end("wdt", 0)
+        _state("wdt")
     _s[_WDT_LAST] = now
 
 
@@ -214,26 +223,13 @@ def reset_cause():
     return _s[_CAUSE]
 
 
-def _end(cause, ms):
-    # deep sleep / reboot / watchdog: the state for the next process, then
-    # the host's hook (must not return) or the process exit
-    _state(cause, ms)
-    if cause == "deepsleep":
-        if on_deepsleep:
-            on_deepsleep(ms)
-        sys.exit(EXIT_DEEPSLEEP)
-    if on_reboot:
-        on_reboot(cause)
-    sys.exit(EXIT_REBOOT)
-
-
 def reboot():
-    _end("soft", 0)
+    _state("soft")
 
 
 def deepsleep(ms):
     wifi_off()
-    _end("deepsleep", ms)
+    _state("deepsleep", ms)
 
 
 def rtc_memory(data=None):
