@@ -21,7 +21,7 @@ Energy accounting. awake_ms = _BOOT_MS + hal ticks from the start of the
 wake to deep sleep; radio_ms = ticks from Wi-Fi on to Wi-Fi off. On the
 board these are real times. On the host the common sim HAL's clock moves only
 by documented physical durations (Wi-Fi association, sleep_ms, ping flights,
-DS18B20 conversion), and waste/link.py adds the ones it owns: RTT_MS per CoAP
+DS18B20 conversion), and waste/link.py adds the ones it owns: _RTT_MS per CoAP
 exchange and, for each retransmission or final timeout, the expected wait of
 the configured ACK_TIMEOUT schedule. Totals go to the state file and, since
 the last heartbeat, into the heartbeat (awake_ms, radio_ms, wakes).

@@ -14,7 +14,7 @@ wake. Any other 4.xx means the gateway will never take those packs: they are
 dropped and counted, or the queue would be stuck behind them forever.
 
 Energy on the host: the sim HAL's clock already spends the Wi-Fi
-association; here each CoAP exchange adds RTT_MS and each retransmission or
+association; here each CoAP exchange adds _RTT_MS and each retransmission or
 final timeout the expected wait of the configured ACK_TIMEOUT schedule, so
 radio_ms reflects the protocol, not the host's speed. On a board _spend()
 is a no-op: the ticks are real.
