@@ -1,16 +1,15 @@
-"""RFC 7959 block-wise transfers, loaded by the endpoint only when needed.
-
-Client: `request` sends a large body as Block1 blocks (following a smaller
-SZX the server asks for in its 2.31 answers) and `fetch` collects a Block2
-response whole.  Server: `receive` reassembles Block1 request bodies into
-one buffer bounded by MAX_BODY (4.13 with Size1 beyond it, 4.08 when a block
-is out of order) and `slice2` cuts a large response into the Block2 block
-the client asked for.  The server keeps no Block2 state: each block request
-re-runs the handler (RFC 7959 §2.4, stateless server), so a handler must
-give the same representation while a transfer runs.
-
-SZX is negotiated both ways: the smaller of our SZX and the peer's wins.
-"""
+"""RFC 7959 block-wise transfers, loaded by the endpoint only when needed."""
+#
+# Client: `request` sends a large body as Block1 blocks (following a smaller
+# SZX the server asks for in its 2.31 answers) and `fetch` collects a Block2
+# response whole.  Server: `receive` reassembles Block1 request bodies into
+# one buffer bounded by MAX_BODY (4.13 with Size1 beyond it, 4.08 when a block
+# is out of order) and `slice2` cuts a large response into the Block2 block
+# the client asked for.  The server keeps no Block2 state: each block request
+# re-runs the handler (RFC 7959 §2.4, stateless server), so a handler must
+# give the same representation while a transfer runs.
+#
+# SZX is negotiated both ways: the smaller of our SZX and the peer's wins.
 from micropython import const
 
 from coap.codec import Msg, uint

@@ -1,11 +1,10 @@
 """RFC 6690 CoRE link format: the /.well-known/core document and the
-payload of an RD registration.
-
-Resource attributes are kept as the raw bytes given to `Endpoint.add`
-(e.g. b'rt="eclor.lamp.state";ct=112'), so encoding is concatenation, not a
-dict per resource.  Query filtering (RFC 6690 §4.1) supports `name=value`
-and a trailing `*` prefix match on one attribute, e.g. `?rt=eclor.lamp*`.
-"""
+payload of an RD registration."""
+#
+# Resource attributes are kept as the raw bytes given to `Endpoint.add`
+# (e.g. b'rt="eclor.lamp.state";ct=112'), so encoding is concatenation, not a
+# dict per resource.  Query filtering (RFC 6690 §4.1) supports `name=value`
+# and a trailing `*` prefix match on one attribute, e.g. `?rt=eclor.lamp*`.
 
 
 def _attr(attrs, name):

@@ -1,32 +1,31 @@
 """The serving side of an Endpoint: request dispatch and RFC 7641 Observe,
-server side.
-
-Loaded by the first `Endpoint.add()`, so a client-only device (a bin) does
-not carry it.  Dispatch: Uri-Path routing, /.well-known/core, Block1
-reassembly (coap.block), piggybacked answers for plain handlers, an empty
-ACK then a separate CON response for coroutine handlers, 5.00 for a handler
-that raises, 4.00 for a non-UTF-8 path.
-
-An observer is `[peer, token, path, request, non_count, last_con_ms,
-last_non_mid, busy, pending]` in `ep._obs`, at most OBS_MAX of them (a
-GET+Observe beyond that is answered without the Observe option: not
-registered).
-
-* GET with Observe=0 on an `obs` resource registers (or refreshes the same
-  peer+token); Observe=1 deregisters; an RST to a notification deregisters.
-* Every notification carries the next value of one 24-bit sequence counter.
-* Notifications are NON, except at least every OBS_CON_N-th one or when the
-  last CON one is older than OBS_CON_MS: that CON is retransmitted like a
-  request and the observer is dropped when it is never acknowledged (or
-  RST), so a dead client does not stay registered forever.
-* An error answer from the handler is sent and ends the observation.
-* If the state changes while a notification is still being retransmitted,
-  the newest state is sent when it completes (no queue of stale states).
-
-The client side of Observe is coap/watch.py.  Plain functions over the
-endpoint's state, no class: each class and method costs RAM when loaded
-from .mpy.
-"""
+server side."""
+#
+# Loaded by the first `Endpoint.add()`, so a client-only device (a bin) does
+# not carry it.  Dispatch: Uri-Path routing, /.well-known/core, Block1
+# reassembly (coap.block), piggybacked answers for plain handlers, an empty
+# ACK then a separate CON response for coroutine handlers, 5.00 for a handler
+# that raises, 4.00 for a non-UTF-8 path.
+#
+# An observer is `[peer, token, path, request, non_count, last_con_ms,
+# last_non_mid, busy, pending]` in `ep._obs`, at most OBS_MAX of them (a
+# GET+Observe beyond that is answered without the Observe option: not
+# registered).
+#
+# * GET with Observe=0 on an `obs` resource registers (or refreshes the same
+#   peer+token); Observe=1 deregisters; an RST to a notification deregisters.
+# * Every notification carries the next value of one 24-bit sequence counter.
+# * Notifications are NON, except at least every OBS_CON_N-th one or when the
+#   last CON one is older than OBS_CON_MS: that CON is retransmitted like a
+#   request and the observer is dropped when it is never acknowledged (or
+#   RST), so a dead client does not stay registered forever.
+# * An error answer from the handler is sent and ends the observation.
+# * If the state changes while a notification is still being retransmitted,
+#   the newest state is sent when it completes (no queue of stale states).
+#
+# The client side of Observe is coap/watch.py.  Plain functions over the
+# endpoint's state, no class: each class and method costs RAM when loaded
+# from .mpy.
 import asyncio
 import time
 from micropython import const

@@ -1,24 +1,23 @@
-"""RFC 9176 registration client (the subset of the ECLOR wire contract).
-
-    reg = Registration(ep, gw, "lamp-0001", "eclor.lamp", lt=3600)
-    reg.start()                   # background task: register, update, retry
-    ... or, in a wake window:  ok = await reg.ensure()
-
-* register: POST /rd?ep=NAME&lt=LT&et=ET[&b=UQ], link-format payload (ct 40)
-  of the device's resources (`ep.links()` unless `links` is given);
-  2.01 Created with Location-Path -> `reg.location` ("rd/ID").
-* update: POST /<location> with no payload at 3/4 of the lifetime (at least
-  UPDATE_MARGIN_S before it runs out) -> 2.04; 4.04 means the gateway forgot
-  us: register again at once (also on any other 4.xx; 5.xx backs off).
-  `registered` stays True after a failed update until the lifetime ends.
-* while the gateway is unreachable: exponential back-off from BACKOFF_MIN_MS
-  to BACKOFF_MAX_MS with random jitter (50-100 %), so a fleet that lost its
-  gateway does not come back in lock-step.
-* `ensure()` never raises; `run()`/`start()` keep it going in their own task
-  so the application is never blocked by an absent gateway.
-* `kick()` forces an update at the next chance (e.g. after Wi-Fi came back
-  with a new address: the gateway learns the new address and NAT binding).
-"""
+"""RFC 9176 registration client (the subset of the ECLOR wire contract)."""
+#
+#     reg = Registration(ep, gw, "lamp-0001", "eclor.lamp", lt=3600)
+#     reg.start()                   # background task: register, update, retry
+#     ... or, in a wake window:  ok = await reg.ensure()
+#
+# * register: POST /rd?ep=NAME&lt=LT&et=ET[&b=UQ], link-format payload (ct 40)
+#   of the device's resources (`ep.links()` unless `links` is given);
+#   2.01 Created with Location-Path -> `reg.location` ("rd/ID").
+# * update: POST /<location> with no payload at 3/4 of the lifetime (at least
+#   UPDATE_MARGIN_S before it runs out) -> 2.04; 4.04 means the gateway forgot
+#   us: register again at once (also on any other 4.xx; 5.xx backs off).
+#   `registered` stays True after a failed update until the lifetime ends.
+# * while the gateway is unreachable: exponential back-off from BACKOFF_MIN_MS
+#   to BACKOFF_MAX_MS with random jitter (50-100 %), so a fleet that lost its
+#   gateway does not come back in lock-step.
+# * `ensure()` never raises; `run()`/`start()` keep it going in their own task
+#   so the application is never blocked by an absent gateway.
+# * `kick()` forces an update at the next chance (e.g. after Wi-Fi came back
+#   with a new address: the gateway learns the new address and NAT binding).
 import asyncio
 import random
 import time

@@ -1,21 +1,20 @@
 """Client side of RFC 7641 Observe (`Endpoint.observe` / `unobserve`),
-loaded on first use: a device that observes nothing does not carry it.
-
-`watch` registers (GET with Observe=0) and `note` delivers the
-notifications newer than the last one (RFC 7641 §3.4: 24-bit sequence
-comparison, or 128 s passed), and ends the observation on an error or a
-response without Observe.  An observation is `[peer, token, callback, seq,
-ticks, request options, fetching, pending]` in `ep._cobs`.
-
-A representation larger than one block (RFC 7959 §2.6) comes as its first
-block, in the registration answer or in a notification.  The rest is
-fetched with GET and Block2 num 1, 2... (without Observe; coap.block
-checks that the ETag stays the same), and the callback gets the
-notification with the whole body.  One fetch runs at a time per
-observation.  A notification that arrives during a fetch is kept, and is
-fetched next.  A fetch that fails, or whose notification a newer one
-overtook, delivers nothing; the next notification carries the new state.
-"""
+loaded on first use: a device that observes nothing does not carry it."""
+#
+# `watch` registers (GET with Observe=0) and `note` delivers the
+# notifications newer than the last one (RFC 7641 §3.4: 24-bit sequence
+# comparison, or 128 s passed), and ends the observation on an error or a
+# response without Observe.  An observation is `[peer, token, callback, seq,
+# ticks, request options, fetching, pending]` in `ep._cobs`.
+#
+# A representation larger than one block (RFC 7959 §2.6) comes as its first
+# block, in the registration answer or in a notification.  The rest is
+# fetched with GET and Block2 num 1, 2... (without Observe; coap.block
+# checks that the ETag stays the same), and the callback gets the
+# notification with the whole body.  One fetch runs at a time per
+# observation.  A notification that arrives during a fetch is kept, and is
+# fetched next.  A fetch that fails, or whose notification a newer one
+# overtook, delivers nothing; the next notification carries the new state.
 import asyncio
 import time
 from micropython import const
