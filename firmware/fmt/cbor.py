@@ -92,18 +92,19 @@ class Writer:
             self.head(1, -1 - v)
 
     def float(self, v):
-        # single precision when exact (always on the ESP32); NaN/inf are exact too
-        s = struct.pack(">f", v)
-        if v != v or struct.unpack(">f", s)[0] == v:
-            self._room(5)
-            self.buf[self.n] = 0xFA
-            self.buf[self.n + 1:self.n + 5] = s
-            self.n += 5
+        # single precision when exact (always on the ESP32); NaN/inf are exact
+        # too. Packed in place: no bytes object per call
+        self._room(5)
+        b, n = self.buf, self.n
+        struct.pack_into(">f", b, n + 1, v)
+        if v != v or struct.unpack_from(">f", b, n + 1)[0] == v:
+            b[n] = 0xFA
+            self.n = n + 5
         else:
-            self._room(9)
-            self.buf[self.n] = 0xFB
-            struct.pack_into(">d", self.buf, self.n + 1, v)
-            self.n += 9
+            self._room(9)  # grows b in place (or ValueError on a fixed buffer)
+            b[n] = 0xFB
+            struct.pack_into(">d", b, n + 1, v)
+            self.n = n + 9
 
     def text(self, s):
         s = s.encode() if isinstance(s, str) else s
@@ -164,22 +165,25 @@ def _need(data, pos, k):
         raise ValueError("cbor: truncated")
 
 
-def decode(data, pos=0, depth=0):
-    """Decode one item from data[pos:]; returns (obj, next_pos). ValueError on bad input."""
+def _item(data, p, depth):
+    # one item from data[p[0]:]; p[0] is moved past it in place, so that
+    # no (obj, pos) tuple is allocated per item
     if depth > _MAX_DEPTH:
         raise ValueError("cbor: nesting too deep")
+    pos = p[0]
     _need(data, pos, 1)
     ib = data[pos]
     pos += 1
     major = ib >> 5
     ai = ib & 0x1F
     if major == 7:
+        p[0] = pos + (0 if ai < 24 else 2 if ai == 25 else 4 if ai == 26 else 8)
         if ai == 20:
-            return False, pos
+            return False
         if ai == 21:
-            return True, pos
+            return True
         if ai == 22 or ai == 23:
-            return None, pos
+            return None
         if ai == 25:
             _need(data, pos, 2)
             # half precision (sign, 5-bit exponent, 10-bit mantissa)
@@ -191,13 +195,13 @@ def decode(data, pos=0, depth=0):
                 v = float("nan") if m else float("inf")
             else:
                 v = (1024 + m) * (2.0 ** (e - 25))
-            return -v if data[pos] & 0x80 else v, pos + 2
+            return -v if data[pos] & 0x80 else v
         if ai == 26:
             _need(data, pos, 4)
-            return struct.unpack_from(">f", data, pos)[0], pos + 4
+            return struct.unpack_from(">f", data, pos)[0]
         if ai == 27:
             _need(data, pos, 8)
-            return struct.unpack_from(">d", data, pos)[0], pos + 8
+            return struct.unpack_from(">d", data, pos)[0]
         raise ValueError("cbor: unsupported simple value %d" % ai)
     if ai < 24:
         v = ai
@@ -212,43 +216,52 @@ def decode(data, pos=0, depth=0):
         raise ValueError("cbor: indefinite length not supported")
     else:
         raise ValueError("cbor: reserved additional info %d" % ai)
+    p[0] = pos
     if major == 0:
-        return v, pos
+        return v
     if major == 1:
-        return -1 - v, pos
+        return -1 - v
     if major == 2 or major == 3:
         _need(data, pos, v)
+        p[0] = pos + v
         s = bytes(data[pos:pos + v])
         if major == 3:
             try:
                 s = s.decode()
             except Exception:
                 raise ValueError("cbor: invalid UTF-8")
-        return s, pos + v
+        return s
     if major == 6:  # tag: return the tagged item
-        return decode(data, pos, depth + 1)
+        return _item(data, p, depth + 1)
     # arrays and maps: every item needs at least one byte
     if v > len(data) - pos:
         raise ValueError("cbor: truncated")
+    depth += 1
     if major == 4:
         out = []
         for _ in range(v):
-            x, pos = decode(data, pos, depth + 1)
-            out.append(x)
-        return out, pos
+            out.append(_item(data, p, depth))
+        return out
     out = {}
     for _ in range(v):
-        k, pos = decode(data, pos, depth + 1)
-        x, pos = decode(data, pos, depth + 1)
-        if isinstance(k, (list, dict)):
+        k = _item(data, p, depth)
+        x = _item(data, p, depth)
+        if isinstance(k, _SEQ) or isinstance(k, dict):
             raise ValueError("cbor: unhashable map key")
         out[k] = x
-    return out, pos
+    return out
+
+
+def decode(data, pos=0, depth=0):
+    """Decode one item from data[pos:]; returns (obj, next_pos). ValueError on bad input."""
+    p = [pos]
+    return _item(data, p, depth), p[0]
 
 
 def loads(data):
     """Decode exactly one item from data (bytes-like). ValueError on bad input."""
-    o, pos = decode(data, 0, 0)
-    if pos != len(data):
+    p = [0]
+    o = _item(data, p, 0)
+    if p[0] != len(data):
         raise ValueError("cbor: trailing bytes")
     return o

@@ -2,6 +2,7 @@
 # vectors, bounded buffers, allocation of a reused Writer, import cost.
 import gc
 import binascii
+import struct
 from fmt import cbor, senml
 
 ENC = [  # (value, hex) the firmware produces (RFC 8949 appendix A, floats as single/double)
@@ -88,6 +89,38 @@ def test_reused_writer_allocates_little_per_report():
     assert per < 400, per  # a few slice/memoryview objects, no buffer per report
     out = senml.decode(w.value())
     assert out[0] == ("urn:dev:ep:lamp-1:level", "%", 50, 1790000000) and out[4][2] == "normal"
+
+
+def _per_call(f, n=20):
+    f()
+    gc.collect()
+    gc.disable()
+    a = gc.mem_alloc()
+    for _ in range(n):
+        f()
+    per = (gc.mem_alloc() - a) / n
+    gc.enable()
+    return per
+
+
+def test_float_and_decoder_allocate_no_intermediates():
+    w = cbor.Writer(16, grow=False)
+    # packed in place: only the float read back for the precision check
+    # (a boxed float and a tuple on the 64-bit host), no bytes per call
+    per = _per_call(lambda: w.reset().float(0.1))
+    assert per <= 64, per
+    assert bytes(w.value()) == b"\xfb" + struct.pack(">d", 0.1)
+    w.reset().float(1.5)
+    assert bytes(w.value()) == b"\xfa\x3f\xc0\x00\x00"
+    w = cbor.Writer(5, grow=False)  # a single fits in exactly 5 bytes
+    w.float(1.5)
+    assert bytes(w.value()) == b"\xfa\x3f\xc0\x00\x00"
+    # decoding: the result objects and one position cell, no (obj, pos)
+    # tuple per item (a 4-key command map with a nested map: was ~1.5 KB)
+    cmd = cbor.dumps({"id": "c-1", "a": "level", "p": {"level": 40, "duration": 600}, "exp": 1790000000})
+    per = _per_call(lambda: cbor.loads(cmd))
+    assert per < 1200, per
+    assert cbor.decode(b"\x82\x01\x02\x03", 0) == ([1, 2], 3)
 
 
 def test_senml_refusals():
