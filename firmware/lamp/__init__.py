@@ -18,3 +18,9 @@ def use(name, fn, *args, **kw):
     finally:
         if m.__file__.endswith(".mpy") and sys.modules.pop(full, None) is not None:
             globals().pop(name, None)
+            # Collect now: the GC allocates from the lowest free block, so
+            # with the garbage of this burst gone the next objects (and a
+            # qstr pool growth: one block of several KB) pack low instead of
+            # being spread over the heap's top, which fragments it.
+            import gc
+            gc.collect()

@@ -85,6 +85,8 @@ def controller(ctl, cfg, safe, hw, outbox):
 def network(ctl, cfg, tasks):
     """The CoAP endpoint, resources, registration and the network tasks of
     lamp/app.py; returns the endpoint."""
+    import gc
+    gc.collect()  # the CoAP stack's code packs low, after the controller's boot garbage
     from coap.endpoint import Endpoint, addr
     from coap.rd import Registration
     from lamp import resources
