@@ -37,6 +37,7 @@ import hal
 from dev import store
 
 _BOOT_MS = const(270)  # ROM + bootloader + MicroPython start before main.py
+_MAX_CMD_ROUNDS = const(4)  # answers (/dp, then /cr) whose commands are applied
 STATE = "data/bin.json"
 
 
@@ -65,6 +66,8 @@ class Cycle:
         self.reboot = False
         self.error = None        # why the last transmission failed
         self.deferred = None     # heartbeat flag of a pack waiting for the time
+        self.port = 0            # local UDP port of this wake's CoAP sessions
+        self.rereg = False       # re-registered on a 4.04 to /dp (once per wake)
         self.safe = False
         self.queued = False      # this wake's pack is in the outbox
 
@@ -121,24 +124,64 @@ class Cycle:
         sense = None
         if go:
             # the radio phase needs the CoAP stack: drop the rest of the
-            # measurement code (reloaded if used again). fmt.cbor stays: a
-            # wake that gets commands needs it again, and reloaded late on
-            # a fragmented heap it costs that wake ~2 KB more (measured)
+            # measurement code (reloaded if used again)
             self.ob = None          # re-opened after the registration
-            unload("waste.sense", "dev.outbox")
-            from waste import link
-            await link.transmit(self)
-            # and the radio code before the deep sleep set-up re-opens the
-            # HAL: let the endpoint's cancelled receive task end (it holds
-            # the CoAP code), then forget the modules
-            link = None
-            await asyncio.sleep_ms(0)
-            unload("waste.link", "waste.actions", "dev.commands", "coap.endpoint", "coap.codec", "fmt.cbor")
+            unload("waste.sense", "dev.outbox", "fmt.cbor")
+            await self.transmit()
         if self.deferred is not None:
             # the clock could not be set: queue with the RTC's time anyway
             # rather than lose the reading
             self.queue(int(hal.time()), self.deferred)
         return self.finish()
+
+    async def transmit(self):
+        """The wake window (waste/link.py), then the back-off bookkeeping.
+
+        Commands in the gateway's answers are applied between two CoAP
+        sessions, with the link and CoAP code dropped: the command code
+        (dev.commands, waste.actions, waste.conf) and the CoAP stack are
+        never on the heap together, which made the peak of a wake that gets
+        commands. Wi-Fi stays on throughout."""
+        t_on = hal.ticks_ms()
+        res = None
+        rounds = 0
+        while True:
+            from waste import link
+            cmds = await link.window(self, res)
+            link = None
+            # let the endpoint's cancelled receive task end (it holds the
+            # CoAP code), then forget the modules
+            await asyncio.sleep_ms(0)
+            unload("waste.link", "coap.endpoint", "coap.codec")
+            if not cmds or rounds == _MAX_CMD_ROUNDS:
+                break
+            rounds += 1
+            try:
+                res = _commands(self, cmds)
+            except Exception as e:   # MemoryError...: never skip the deep sleep
+                self.error = "%s: %s" % (type(e).__name__, e)
+                cmds = None
+                break
+            finally:
+                unload("waste.actions", "waste.setconf", "waste.conf", "dev.commands")
+            if res is None:          # the answers held no command after all
+                break
+        hal.wifi_off()
+        self.radio_ms += hal.ticks_diff(hal.ticks_ms(), t_on)
+        st, s = self.st, self.s
+        if cmds is not None:
+            st["fails"] = 0
+            st["next_try"] = 0
+        else:
+            n = st.get("fails", 0)
+            st["fails"] = n + 1
+            wait = s["backoff_s"] << n if n < 16 else s["backoff_max_s"]
+            if wait > s["backoff_max_s"]:
+                wait = s["backoff_max_s"]
+            if self.error and self.error.startswith("max-age "):
+                wait = max(int(self.error[8:]), s["backoff_s"])
+            st["next_try"] = int(hal.time()) + wait
+        st["tot_tx"] = st.get("tot_tx", 0) + 1
 
     def finish(self):
         """Energy accounting, state save; returns the deep-sleep time (ms)."""
@@ -162,6 +205,29 @@ class Cycle:
         if self.reboot:
             hal.reboot()
         hal.deepsleep(ms)
+
+
+def _commands(c, answers):
+    """Parse the commands of the answers (dev.commands) and apply them
+    (waste/actions.py); their results as the CBOR payload for /cr, or None
+    when there was no command. The outbox is empty here (the /dp session
+    took it all): its code goes first, and a `report` command re-opens it.
+    A call of its own: once it returned, no dead slot of its frame keeps
+    the command code alive for the GC (it scans stacks conservatively)."""
+    c.ob = None
+    unload("dev.outbox")
+    from dev.commands import parse
+    cmds = []
+    for payload, ct in answers:
+        try:
+            cmds += parse(payload, ct)
+        except ValueError as e:
+            cmds.append(str(e))   # answered "failed: bad command" without an id
+    if not cmds:
+        return None
+    from waste.actions import Actions
+    from fmt import cbor
+    return cbor.dumps(Actions(c).apply(cmds))
 
 
 def unload(*names):

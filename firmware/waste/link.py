@@ -34,7 +34,6 @@ from coap.endpoint import Endpoint, Timeout, addr
 _RTT_MS = const(30)        # one CoAP exchange on the local Wi-Fi incl. gateway work
 _RANDOM_FACTOR = 1.25      # mean of ACK_RANDOM_FACTOR 1.5's uniform draw
 _MAX_POST = const(1024)    # bytes per /dp POST: one datagram, no block-wise
-_MAX_CMD_ROUNDS = const(4)  # /cr answers that may carry further commands
 _CT_CBOR = const(60)
 _T_VALID = const(1704067200)  # RTC readings before 2024 mean "time unknown"
 
@@ -51,74 +50,104 @@ def _spend(c, rtts, n):
         _advance(rtts * _RTT_MS + int(t))
 
 
-class Link:
-    def __init__(self, c):
-        self.c = c
-        self.ep = None
-        self.gw = None
-        self.rereg = False   # one re-registration per wake on a 4.04 to /dp
+async def window(c, res=None):
+    """One CoAP session of the wake window for cycle c; returns the gateway's
+    answers that carry commands, as [(payload, content-format)] ([] if
+    none), or None when it failed (c.error says why).
 
-    async def session(self):
-        c = self.c
-        st, s = c.st, c.s
+    res None, the first one: Wi-Fi on, register or update, the time if
+    unknown, the outbox to /dp. res (CBOR bytes), after the cycle applied
+    the commands with this module and the CoAP stack dropped: this wake's
+    reading if a `report` asked for it, then res to /cr. The endpoint binds
+    the same local port in every session of a wake, so the gateway sees one
+    address."""
+    st, s = c.st, c.s
+    if res is None:
         sec = c.secrets
         saved = hal.wifi_connect(sec.get("ssid", ""), sec.get("psk", ""), saved=st.get("wifi"),
                                  ip=c.cfg.get("ip"))
         if not saved:
             c.error = "wifi"
             st.pop("wifi", None)   # stale channel/BSSID: scan next time
-            return False
+            return None
         st["wifi"] = saved
-        # a clean heap for the endpoint: its receive loop needs one
-        # contiguous MAX_MSG block per datagram (measured: ~3 KB less heap)
-        gc.collect()
-        self.ep = ep = Endpoint(0, {"ACK_TIMEOUT": s["ack_timeout_ms"], "MAX_RETRANSMIT": s["max_retransmit"]})
-        task = asyncio.create_task(ep.run())
-        gw = c.cfg["gateway"]
-        self.gw = addr(gw["host"], gw.get("port", 5683))
-        try:
-            if not await self.register():
-                return False
+    # a clean heap for the endpoint: its receive loop needs one
+    # contiguous MAX_MSG block per datagram (measured: ~3 KB less heap)
+    gc.collect()
+    try:
+        ep = _endpoint(c)
+    except Exception as e:
+        c.error = "%s: %s" % (type(e).__name__, e)
+        return None
+    task = asyncio.create_task(ep.run())
+    lk = Link(c, ep)
+    try:
+        if res is None:
+            if not await lk.register():
+                return None
             from dev import clock
             if not clock.time_known():
-                await clock.sync(ep, self.gw, c.cfg.get("ntp", "pool.ntp.org"))
+                await clock.sync(ep, lk.gw, c.cfg.get("ntp", "pool.ntp.org"))
                 _spend(c, 1, 0)
             clock = None
             from waste.cycle import unload
             unload("coap.rd", "dev.clock")    # done with them: heap for the flush
             if c.deferred is not None and hal.time() >= _T_VALID:
                 c.queue(int(hal.time()), c.deferred)
-            cmds = await self.flush()
+            return await lk.flush()
+        cmds = []
+        if st.get("force") and c.reading:
+            # "report": this wake's reading goes out in this window;
+            # queued already unless the wake only retried a backlog
+            if c.queued:
+                st["force"] = 0
+            else:
+                c.queue(int(hal.time()), False)
+            cmds = await lk.flush()
             if cmds is None:
-                return False
-            rounds = 0
-            while cmds and rounds < _MAX_CMD_ROUNDS:
-                rounds += 1
-                res = _apply(c, cmds)
-                cmds = []
-                if st.get("force") and c.reading:
-                    # "report": this wake's reading goes out in this window;
-                    # queued already unless the wake only retried a backlog
-                    if c.queued:
-                        st["force"] = 0
-                    else:
-                        c.queue(int(hal.time()), False)
-                    cmds = await self.flush()
-                    if cmds is None:
-                        return False
-                r = await self.post("cr", res, _CT_CBOR)
-                if r is None:
-                    return False
-                if r.code == codec.CHANGED:
-                    cmds += _decode_cmds(r)
-            # every flush() above returned only once the outbox was empty
-            return True
-        except Timeout:
-            c.error = "timeout"
-            return False
-        finally:
-            ep.close()
-            task.cancel()
+                return None
+        r = await lk.post("cr", res, _CT_CBOR)
+        if r is None:
+            return None
+        if r.code == codec.CHANGED:
+            cmds += _cmds(r)
+        return cmds
+    except Timeout:
+        c.error = "timeout"
+        return None
+    except Exception as e:   # never let a network oddity skip the deep sleep
+        c.error = "%s: %s" % (type(e).__name__, e)
+        return None
+    finally:
+        ep.close()
+        task.cancel()
+
+
+def _endpoint(c):
+    """The CoAP endpoint on this wake's local port: a random one of the
+    dynamic range (49152..65535) the first time, the same one after."""
+    p = {"ACK_TIMEOUT": c.s["ack_timeout_ms"], "MAX_RETRANSMIT": c.s["max_retransmit"]}
+    if c.port:
+        return Endpoint(c.port, p)
+    import os   # os.urandom: the random module may be seeded by the sim HAL
+    for k in range(8):
+        port = 49152 + (int.from_bytes(os.urandom(2), "big") & 0x3FFF)
+        try:
+            ep = Endpoint(port, p)
+        except OSError:   # in use
+            if k == 7:
+                raise
+            continue
+        c.port = port
+        return ep
+
+
+class Link:
+    def __init__(self, c, ep):
+        self.c = c
+        self.ep = ep
+        gw = c.cfg["gateway"]
+        self.gw = addr(gw["host"], gw.get("port", 5683))
 
     async def post(self, path, payload, ct):
         """One CoAP POST with its physical cost accounted; None on timeout."""
@@ -175,10 +204,10 @@ class Link:
             if r.code == 163:   # 5.03: keep them, retry after Max-Age
                 c.error = "max-age %d" % r.uopt(codec.MAX_AGE, 60)
                 return None
-            if r.code == 132 and not self.rereg:
+            if r.code == 132 and not c.rereg:
                 # 4.04: the gateway does not know this address (NAT
                 # rebinding, its data reset): register anew, resend the same
-                self.rereg = True
+                c.rereg = True
                 c.st.pop("rd", None)
                 if not await self.register():
                     return None
@@ -193,7 +222,7 @@ class Link:
                 return None
             ob.ack(last)        # durable at the gateway: never sent again
             c.sent += n
-            cmds += _decode_cmds(r)
+            cmds += _cmds(r)
         return cmds
 
 
@@ -230,67 +259,9 @@ def _body(items):
     return body, n, items[n - 1][0]
 
 
-def _decode_cmds(r):
-    """Command maps from an answer: CBOR (ct 60) or JSON (ct 50); [] if none."""
+def _cmds(r):
+    """[(payload, content-format)] of an answer that carries commands (CBOR
+    or JSON), else []. The cycle parses them once the CoAP stack is dropped."""
     if not r.payload or r.ct not in (50, _CT_CBOR):
         return []
-    from dev.commands import parse
-    try:
-        return parse(r.payload, r.ct)
-    except ValueError as e:
-        return [str(e)]   # answered "failed: bad command" without an id
-
-
-def _apply(c, cmds):
-    """Apply command maps (waste/actions.py); returns their results as the
-    CBOR payload for /cr.
-
-    The command code (dev.commands, waste.actions, waste.conf) is loaded
-    only for this and dropped before the /cr exchange: most wakes get no
-    command, and the radio phase is the bin's heap peak (docs/bin.md
-    "Memory"). The outbox is empty here (flush() returned): its code goes
-    first, and a "report" command re-opens it. fmt.cbor is dropped too,
-    which frees it only if dev.commands does not hold it."""
-    from waste.cycle import unload
-    c.ob = None
-    unload("dev.outbox", "fmt.cbor")
-    res = _run(c, cmds)
-    unload("waste.actions", "waste.setconf", "waste.conf", "dev.commands", "fmt.cbor")
-    from fmt import cbor
-    return cbor.dumps(res)
-
-
-def _run(c, cmds):
-    # a call of its own: once it returned, no dead slot of this frame keeps
-    # the command code alive for the GC (it scans the stack conservatively)
-    from waste.actions import Actions
-    return Actions(c).apply(cmds)
-
-
-async def transmit(c):
-    """Run the wake window for cycle c, then the back-off bookkeeping;
-    True when the outbox was emptied."""
-    t_on = hal.ticks_ms()
-    ok = False
-    try:
-        ok = await Link(c).session()
-    except Exception as e:   # never let a network oddity skip the deep sleep
-        c.error = "%s: %s" % (type(e).__name__, e)
-    finally:
-        hal.wifi_off()
-        c.radio_ms += hal.ticks_diff(hal.ticks_ms(), t_on)
-    st, s = c.st, c.s
-    if ok:
-        st["fails"] = 0
-        st["next_try"] = 0
-    else:
-        n = st.get("fails", 0)
-        st["fails"] = n + 1
-        wait = s["backoff_s"] << n if n < 16 else s["backoff_max_s"]
-        if wait > s["backoff_max_s"]:
-            wait = s["backoff_max_s"]
-        if c.error and c.error.startswith("max-age "):
-            wait = max(int(c.error[8:]), s["backoff_s"])
-        st["next_try"] = int(hal.time()) + wait
-    st["tot_tx"] = st.get("tot_tx", 0) + 1
-    return ok
+    return [(r.payload, r.ct)]
