@@ -10,7 +10,10 @@ def use(name, fn, *args, **kw):
     from source it would be compiled again each time, which needs more heap
     than keeping it. A nested use() of the same module shares the import."""
     import sys
+    import gc
     full = "lamp." + name
+    if full not in sys.modules:
+        gc.collect()  # see below: the module's code then packs low too
     __import__(full)
     m = sys.modules[full]
     try:
@@ -22,5 +25,4 @@ def use(name, fn, *args, **kw):
             # with the garbage of this burst gone the next objects (and a
             # qstr pool growth: one block of several KB) pack low instead of
             # being spread over the heap's top, which fragments it.
-            import gc
             gc.collect()
