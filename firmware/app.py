@@ -74,21 +74,6 @@ def _read_boots():
         return 0
 
 
-def count_boot(reset_cause):
-    """Consecutive boots without a healthy minute, this one included. A flash
-    that cannot be written must not keep the lamp dark: logged, and the role
-    still runs (normal mode)."""
-    n = _read_boots()
-    if reset_cause == "deepsleep":
-        return n
-    n += 1
-    try:
-        store.write("data/boots", str(n))
-    except OSError as e:
-        _log("E", "boot counter not saved: %r" % e)
-    return n
-
-
 def mark_healthy():
     """The role runs well: clear the boot counter (one write, only if set). Never raises."""
     global boots
@@ -124,42 +109,48 @@ async def _supervise(coro):
 
 
 def main():
+    global cfg, safe, boots, cause
+    cfg = None
     try:
-        _main()
+        from dev import config
+        try:
+            c = config.load()
+        except ValueError as e:
+            _log("E", "no valid config, staying at the REPL: %s" % e)
+            return
+        # loading is one-shot work at boot: forget dev.config (dev.schema is
+        # dropped by load() itself); the role or the shell imports it again
+        # when it validates a change
+        config = None
+        from dev import forget
+        forget("dev.config")
+        # boot counter: consecutive boots without a healthy minute, this one
+        # included; a deep-sleep wake is no new boot (no flash write). A
+        # flash that cannot be written must not keep the lamp dark: logged,
+        # and the role still runs (normal mode)
+        cause = hal.reset_cause()
+        boots = _read_boots()
+        if cause != "deepsleep":
+            boots += 1
+            try:
+                store.write("data/boots", str(boots))
+            except OSError as e:
+                _log("E", "boot counter not saved: %r" % e)
+        safe = boots > _SAFE_AFTER
+        cfg = c
+        _log("I", "boot role=%s cause=%s boots=%d%s" % (cfg["role"], cause, boots, " SAFE MODE" if safe else ""))
+        if cfg.get("wdt_ms"):
+            hal.wdt_enable(cfg["wdt_ms"])
+        r = role_module(cfg["role"]).run(cfg, safe)
+        if r is not None and hasattr(r, "send"):
+            import asyncio
+            asyncio.run(_supervise(r))
     except KeyboardInterrupt:  # Ctrl-C from the technician: back to the REPL
         raise
     except Exception as e:
         _log("E", "role crashed" if cfg is not None else "boot failed", e)
         hal.sleep_ms(restart_delay(boots))
         hal.reboot()
-
-
-def _main():
-    global cfg, safe, boots, cause
-    cfg = None
-    from dev import config
-    try:
-        c = config.load()
-    except ValueError as e:
-        _log("E", "no valid config, staying at the REPL: %s" % e)
-        return
-    # loading is one-shot work at boot: forget dev.config (dev.schema is
-    # dropped by load() itself); the role or the shell imports it again
-    # when it validates a change
-    config = None
-    from dev import forget
-    forget("dev.config")
-    cause = hal.reset_cause()
-    boots = count_boot(cause)
-    safe = boots > _SAFE_AFTER
-    cfg = c
-    _log("I", "boot role=%s cause=%s boots=%d%s" % (cfg["role"], cause, boots, " SAFE MODE" if safe else ""))
-    if cfg.get("wdt_ms"):
-        hal.wdt_enable(cfg["wdt_ms"])
-    r = role_module(cfg["role"]).run(cfg, safe)
-    if r is not None and hasattr(r, "send"):
-        import asyncio
-        asyncio.run(_supervise(r))
 
 
 def restart_delay(n):

@@ -101,6 +101,3 @@ class Outbox:
         """The gateway holds every item up to seq: delete them."""
         while self.seqs and self.seqs[0] <= seq:
             store.remove(self._file(self.seqs.pop(0)))
-
-    def clear(self):
-        self.ack(self.next)
