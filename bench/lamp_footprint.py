@@ -7,7 +7,8 @@ mpy_bytes       the whole lamp firmware as it ships (mpy-cross -march=xtensawin)
                 lamp role (the bin role and its HAL excluded)
 min_heap_bytes  smallest `micropython -X heapsize=` (4 KB resolution, by
                 bisection) at which a simulated full night runs from the .mpy
-                files without MemoryError: boot via main.py -> app.py ->
+                files without MemoryError (in its output or log) and with
+                every command applied: boot via main.py -> app.py ->
                 lamp.app, time from simulated NTP, registration at a real
                 gateway (`eclor gateway` on 127.0.0.1, which also observes
                 lamp/state), reports every 15 simulated minutes, and commands
@@ -50,6 +51,7 @@ import hal
 FAIL = []
 PEAK = [0]
 END = %(end)d
+NCMDS = %(ncmds)d
 
 def handler(loop, ctx):
     e = ctx.get("exception")
@@ -69,6 +71,11 @@ async def main():
     import app
     from dev import config
     app.cfg = cfg = config.load()
+    # as app.main() does after the boot validation: the config schema is
+    # forgotten (the lamp loads it again with a config change)
+    config = None
+    sys.modules.pop("dev.config", None)
+    sys.modules["dev"].__dict__.pop("config", None)
     from lamp import app as lamp
     asyncio.create_task(sampler())
     t = asyncio.create_task(lamp.main(cfg))
@@ -83,6 +90,14 @@ async def main():
         log = ""
     if "MemoryError" in log:
         FAIL.append("MemoryError in the log")
+    # the night's work includes the operator commands: each one applied
+    try:
+        import json
+        done = [r[1].get("s") for r in json.load(open("data/cmds.json"))]  # dev.commands' results
+    except (OSError, ValueError):
+        done = []
+    if done.count("done") < NCMDS:
+        FAIL.append("commands %%r" %% done)  # a failed one's reason is in data/cmds.json
     print("RESULT", {"fail": FAIL, "peak": PEAK[0], "queued": st.get("queued"), "energy": st.get("energy_wh"),
                      "switch_on": st.get("switch_on"), "registered": bool(ctl and ctl.net_ok()),
                      "observers": ctl.ep.observers() if ctl else 0})
@@ -114,8 +129,9 @@ print("SPLIT", out)
 PARTS = [("boot frame (app, hal, dev.config/log/store, asyncio)", ["app", "hal", "dev.config", "dev.log", "dev.store", "asyncio"]),
          ("dev + fmt (clock, outbox, commands, cbor, senml)", ["dev.clock", "dev.outbox", "dev.commands", "fmt.cbor", "fmt.senml"]),
          ("coap (codec, endpoint, rd, observe, linkformat, block)", ["coap.codec", "coap.endpoint", "coap.rd", "coap.observe", "coap.linkformat", "coap.block"]),
-         ("lamp role (lamp/*, hal.lamp_sim; admin and calcheck load on use)", ["lamp.tz", "lamp.astro", "lamp.schedule", "lamp.dimmer", "lamp.faults", "lamp.energy", "hal.lamp_sim", "lamp.control", "lamp.resources", "lamp.app"]),
-         ("on use: lamp.admin", ["lamp.admin"])]
+         ("lamp role (lamp/*, hal.lamp_sim; resident)", ["lamp", "lamp.tz", "lamp.schedule", "lamp.dimmer", "lamp.faults", "lamp.energy", "hal.lamp_sim", "lamp.control", "lamp.resources", "lamp.app"]),
+         # loaded for a call and dropped (lamp.use): here all held at once
+         ("on use (lamp.setup, astro, calcheck, admin, requests, settings: dropped after)", ["lamp.setup", "lamp.astro", "lamp.calcheck", "lamp.admin", "lamp.requests", "lamp.settings"])]
 
 
 def split(path, tmp):
@@ -139,12 +155,15 @@ def lamp_files(fw):
     return out
 
 
+COMMANDS = [("level", {"level": 55, "duration": 600}),
+            ("calendar", {"calendar": {"id": "bench", "default": "pn", "programs": {"pn": [
+                {"at": "sunset", "level": 100}, {"at": "22:00", "level": 40},
+                {"at": "05:30", "level": 100}, {"at": "sunrise", "level": 0}]}}}),
+            ("lamp_type", {"wattage": 45, "tolerance": 0.15}), ("report", {}), ("resume", {})]
+
+
 def commands(api, stop):
-    cal = {"id": "bench", "default": "pn", "programs": {"pn": [
-        {"at": "sunset", "level": 100}, {"at": "22:00", "level": 40},
-        {"at": "05:30", "level": 100}, {"at": "sunrise", "level": 0}]}}
-    seq = [("level", {"level": 55, "duration": 600}), ("calendar", {"calendar": cal}),
-           ("lamp_type", {"wattage": 45, "tolerance": 0.15}), ("report", {}), ("resume", {})]
+    seq = COMMANDS
     i = 0
     while not stop.is_set() and i < len(seq):
         a, p = seq[i]
@@ -164,7 +183,7 @@ def run_once(path, gw, heap, speed, tmp):
            "lamp": {"port": 0, "tick_ms": 20}}
     (flash / "config.json").write_text(json.dumps(cfg))
     (flash / "secrets.json").write_text(json.dumps({"ssid": "sim", "psk": "sim"}))
-    (flash / "driver.py").write_text(DRIVER % {"end": T_END})
+    (flash / "driver.py").write_text(DRIVER % {"end": T_END, "ncmds": len(COMMANDS)})
     stop = threading.Event()
     th = threading.Thread(target=commands, args=(gw.api, stop), daemon=True)
     th.start()
@@ -181,6 +200,8 @@ def run_once(path, gw, heap, speed, tmp):
         if line.startswith("RESULT "):
             import ast
             res = ast.literal_eval(line[7:])
+    if res is not None and "MemoryError" in proc.stdout:  # e.g. a handler's, answered 5.00
+        res["fail"].append("MemoryError in the output")
     ok = bool(res) and not res["fail"] and proc.returncode == 0
     return ok, res, proc
 
