@@ -20,16 +20,45 @@ def curve_ok(c):
 TYPE_KEYS = ("control", "wattage", "tolerance", "warmup_s", "min_level", "curve", "ramp_ms", "on_w",
              "debounce_s", "cycles_max", "cycle_window_s", "voltage", "default_level", "current_min",
              "current_max")
-SCHEMA = {"control": ["PWM", "1-10V", "DALI", "switch"], "current_min": (float, 0, 100),
-          "current_max": (float, 0, 100), "wattage": (float, 1, 2000),
-          "tolerance": (float, 0.01, 1), "warmup_s": (int, 0, 1800), "min_level": (int, 0, 100),
-          "curve": curve_ok, "ramp_ms": (int, 0, 60000), "on_w": (float, 0, 500),
-          "debounce_s": (int, 0, 3600), "cycles_max": (int, 1, 100), "cycle_window_s": (int, 10, 86400),
-          "voltage": (float, 90, 400), "default_level": (int, 1, 100), "lux_on": (float, 0, 100000),
-          "lux_off": (float, 0, 100000), "tz_std": (int, -43200, 50400), "dst": (bool,),
-          "save_s": (int, 60, 86400), "outbox": (int, 4, 512), "tick_ms": (int, 1, 10000),
-          "pins": (dict,), "meter": (dict,), "port": (int, 0, 65535), "coap": (dict,),
-          "link_s": (int, 1, 3600)}
+# The lamp section's rules (dev/config.py's syntax) as one string,
+# "|key type lo hi": f float, i int, b bool, d map. A dict of 27 tuples was
+# 2.4 KB of this module's heap on the 64-bit port, at the lamp_type command,
+# the one that needs the most heap; the string is 0.5 KB. control and curve
+# below.
+_RULES = ("|wattage f 1 2000|tolerance f 0.01 1|warmup_s i 0 1800|min_level i 0 100|ramp_ms i 0 60000"
+          "|on_w f 0 500|debounce_s i 0 3600|cycles_max i 1 100|cycle_window_s i 10 86400|voltage f 90 400"
+          "|default_level i 1 100|current_min f 0 100|current_max f 0 100|lux_on f 0 100000"
+          "|lux_off f 0 100000|tz_std i -43200 50400|save_s i 60 86400|outbox i 4 512|tick_ms i 1 10000"
+          "|port i 0 65535|link_s i 1 3600|dst b|pins d|meter d|coap d|")
+
+
+def _rule(k):
+    """The dev.config rule of lamp key k, None when unknown."""
+    if k == "control":
+        return ["PWM", "1-10V", "DALI", "switch"]
+    if k == "curve":
+        return curve_ok
+    if not isinstance(k, str) or " " in k or "|" in k:
+        return None
+    i = _RULES.find("|%s " % k)
+    if i < 0:
+        return None
+    w = _RULES[i + len(k) + 2:_RULES.find("|", i + 1)].split(" ")
+    if w[0] == "b":
+        return (bool,)
+    if w[0] == "d":
+        return (dict,)
+    return float if w[0] == "f" else int, (float if "." in w[1] else int)(w[1]), int(w[2])
+
+
+def lamp_rule(v):
+    """dev.config's rule for the "lamp" section: each key by its rule."""
+    from dev import schema  # loaded by dev.config for this validation
+    if not isinstance(v, dict):
+        raise ValueError("lamp: must be a map")
+    for k in v:
+        r = _rule(k)
+        schema.validate({k: v[k]}, {k: r} if r is not None else {}, "lamp.")
 
 
 def set_type(ctl, p):
@@ -47,7 +76,7 @@ def set_config(ctl, changes):
     import sys
     had = "dev.config" in sys.modules
     from dev import config
-    config.SCHEMA["lamp"] = SCHEMA
+    config.SCHEMA["lamp"] = lamp_rule
     try:
         ctl.cfg = config.apply(ctl.cfg, changes)
     finally:

@@ -65,6 +65,39 @@ def test_switch_lamp_is_full_on_for_any_level():
         assert "control" in str(e)
 
 
+def test_lamp_type_and_config_rules():
+    # lamp/settings.py's rule table (one string) as dev.config sees it
+    _at(NIGHT)
+    with open("config.json", "w") as f:
+        json.dump(CFG, f)
+    c = Controller(CFG)
+    bad = [({"wattage": 0}, "lamp.wattage: value out of range 1..2000"),
+           ({"tolerance": 0.001}, "lamp.tolerance: value out of range 0.01..1"),
+           ({"warmup_s": 1.5}, "lamp.warmup_s: must be an integer"),
+           ({"control": "DMX"}, "lamp.control: must be one of"), ({"curve": [1, 2]}, "curve must be"),
+           ({"f": 1}, "lamp type: unknown key f")]
+    for p, why in bad:
+        try:
+            c.set_type(p)
+            raise AssertionError("accepted %r" % (p,))
+        except ValueError as e:
+            assert str(e).startswith(why), (p, str(e))
+    for p, why in [({"lamp": {"dst": 1}}, "lamp.dst: must be true or false"),
+                   ({"lamp": {"pins": 3}}, "lamp.pins: must be a map"),
+                   ({"lamp": {"tz_std": -50000}}, "lamp.tz_std: value out of range -43200..50400"),
+                   ({"lamp": 5}, "lamp: must be a map"), ({"lamp": {"f": 1}}, "lamp.f: unknown key"),
+                   ({"lamp": {"wattage f": 1}}, "lamp.wattage f: unknown key")]:
+        try:
+            c.set_config(p)
+            raise AssertionError("accepted %r" % (p,))
+        except ValueError as e:
+            assert str(e).startswith(why), (p, str(e))
+    assert c.p["wattage"] == 60  # refused changes left the lamp as it was
+    c.set_type({"wattage": 45, "tolerance": 0.15, "control": "DALI", "current_max": 0.5})
+    c.set_config({"lamp": {"dst": False, "link_s": 60, "pins": {"pwm": 4}}})
+    assert c.lamp_type()["wattage"] == 45 and c.p["dst"] is False and c.faults.tol == 0.15
+
+
 def test_presence_boost_rate_limited_night_only():
     _at(NIGHT)
     c = Controller(CFG)
