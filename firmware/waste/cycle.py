@@ -163,7 +163,7 @@ class Cycle:
                 cmds = None
                 break
             finally:
-                unload("waste.actions", "waste.setconf", "waste.conf", "dev.commands")
+                unload("waste.actions", "waste.setconf", "waste.conf", "dev.commands", "fmt.cbor")
             if res is None:          # the answers held no command after all
                 break
         hal.wifi_off()

@@ -85,13 +85,17 @@ async def window(c, res=None):
         if res is None:
             if not await lk.register():
                 return None
-            from dev import clock
-            if not clock.time_known():
+            # registered: coap.rd makes room for dev.clock, which is loaded
+            # only when the time is unknown (after a power-on), then room
+            # for the flush
+            from waste.cycle import unload
+            unload("coap.rd")
+            if hal.time() < _T_VALID:
+                from dev import clock
                 await clock.sync(ep, lk.gw, c.cfg.get("ntp", "pool.ntp.org"))
                 _spend(c, 1, 0)
-            clock = None
-            from waste.cycle import unload
-            unload("coap.rd", "dev.clock")    # done with them: heap for the flush
+                clock = None
+                unload("dev.clock")
             if c.deferred is not None and hal.time() >= _T_VALID:
                 c.queue(int(hal.time()), c.deferred)
             return await lk.flush()
