@@ -1,11 +1,13 @@
 """Bin command actions (docs/architecture.md "Commands"), applied through
-dev.commands (idempotent by id, expiry, reasons). Loaded by waste/link.py
-only when an answer carries commands (with dev.commands and waste.conf):
-most wakes get none, and the radio phase is the wake's heap peak.
+dev.commands (idempotent by id, expiry, reasons). Loaded by waste/cycle.py
+only when an answer carries commands (with dev.commands and waste.conf),
+between two CoAP sessions of the wake window, and dropped again before the
+next: most wakes get none, and the radio phase is the wake's heap peak.
 
 geometry / thresholds / intervals take only their own keys; the new settings
-are validated as a whole (waste/conf.py) and written through dev.config
-(atomic, old file kept); a refusal raises ValueError(reason) and leaves both
+are validated as a whole (waste/conf.py) and written to config.json
+(atomic, old file kept); `config` goes through dev.config
+(waste/setconf.py); a refusal raises ValueError(reason) and leaves both
 the running settings and config.json untouched.
 """
 from dev.commands import Commands
@@ -71,6 +73,23 @@ class Actions:
     def reboot(self, p):
         self.c.reboot = True
         return "rebooting"
+
+
+def run(c, answers):
+    """Parse the commands of the answers [(payload, content-format)] and
+    apply them for cycle c; the results as the CBOR payload for /cr, or
+    None when there was no command."""
+    from dev.commands import parse
+    cmds = []
+    for payload, ct in answers:
+        try:
+            cmds += parse(payload, ct)
+        except ValueError as e:
+            cmds.append(str(e))   # answered "failed: bad command" without an id
+    if not cmds:
+        return None
+    from fmt import cbor
+    return cbor.dumps(Actions(c).apply(cmds))
 
 
 def _now():

@@ -208,26 +208,16 @@ class Cycle:
 
 
 def _commands(c, answers):
-    """Parse the commands of the answers (dev.commands) and apply them
-    (waste/actions.py); their results as the CBOR payload for /cr, or None
-    when there was no command. The outbox is empty here (the /dp session
-    took it all): its code goes first, and a `report` command re-opens it.
-    A call of its own: once it returned, no dead slot of its frame keeps
-    the command code alive for the GC (it scans stacks conservatively)."""
+    """The commands of the answers applied (waste/actions.py); their results
+    as the CBOR payload for /cr, or None when there was no command. The
+    outbox is empty here (the /dp session took it all): its code goes
+    first, and a `report` command re-opens it. A call of its own: once it
+    returned, no dead slot of its frame keeps the command code alive for
+    the GC (it scans stacks conservatively)."""
     c.ob = None
     unload("dev.outbox")
-    from dev.commands import parse
-    cmds = []
-    for payload, ct in answers:
-        try:
-            cmds += parse(payload, ct)
-        except ValueError as e:
-            cmds.append(str(e))   # answered "failed: bad command" without an id
-    if not cmds:
-        return None
-    from waste.actions import Actions
-    from fmt import cbor
-    return cbor.dumps(Actions(c).apply(cmds))
+    from waste.actions import run
+    return run(c, answers)
 
 
 def unload(*names):
