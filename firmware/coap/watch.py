@@ -13,8 +13,12 @@ loaded on first use: a device that observes nothing does not carry it."""
 # checks that the ETag stays the same), and the callback gets the
 # notification with the whole body.  One fetch runs at a time per
 # observation.  A notification that arrives during a fetch is kept, and is
-# fetched next.  A fetch that fails, or whose notification a newer one
-# overtook, delivers nothing; the next notification carries the new state.
+# fetched next (only the newest: no queue of stale states).  A finished fetch
+# is delivered even when a newer notification is already waiting: under a
+# steady stream of notifications, each slower to fetch than the next one is
+# to arrive, dropping it would starve the callback forever.  A fetch that
+# fails (timeout, ETag changed) delivers nothing; the next notification
+# carries the state.
 import asyncio
 import time
 from micropython import const
@@ -86,8 +90,8 @@ def note(ep, m):
 
 
 async def _rest(ep, o):
-    # fetch the rest of the newest multi-block notification (o[7]) until
-    # none is pending; deliver it unless a newer one came in meanwhile
+    # fetch the rest of the newest multi-block notification (o[7]) and
+    # deliver it, until none is pending
     try:
         while o[7] and o in ep._cobs:
             m = o[7]
@@ -96,7 +100,7 @@ async def _rest(ep, o):
                 ok = await _whole(ep, o[5], m)
             except Exception:  # timeout, blocks that do not line up, ETag changed
                 ok = False
-            if ok and not o[7] and o in ep._cobs:
+            if ok and o in ep._cobs:
                 _give(o, m)
     finally:
         o[6] = 0
