@@ -1,7 +1,7 @@
-"""CoAP requests to the lamp's resources other than lamp/state (the table is
-in lamp/resources.py) and the command actions (docs/lamp.md). Loaded for
-each request through lamp.use() and dropped afterwards, like lamp/admin.py
-whose operator actions they call (through the Controller).
+"""CoAP requests to the lamp's resources other than lamp/state and cmd (the
+table is in lamp/resources.py). Loaded for each request through lamp.use()
+and dropped afterwards, like lamp/admin.py whose operator actions they call
+(through the Controller).
 """
 import json
 import hal
@@ -96,30 +96,4 @@ def _serve(srv, req):
         if m == POST:
             srv.reboot()
             return codec.CHANGED, b"", None
-    elif m == POST:  # cmd
-        ct = CT_JSON if req.ct == CT_JSON else CT_CBOR
-        res = ctl.cmds.apply_payload(req.payload, ct)
-        out = res[0] if len(res) == 1 else res
-        if ct == CT_JSON:
-            return codec.CHANGED, json.dumps(out).encode(), CT_JSON
-        return codec.CHANGED, cbor.dumps(out), CT_CBOR
     return codec.METHOD_NOT_ALLOWED, b"", None
-
-
-def act(srv, a, p):
-    """Command action a (docs/architecture.md) with params p; its result."""
-    ctl = srv.ctl
-    if a == "level":
-        ctl.set_override(p.get("level"), p.get("duration", 0))
-        return {"target": ctl.dim.target}
-    if a == "resume":
-        return ctl.resume()
-    if a == "calendar":
-        return {"calendar": ctl.set_calendar(p.get("calendar"))}
-    if a == "lamp_type":
-        return ctl.set_type(p)
-    if a == "config":
-        return ctl.set_config(p)
-    if a == "report":
-        return ctl.report()
-    srv.reboot()  # "reboot"

@@ -13,14 +13,14 @@
 Maps are answered in CBOR (60) unless the request's Accept is 50 (JSON).
 Bad input is a 4.00 with the reason as text, never an exception upward.
 
-Only lamp/state (read at each observe notification) is served from here.
-The other resources and the command actions are operator work: served by
+Served from here: lamp/state (read at each observe notification) and cmd
+with the command actions. The other resources are operator work, served by
 lamp/requests.py, loaded for the request and dropped afterwards (lamp.use).
 One Server object is the handler of every path and the command table.
 """
 from micropython import const
 from fmt import senml
-from dev.commands import Commands
+from dev.commands import Commands, encode
 from lamp import use
 
 _RES = (("lamp/state", b'rt="eclor.lamp.state";ct=112;obs'), ("lamp/override", b'rt="eclor.lamp.override"'),
@@ -28,7 +28,10 @@ _RES = (("lamp/state", b'rt="eclor.lamp.state";ct=112;obs'), ("lamp/override", b
         ("dev/info", b'rt="eclor.dev.info";ct=60'), ("dev/config", b'rt="eclor.dev.config"'),
         ("dev/reboot", b'rt="eclor.dev.reboot"'), ("cmd", b'rt="eclor.cmd";ct=60'))
 _GET = const(1)  # CoAP numbers (RFC 7252): no name lookups in coap.codec
+_POST = const(2)
 _CONTENT = const(69)  # 2.05
+_CHANGED = const(68)  # 2.04
+_BAD_REQUEST = const(128)  # 4.00
 _METHOD_NOT_ALLOWED = const(133)  # 4.05
 ACTIONS = ("level", "resume", "calendar", "lamp_type", "config", "report", "reboot")
 
@@ -40,7 +43,20 @@ class Server:
 
     def __call__(self, req):
         # the endpoint's handler of every lamp path
-        if req.path != "lamp/state":
+        path = req.path
+        if path == "cmd":
+            # served here, not by lamp/requests.py: a command then loads only
+            # the module of its action (the gateway relays every operator
+            # action as a command: the command's heap sets the lamp's minimum)
+            if req.method != _POST:
+                return _METHOD_NOT_ALLOWED, b"", None
+            ct = 50 if req.ct == 50 else 60  # JSON, else CBOR
+            try:
+                res = self.ctl.cmds.apply_payload(req.payload, ct)
+            except (ValueError, TypeError, KeyError) as e:  # unparsable: 4.00 + reason
+                return _BAD_REQUEST, str(e).encode(), 0
+            return _CHANGED, encode(res[0] if len(res) == 1 else res, ct), ct
+        if path != "lamp/state":
             return use("requests", "serve", self, req)
         if req.method != _GET:
             return _METHOD_NOT_ALLOWED, b"", None
@@ -55,8 +71,27 @@ class Server:
     def get(self, action):
         # dev.commands' table lookup: action -> handler(params), None if unknown
         if action in ACTIONS:
-            return lambda p: use("requests", "act", self, action, p)
+            return lambda p: self._act(action, p)
         return None
+
+    def _act(self, a, p):
+        # a command action (docs/lamp.md); the controller loads the code of
+        # calendar and lamp_type/config on use
+        ctl = self.ctl
+        if a == "level":
+            ctl.set_override(p.get("level"), p.get("duration", 0))
+            return {"target": ctl.dim.target}
+        if a == "resume":
+            return ctl.resume()
+        if a == "calendar":
+            return {"calendar": ctl.set_calendar(p.get("calendar"))}
+        if a == "lamp_type":
+            return ctl.set_type(p)
+        if a == "config":
+            return ctl.set_config(p)
+        if a == "report":
+            return ctl.report()
+        self.reboot()  # "reboot"
 
 
 def install(ep, ctl, reboot):
