@@ -39,7 +39,6 @@ BASE = {
 }
 REQUIRED = ("ep", "role", "gateway")
 DEFAULTS = {"report_s": 900, "lt": 3600, "ntp": "pool.ntp.org", "wdt_ms": 60000}
-_WHAT = {int: "an integer", float: "a number", str: "text", dict: "a map", list: "a list"}
 
 
 def _check(rule, v, key):
@@ -67,7 +66,9 @@ def _check(rule, v, key):
     else:
         ok = isinstance(v, t)
     if not ok:
-        raise ValueError("%s: must be %s" % (key, _WHAT.get(t, "valid")))
+        raise ValueError("%s: must be %s" % (key, "an integer" if t is int else "a number" if t is float else
+                                             "text" if t is str else "a map" if t is dict else
+                                             "a list" if t is list else "valid"))
     if len(rule) == 3:
         x = len(v) if t is str else v
         if not (rule[1] <= x <= rule[2]):
