@@ -146,8 +146,12 @@ class Cycle:
         res = None
         rounds = 0
         while True:
-            from waste import link
-            cmds = await link.window(self, res)
+            try:
+                from waste import link
+                cmds = await link.window(self, res)
+            except Exception as e:   # MemoryError loading it: never skip the deep sleep
+                self.error = "%s: %s" % (type(e).__name__, e)
+                cmds = None
             link = None
             # let the endpoint's cancelled receive task end (it holds the
             # CoAP code), then forget the modules

@@ -4,11 +4,12 @@ Wi-Fi on with the saved channel/BSSID; register (POST /rd?...&b=UQ) or,
 with the location kept from an earlier wake, update (POST /rd/ID; 4.04 ->
 register again, coap.rd); set the RTC if unknown (NTP, else GET /time);
 POST the outbox to /dp, oldest first, as many packs per message as fit in
-one datagram (MAX_POST), each 2.04 acking exactly the items it carried; apply
-the commands found in the /dp answers and POST their results to /cr (whose
-answer may carry more); radio off. Returns True when everything queued was
-taken. No Wi-Fi, no answer or 5.03: False, items kept, the cycle backs off.
-A 4.04 to /dp means the gateway has no registration for this source address
+one datagram (_MAX_POST), each 2.04 acking exactly the items it carried.
+The commands found in the answers go back to the cycle (waste/cycle.py),
+which applies them with this module dropped and calls window() again to
+POST their results to /cr (whose answer may carry more), then switches the
+radio off and backs off if a session failed. No Wi-Fi, no answer or 5.03:
+None, items kept. A 4.04 to /dp means the gateway has no registration for this source address
 (NAT rebinding, gateway data reset): register again and resend, once per
 wake. Any other 4.xx means the gateway will never take those packs: they are
 dropped and counted, or the queue would be stuck behind them forever.
@@ -61,6 +62,16 @@ async def window(c, res=None):
     reading if a `report` asked for it, then res to /cr. The endpoint binds
     the same local port in every session of a wake, so the gateway sees one
     address."""
+    try:
+        return await _session(c, res)
+    except Timeout:
+        c.error = "timeout"
+    except Exception as e:   # never let a network oddity skip the deep sleep
+        c.error = "%s: %s" % (type(e).__name__, e)
+    return None
+
+
+async def _session(c, res):
     st, s = c.st, c.s
     if res is None:
         sec = c.secrets
@@ -74,11 +85,7 @@ async def window(c, res=None):
     # a clean heap for the endpoint: its receive loop needs one
     # contiguous MAX_MSG block per datagram (measured: ~3 KB less heap)
     gc.collect()
-    try:
-        ep = _endpoint(c)
-    except Exception as e:
-        c.error = "%s: %s" % (type(e).__name__, e)
-        return None
+    ep = _endpoint(c)
     task = asyncio.create_task(ep.run())
     lk = Link(c, ep)
     try:
@@ -116,12 +123,6 @@ async def window(c, res=None):
         if r.code == codec.CHANGED:
             cmds += _cmds(r)
         return cmds
-    except Timeout:
-        c.error = "timeout"
-        return None
-    except Exception as e:   # never let a network oddity skip the deep sleep
-        c.error = "%s: %s" % (type(e).__name__, e)
-        return None
     finally:
         ep.close()
         task.cancel()
