@@ -114,7 +114,10 @@ def _wake(ex, st, m):
 
 
 class Endpoint:
-    def __init__(self, port=0, params=None, host="0.0.0.0"):
+    def __init__(self, port=0, params=None, host="0.0.0.0", mid=None):
+        # mid: the last message ID of a previous endpoint on the same port,
+        # so that a new session continues its IDs (the peer's dedup cache
+        # still holds the old ones for EXCHANGE_LIFETIME); else random
         # built here rather than kept in a module-level dict: one dict in RAM
         p = self.p = {
             "ACK_TIMEOUT": 2000,
@@ -139,7 +142,7 @@ class Endpoint:
         self._res = {}  # path -> [handler, obs, attrs]
         self._ex = []  # outstanding exchanges, see exchange()
         self._seen = []  # dedup ring: [peer, mid, expiry, reply bytes]
-        self._mid = random.getrandbits(16)
+        self._mid = random.getrandbits(16) if mid is None else mid & 0xFFFF
         self._tok = random.getrandbits(30)
         self._srv = None  # the serving code (coap.observe), loaded by add()
         self._obs = []  # observers of our resources, see coap.observe

@@ -67,6 +67,7 @@ class Cycle:
         self.error = None        # why the last transmission failed
         self.deferred = None     # heartbeat flag of a pack waiting for the time
         self.port = 0            # local UDP port of this wake's CoAP sessions
+        self.mid = None          # last CoAP message ID of the previous session
         self.rereg = False       # re-registered on a 4.04 to /dp (once per wake)
         self.safe = False
         self.queued = False      # this wake's pack is in the outbox

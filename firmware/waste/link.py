@@ -124,6 +124,7 @@ async def _session(c, res):
             cmds += _cmds(r)
         return cmds
     finally:
+        c.mid = ep._mid   # the next session of this wake continues the IDs
         ep.close()
         task.cancel()
 
@@ -133,7 +134,7 @@ def _endpoint(c):
     dynamic range (49152..65535) the first time, the same one after."""
     p = {"ACK_TIMEOUT": c.s["ack_timeout_ms"], "MAX_RETRANSMIT": c.s["max_retransmit"]}
     if c.port:
-        return Endpoint(c.port, p)
+        return Endpoint(c.port, p, mid=c.mid)
     import os   # os.urandom: the random module may be seeded by the sim HAL
     for k in range(8):
         port = 49152 + (int.from_bytes(os.urandom(2), "big") & 0x3FFF)

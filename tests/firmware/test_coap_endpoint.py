@@ -308,3 +308,25 @@ async def test_unknown_critical_option_is_402_elective_ignored():
     assert r.code == codec.CONTENT  # elective option ignored, Uri-Host understood
     raw.close()
     s.close()
+
+
+async def test_a_new_endpoint_can_continue_the_message_ids_of_the_last():
+    # a bin's second CoAP session of a wake binds the same port: its IDs must
+    # not restart where the gateway's dedup cache would take them for repeats
+    s, port = server()
+    s.add("/v", lambda req: (codec.CHANGED, b"", None))
+    asyncio.create_task(s.run())
+    a = ("127.0.0.1", port)
+    seen = []
+    c = Endpoint(params=FAST, mid=0xFFFE)
+    asyncio.create_task(c.run())
+    seen.append((await c.request(codec.POST, a, "v", b"1")).mid)
+    seen.append((await c.request(codec.POST, a, "v", b"2")).mid)
+    last = c._mid
+    c.close()
+    c = Endpoint(params=FAST, mid=last)
+    asyncio.create_task(c.run())
+    seen.append((await c.request(codec.POST, a, "v", b"3")).mid)
+    c.close()
+    s.close()
+    assert seen == [0xFFFF, 0, 1], seen
