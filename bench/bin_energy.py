@@ -20,7 +20,9 @@ Power model (docs/bin.md): deep sleep 10 uA; awake CPU 40 mA; radio on
     python bench/bin_energy.py [--days 30] [--per-hour 4]
 
 Last line: JSON with wakes_per_day, tx_per_day, awake_ms_per_day,
-radio_ms_per_day, bytes_per_day, battery_years, min_heap_bytes.
+radio_ms_per_day, bytes_per_day, battery_years, min_heap_bytes (and
+min_heap_bytes_romfs: the same wake with the .mpy files in a ROMFS image,
+imported in place as on a ROMFS-enabled firmware, tools/romfs.py).
 """
 import argparse
 import asyncio
@@ -169,8 +171,9 @@ class BinBoard:
     """One simulated bin: a flash directory and its wakes as processes."""
 
     def __init__(self, flash, port, firmware, ep="bin-test-0001", settings=None, heapsize=WAKE_HEAP,
-                 t0=T0, extra_cfg=None):
+                 t0=T0, extra_cfg=None, romfs=None):
         self.flash = Path(flash)
+        self.romfs = romfs      # a ROMFS image of the modules (tools/romfs.py), imported in place
         self.flash.mkdir(parents=True, exist_ok=True)
         self.fw = firmware
         self.heapsize = heapsize
@@ -208,9 +211,11 @@ class BinBoard:
         self.inputs["bin"].update(bin_inputs)
         self.inputs["bin"]["seed"] = self.wakes + 1
         (self.flash / "sim.json").write_text(json.dumps(self.inputs))
-        env = mpy.micropython_env([self.fw], {"ECLOR_SIM_FILE": "sim.json", "ECLOR_SIM_TIME": str(self.t0)})
+        env = mpy.micropython_env([] if self.romfs else [self.fw],
+                                  {"ECLOR_SIM_FILE": "sim.json", "ECLOR_SIM_TIME": str(self.t0)})
         proc = await asyncio.create_subprocess_exec(
-            *mpy.micropython_cmd([str(Path(self.fw) / "main.py")], self.heapsize), cwd=str(self.flash), env=env,
+            *mpy.micropython_cmd([str(Path(self.fw) / "main.py")], self.heapsize, romfs=self.romfs),
+            cwd=str(self.flash), env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         if kill_after_ms is not None:
             try:
@@ -285,16 +290,17 @@ async def month(days, per_hour, fw, flash, static_ip=True):
     return st, gp.gw, wall, board
 
 
-async def min_heap(fw, lo=16 * 1024, hi=100 * 1024):
+async def min_heap(fw, lo=16 * 1024, hi=100 * 1024, romfs=None):
     """Smallest -X heapsize at which one wake with a transmission (register,
-    /dp, a command applied, /cr) completes from .mpy."""
+    /dp, a command applied, /cr) completes from .mpy (with romfs: the .mpy
+    files imported in place from that ROMFS image)."""
     gp = GatewayProcess()
     await gp.up()
 
     async def ok(heap):
         with tempfile.TemporaryDirectory() as d:
             b = BinBoard(d, gp.port, fw, ep="bin-heap-%d" % heap, heapsize=heap,
-                         settings={"ack_timeout_ms": 200, "max_retransmit": 1})
+                         settings={"ack_timeout_ms": 200, "max_retransmit": 1}, romfs=romfs)
             gp.gw.pending[b.config()["ep"]] = [{"id": "c-heap", "a": "intervals", "p": {"step_pct": 15}}]
             gp.gw.results.clear()
             rc, out = await b.wake(dist=0.8)
@@ -316,21 +322,33 @@ async def min_heap(fw, lo=16 * 1024, hi=100 * 1024):
     return hi
 
 
+async def heaps(fw):
+    """min_heap_bytes (.mpy on the filesystem, the stock firmware) and the same
+    with the modules in a ROMFS image (a ROMFS-enabled firmware)."""
+    from eclor.tools import romfs
+    heap = await min_heap(fw)
+    img = Path(fw) / "firmware.romfs"
+    img.write_bytes(romfs.tree_image(fw))
+    heap_rom = await min_heap(fw, romfs=img)
+    print("smallest heap for a wake with transmission and a command: %s bytes (.mpy), %s bytes (.mpy in ROMFS)"
+          % (heap, heap_rom))
+    return heap, heap_rom
+
+
 async def main_async(args):
     fw = firmware_tree("mpy")
     if args.heap_only:   # only the min_heap_bytes bisection (seconds, not minutes)
         try:
-            heap = await min_heap(fw)
+            heap, heap_rom = await heaps(fw)
         finally:
             shutil.rmtree(fw, ignore_errors=True)
-        print("smallest heap for a wake with transmission and a command (.mpy): %s bytes" % heap)
-        res = {"min_heap_bytes": heap}
+        res = {"min_heap_bytes": heap, "min_heap_bytes_romfs": heap_rom}
         print(json.dumps(res))
         return res
     flash = Path(tempfile.mkdtemp(prefix="eclor-bin-"))
     try:
         st, gw, wall, board = await month(args.days, args.per_hour, fw, flash)
-        heap = await min_heap(fw)
+        heap, heap_rom = await heaps(fw)
     finally:
         shutil.rmtree(flash, ignore_errors=True)
         shutil.rmtree(fw, ignore_errors=True)
@@ -352,10 +370,9 @@ async def main_async(args):
           % (awake, radio, nbytes, mah_day, years, CELL_MAH, DERATE * 100))
     y_dhcp, _ = project(awake + tx * DHCP_MS, radio + tx * DHCP_MS)
     print("without a static IP (DHCP in every window, +%d ms radio each): %.1f years" % (DHCP_MS, y_dhcp))
-    print("smallest heap for a wake with transmission and a command (.mpy): %s bytes" % heap)
     res = {"wakes_per_day": round(wakes, 1), "tx_per_day": round(tx, 2), "awake_ms_per_day": round(awake),
            "radio_ms_per_day": round(radio), "bytes_per_day": round(nbytes), "battery_years": round(years, 2),
-           "min_heap_bytes": heap}
+           "min_heap_bytes": heap, "min_heap_bytes_romfs": heap_rom}
     print(json.dumps(res))
     return res
 
