@@ -81,8 +81,8 @@ def set_config(ctl, changes):
         ctl.cfg = config.apply(ctl.cfg, changes)
     finally:
         if not had and config.__file__.endswith(".mpy"):
-            sys.modules.pop("dev.config", None)
-            sys.modules["dev"].__dict__.pop("config", None)
+            from dev import forget
+            forget("dev.config")
     try:
         import app
         app.cfg = ctl.cfg
