@@ -34,11 +34,11 @@ import hal
 from dev import store
 from micropython import const
 
-# Memory: dev.log and dev.config (the schema) are loaded on use and dropped
-# after (dev.forget): a boot logs one line, a crash one more; neither needs
-# their code resident while the role runs (the role imports them itself if
-# it logs). Constants are const() where nothing outside reads them.
-_SAFE_AFTER = const(3)
+# Memory: the boot steps (dev/boot.py), dev.log and dev.config (the schema)
+# are loaded on use and dropped after (dev.forget): a boot logs one line, a
+# crash one more; none of them needs its code resident while the role runs
+# (the role imports dev.log itself if it logs). Constants are const() where
+# nothing outside reads them.
 HEALTHY_MS = 60000  # a global: tests shorten it
 _RESTART_DELAY_MS = const(5000)
 MAX_RESTART_DELAY_MS = const(600000)
@@ -109,39 +109,19 @@ async def _supervise(coro):
 
 
 def main():
-    global cfg, safe, boots, cause
+    global cfg
     cfg = None
     try:
-        from dev import config
-        try:
-            c = config.load()
-        except ValueError as e:
-            _log("E", "no valid config, staying at the REPL: %s" % e)
-            return
-        # loading is one-shot work at boot: forget dev.config (dev.schema is
-        # dropped by load() itself); the role or the shell imports it again
-        # when it validates a change
-        config = None
+        # the boot steps (dev/boot.py) are one-shot code: loaded, run and
+        # forgotten before the role starts
+        from dev import boot
+        m = boot.start()
+        boot = None
         from dev import forget
-        forget("dev.config")
-        # boot counter: consecutive boots without a healthy minute, this one
-        # included; a deep-sleep wake is no new boot (no flash write). A
-        # flash that cannot be written must not keep the lamp dark: logged,
-        # and the role still runs (normal mode)
-        cause = hal.reset_cause()
-        boots = _read_boots()
-        if cause != "deepsleep":
-            boots += 1
-            try:
-                store.write("data/boots", str(boots))
-            except OSError as e:
-                _log("E", "boot counter not saved: %r" % e)
-        safe = boots > _SAFE_AFTER
-        cfg = c
-        _log("I", "boot role=%s cause=%s boots=%d%s" % (cfg["role"], cause, boots, " SAFE MODE" if safe else ""))
-        if cfg.get("wdt_ms"):
-            hal.wdt_enable(cfg["wdt_ms"])
-        r = role_module(cfg["role"]).run(cfg, safe)
+        forget("dev.boot")
+        if m is None:
+            return  # no valid config: stay at the REPL
+        r = m.run(cfg, safe)
         if r is not None and hasattr(r, "send"):
             import asyncio
             asyncio.run(_supervise(r))

@@ -1,0 +1,46 @@
+"""The boot steps of app.main(), loaded once at boot and forgotten before
+the role runs: their code (~1.1 KB on the 64-bit host) is not on the heap
+of a running lamp or a bin's wake. See app.py for the sequence and the
+state it sets (app.cfg, app.safe, app.boots, app.cause).
+"""
+import hal
+import app
+from micropython import const
+from dev import store, forget
+
+_SAFE_AFTER = const(3)  # unhealthy boots in a row before safe mode
+
+
+def start():
+    """Config, boot counter, log line, watchdog; the role module to run, or
+    None without a valid config (logged: the board stays at the REPL)."""
+    from dev import config
+    try:
+        c = config.load()
+    except ValueError as e:
+        app._log("E", "no valid config, staying at the REPL: %s" % e)
+        return None
+    # loading is one-shot work at boot: forget dev.config (dev.schema is
+    # dropped by load() itself); the role or the shell imports it again
+    # when it validates a change
+    config = None
+    forget("dev.config")
+    # boot counter: consecutive boots without a healthy minute, this one
+    # included; a deep-sleep wake is no new boot (no flash write). A flash
+    # that cannot be written must not keep the lamp dark: logged, and the
+    # role still runs (normal mode)
+    app.cause = cause = hal.reset_cause()
+    n = app._read_boots()
+    if cause != "deepsleep":
+        n += 1
+        try:
+            store.write("data/boots", str(n))
+        except OSError as e:
+            app._log("E", "boot counter not saved: %r" % e)
+    app.boots = n
+    app.safe = safe = n > _SAFE_AFTER
+    app.cfg = c
+    app._log("I", "boot role=%s cause=%s boots=%d%s" % (c["role"], cause, n, " SAFE MODE" if safe else ""))
+    if c.get("wdt_ms"):
+        hal.wdt_enable(c["wdt_ms"])
+    return app.role_module(c["role"])
