@@ -1,6 +1,6 @@
 """Lamp firmware footprint: flash (.mpy bytes) and heap.
 
-    python bench/lamp_footprint.py [--speed 10000] [--lo 48] [--hi 320] [--frozen]
+    python bench/lamp_footprint.py [--speed 10000] [--lo 48] [--hi 320] [--frozen | --romfs]
 
 mpy_bytes       the whole lamp firmware as it ships (mpy-cross -march=xtensawin):
                 boot frame, CoAP stack, dev services, fmt, common + lamp HAL,
@@ -21,7 +21,11 @@ MICROPYTHON=/path/to/micropython selects another build (tools/mpy.py): a
 32-bit unix build has the ESP32's object sizes (4-byte pointers, same object
 model) -- see docs/lamp.md for the two-line recipe. --frozen runs a build
 with the firmware frozen into it (manifest `freeze("firmware")`, as a custom
-ESP32 image would): the .mpy tree is then not on MICROPYPATH.
+ESP32 image would): the .mpy tree is then not on MICROPYPATH. --romfs puts
+the same .mpy files in a ROMFS image imported in place (tools/romfs.py: the
+image is mapped outside the GC heap like a board's ROMFS partition), what a
+ROMFS-enabled firmware with `eclor build --romfs` gives; works with the stock
+unix port.
 
 The simulated clock runs `speed` times real time (default 10,000: the night
 of 2025-12-21, 15:00 to 08:00 UTC, in ~6 s). Figures are for the 64-bit unix
@@ -134,10 +138,10 @@ PARTS = [("boot frame (app, hal, dev.config/log/store, asyncio)", ["app", "hal",
          ("on use (lamp.setup, astro, calcheck, admin, requests, settings: dropped after)", ["lamp.setup", "lamp.astro", "lamp.calcheck", "lamp.admin", "lamp.requests", "lamp.settings"])]
 
 
-def split(path, tmp):
+def split(path, tmp, rom=None):
     d = Path(tempfile.mkdtemp(dir=tmp))
     (d / "split.py").write_text(SPLIT % {"parts": PARTS})
-    p = mpy.run([str(d / "split.py")], path, heapsize=512 * 1024, cwd=d, timeout=60)
+    p = mpy.run([str(d / "split.py")], path, heapsize=512 * 1024, cwd=d, timeout=60, romfs=rom)
     for line in p.stdout.splitlines():
         if line.startswith("SPLIT "):
             import ast
@@ -176,7 +180,7 @@ def commands(api, stop):
     return i
 
 
-def run_once(path, gw, heap, speed, tmp):
+def run_once(path, gw, heap, speed, tmp, rom=None):
     flash = Path(tempfile.mkdtemp(dir=tmp))
     cfg = {"ep": EP, "role": "lamp", "gateway": {"host": "127.0.0.1", "port": gw.coap_port},
            "lat": 49.47, "lon": 5.93, "report_s": 900, "lt": 3600, "wdt_ms": 0,
@@ -189,7 +193,7 @@ def run_once(path, gw, heap, speed, tmp):
     th.start()
     try:
         proc = mpy.run([str(flash / "driver.py")], path, heapsize=heap, cwd=flash, timeout=60,
-                       env={"ECLOR_SIM_SPEED": str(speed), "ECLOR_SIM_TIME": str(T0)})
+                       env={"ECLOR_SIM_SPEED": str(speed), "ECLOR_SIM_TIME": str(T0)}, romfs=rom)
     except subprocess.TimeoutExpired:  # GC thrashing on a heap at the edge: too small
         return False, {"fail": ["timeout (GC thrashing)"]}, None
     finally:
@@ -212,7 +216,10 @@ def main():
     ap.add_argument("--lo", type=int, default=48, help="KB")
     ap.add_argument("--hi", type=int, default=320, help="KB")
     ap.add_argument("--frozen", action="store_true", help="the micropython build has the firmware frozen in")
+    ap.add_argument("--romfs", action="store_true", help="the .mpy files in a ROMFS image, imported in place")
     args = ap.parse_args()
+    if args.frozen and args.romfs:
+        ap.error("--frozen and --romfs exclude each other")
     with tempfile.TemporaryDirectory() as tmp:
         fw = Path(tmp) / "fw"
         mpy.compile_tree(fw)
@@ -220,13 +227,18 @@ def main():
         mpy_bytes = sum(p.stat().st_size for p in files)
         lamp_only = sum(p.stat().st_size for p in files if p.relative_to(fw).as_posix().startswith(("lamp/", "hal/lamp_")))
         print("mpy: %d bytes in %d files (lamp role and its HAL: %d)" % (mpy_bytes, len(files), lamp_only))
-        path = [] if args.frozen else [fw]
-        parts = split(path, tmp)
+        path = [] if args.frozen or args.romfs else [fw]
+        rom = None
+        if args.romfs:
+            from eclor.tools import romfs
+            rom = Path(tmp) / "fw.romfs"
+            rom.write_bytes(romfs.tree_image(fw))
+        parts = split(path, tmp, rom)
         for name, b in parts:
             print("heap after import %6d B  %s" % (b, name))
         with gwproc.Gateway(Path(tmp) / "gw") as gw:
             hi = args.hi * 1024
-            ok, res, proc = run_once(path, gw, hi, args.speed, tmp)
+            ok, res, proc = run_once(path, gw, hi, args.speed, tmp, rom)
             if not ok:
                 print(proc.stdout[-3000:], proc.stderr[-2000:])
                 raise SystemExit("the night does not run even with %d KB" % args.hi)
@@ -235,7 +247,7 @@ def main():
             lo = args.lo * 1024  # assumed failing
             while hi - lo > 4096:
                 mid = (lo + hi) // 2 // 4096 * 4096
-                ok, r, _ = run_once(path, gw, mid, args.speed, tmp)
+                ok, r, _ = run_once(path, gw, mid, args.speed, tmp, rom)
                 print("heap %3d KB: %s %s" % (mid // 1024, "ok  " if ok else "FAIL", (r or {}).get("fail") or ""))
                 if ok:
                     hi = mid
@@ -244,7 +256,7 @@ def main():
     print(json.dumps({"mpy_bytes": mpy_bytes, "lamp_role_mpy_bytes": lamp_only, "min_heap_bytes": hi,
                       "peak_heap_bytes": peak, "target_min_heap_bytes": 65536,
                       "import_heap_bytes": {n.split(" (")[0]: b for n, b in parts}, "speed": args.speed,
-                      "micropython": mpy.micropython_path(), "frozen": args.frozen}))
+                      "micropython": mpy.micropython_path(), "frozen": args.frozen, "romfs": args.romfs}))
 
 
 if __name__ == "__main__":
