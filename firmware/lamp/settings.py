@@ -76,6 +76,7 @@ def set_config(ctl, changes):
     import sys
     had = "dev.config" in sys.modules
     from dev import config
+    before = config.SCHEMA.get("lamp")
     config.SCHEMA["lamp"] = lamp_rule
     try:
         ctl.cfg = config.apply(ctl.cfg, changes)
@@ -83,6 +84,12 @@ def set_config(ctl, changes):
         if not had and config.__file__.endswith(".mpy"):
             from dev import forget
             forget("dev.config")
+        elif before is None:
+            # dev.config stays: its SCHEMA must not keep lamp_rule, i.e. this
+            # module (dropped by lamp.use()) alive through its globals
+            config.SCHEMA.pop("lamp", None)
+        else:
+            config.SCHEMA["lamp"] = before
     try:
         import app
         app.cfg = ctl.cfg
