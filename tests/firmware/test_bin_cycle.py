@@ -4,7 +4,7 @@
 import json
 import hal
 
-MODES = ("mpy",)
+MODES = ("mpy", "rom")  # rom: the same .mpy imported in place from ROMFS
 
 
 def _setup(**bin_inputs):

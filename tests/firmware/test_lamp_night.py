@@ -5,7 +5,7 @@
 # Run from the .mpy files that ship, on the ESP32-sized heap. From source the
 # compiler's own peak (lazy modules compiled mid-run) does not fit in 100 KB
 # on the 64-bit host; test_lamp_src.py runs the source with a larger heap.
-MODES = ("mpy",)
+MODES = ("mpy", "rom")  # rom: the same .mpy imported in place from ROMFS
 import hal
 from lamp import tz, astro
 from lamp.control import Controller

@@ -7,7 +7,7 @@ from lamp import tz
 from lamp.control import Controller
 from fmt import senml
 
-MODES = ("mpy",)
+MODES = ("mpy", "rom")  # rom: the same .mpy imported in place from ROMFS
 DAY = tz.days_from_civil(2026, 12, 21)
 NIGHT = DAY * 86400 + 21 * 3600  # 22:00 CET
 CFG = {"ep": "lamp-r", "role": "lamp", "gateway": {"host": "127.0.0.1", "port": 5683},
