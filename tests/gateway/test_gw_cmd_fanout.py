@@ -54,8 +54,20 @@ class Lamp(asyncio.DatagramProtocol):
         m = aiocoap.Message.decode(data)
         if m.mtype == Type.ACK:
             f = self.waiting.get(m.mid)
-            if f is not None and not f.done():
+            # an empty ACK: the gateway answers separately (aiocoap does when
+            # the handler takes longer than its empty-ACK delay, e.g. on a
+            # loaded machine); keep waiting for the response by token
+            if f is not None and not f.done() and m.code != Code.EMPTY:
                 f.set_result(m)
+            return
+        if m.code.is_response() and m.token == b"r":   # the separate response to our registration
+            if m.mtype == Type.CON:
+                ack = aiocoap.Message(code=Code.EMPTY)
+                ack.mtype, ack.mid, ack.token = Type.ACK, m.mid, b""
+                self.lossy_send(ack.encode(), addr)
+            for f in self.waiting.values():
+                if not f.done():
+                    f.set_result(m)
             return
         if m.mtype != Type.CON or m.opt.uri_path != ("cmd",):
             return
