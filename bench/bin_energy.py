@@ -26,6 +26,7 @@ imported in place as on a ROMFS-enabled firmware, tools/romfs.py).
 """
 import argparse
 import asyncio
+import errno
 import json
 import math
 import os
@@ -145,12 +146,28 @@ class GatewayProcess:
 
     def __init__(self, gw=None, port=None):
         self.gw = gw or BinGateway()
+        self.auto = port is None
         self.port = port or free_udp_port()
         self.ctx = None
+        self.started = False
 
     async def up(self):
-        if self.ctx is None:
-            self.ctx = await aiocoap.Context.create_server_context(self.gw, bind=("127.0.0.1", self.port))
+        """Serve; a port picked free may be taken by someone else before the
+        bind (free_udp_port closes its probe): then, while no bin knows the
+        port yet, take another; later (a restart) wait for it a moment."""
+        for attempt in range(5):
+            if self.ctx is not None:
+                return
+            try:
+                self.ctx = await aiocoap.Context.create_server_context(self.gw, bind=("127.0.0.1", self.port))
+                self.started = True
+            except OSError as e:
+                if e.errno != errno.EADDRINUSE or attempt == 4:
+                    raise
+                if self.auto and not self.started:
+                    self.port = free_udp_port()
+                else:
+                    await asyncio.sleep(0.2)
 
     async def down(self):
         if self.ctx is not None:
