@@ -19,8 +19,9 @@ def use(name, fn, *args, **kw):
     try:
         return getattr(m, fn)(*args, **kw)
     finally:
-        if m.__file__.endswith(".mpy") and sys.modules.pop(full, None) is not None:
-            globals().pop(name, None)
+        if m.__file__.endswith(".mpy") and full in sys.modules:
+            from dev import forget
+            forget(full)
             # Collect now: the GC allocates from the lowest free block, so
             # with the garbage of this burst gone the next objects (and a
             # qstr pool growth: one block of several KB) pack low instead of

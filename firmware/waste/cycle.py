@@ -226,19 +226,13 @@ def _commands(c, answers):
 
 
 def unload(*names):
-    """Forget modules so the GC can reclaim their code (RAM on a board
-    that loads .mpy from flash). They are re-imported if needed again."""
-    import sys
+    """Forget modules (dev.forget) and collect, so the GC reclaims their code
+    (RAM on a board that loads .mpy from flash). Re-imported if needed again."""
     import gc
+    from dev import forget
     for n in names:
-        if n and sys.modules.pop(n, None) is not None:
-            pkg, _, attr = n.rpartition(".")
-            p = sys.modules.get(pkg)
-            if p is not None:
-                try:
-                    delattr(p, attr)
-                except (AttributeError, TypeError):
-                    pass
+        if n:
+            forget(n)
     gc.collect()
 
 
