@@ -10,7 +10,7 @@ from lamp import tz
 from lamp.control import Controller
 from lamp.dimmer import Dimmer
 from lamp.energy import Energy
-from fmt import senml
+from _lampsim import controller, run as _run, events as _events
 
 DEB = 10
 CFG = {"ep": "lamp-f", "role": "lamp", "gateway": {"host": "127.0.0.1", "port": 5683},
@@ -23,26 +23,7 @@ NOON = DAY * 86400 + 11 * 3600
 
 
 def _ctl(t):
-    hal.set_true_time(t)
-    hal.set_time(t)
-    c = Controller(CFG)
-    c.report()  # a marker: events come after it
-    return c
-
-
-def _run(c, seconds):
-    for _ in range(seconds):
-        hal.advance(1000)
-        c.step()
-
-
-def _events(c):
-    out = []
-    for seq, data in c.outbox.peek(200):
-        for n, u, v, t in senml.decode(data):
-            if ":ev:" in n:
-                out.append((n.split(":ev:")[1], v))
-    return out
+    return controller(CFG, t)
 
 
 def test_healthy_lamp_raises_nothing():

@@ -6,8 +6,7 @@
 MODES = ("mpy",)
 import hal
 from lamp import tz
-from lamp.control import Controller
-from fmt import senml
+from _lampsim import controller, run as _run, events as _events
 
 DEB = 10
 WARM = 20
@@ -21,29 +20,10 @@ NOON = DAY * 86400 + 11 * 3600
 
 
 def _ctl(t, lamp=None):
-    hal.set_true_time(t)
-    hal.set_time(t)
     cfg = dict(CFG)
     if lamp:
         cfg["lamp"] = dict(LAMP, **lamp)
-    c = Controller(cfg)
-    c.report()  # a marker: events come after it
-    return c
-
-
-def _run(c, seconds):
-    for _ in range(seconds):
-        hal.advance(1000)
-        c.step()
-
-
-def _events(c):
-    out = []
-    for seq, data in c.outbox.peek(200):
-        for n, u, v, t in senml.decode(data):
-            if ":ev:" in n:
-                out.append((n.split(":ev:")[1], v))
-    return out
+    return controller(cfg, t)
 
 
 def test_sim_current_channel():
