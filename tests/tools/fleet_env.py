@@ -13,6 +13,12 @@ from eclor.tools.fleet import firmware, gwproc
 from eclor.tools.fleet.lossproxy import LossProxy
 
 
+# Bins that wake every 2 simulated minutes (4 s at x30), so a test sees
+# several wakes, with short back-offs and CoAP timeouts.
+QUICK_BINS = dict(measure_s=120, heartbeat_s=600, step_pct=5, backoff_s=60, backoff_max_s=240,
+                  ack_timeout_ms=1000)
+
+
 def wait_for(what, fn, timeout, every=0.5, why=None):
     """Poll fn() until it returns something truthy; fail with `what` (and
     why(), e.g. the devices' consoles) after timeout."""

@@ -13,7 +13,7 @@ import json
 import time
 
 import pytest
-from fleet_env import FleetEnv, wait_for
+from fleet_env import QUICK_BINS, FleetEnv, wait_for
 
 from eclor.tools import territory
 
@@ -33,8 +33,7 @@ class Host(FleetEnv):
 
     def start(self):
         # a wake every 2 simulated minutes (4 s here)
-        super().start(bin_conf=dict(measure_s=120, heartbeat_s=600, step_pct=5, backoff_s=60, backoff_max_s=240,
-                                    ack_timeout_ms=1000))
+        super().start(bin_conf=QUICK_BINS)
 
 
 @pytest.fixture(scope="module")

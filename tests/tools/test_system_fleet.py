@@ -19,7 +19,7 @@ import os
 import time
 
 import pytest
-from fleet_env import FleetEnv, wait_for
+from fleet_env import QUICK_BINS, FleetEnv, wait_for
 
 from eclor.tools import territory
 from eclor.tools.fleet import firmware, gwproc
@@ -49,8 +49,7 @@ class System(FleetEnv):
 
     def start(self):
         # Bins: wake every 2 simulated minutes (4 s here) so the test sees several wakes.
-        super().start(bin_conf=dict(measure_s=120, heartbeat_s=600, step_pct=5, backoff_s=60, backoff_max_s=240,
-                                    ack_timeout_ms=1000))
+        super().start(bin_conf=QUICK_BINS)
 
     def not_online(self):
         """Devices the gateway does not list online, with the end of their own log."""
