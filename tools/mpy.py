@@ -83,6 +83,19 @@ def firmware_sources(src=None):
     return out
 
 
+def module_name(rel):
+    """The source name a module is compiled with: its dotted import name
+    ("lamp.control", "coap" for coap/__init__.py). Tracebacks then read
+    `File "lamp.control", line 42` -- and the name costs nothing, since the
+    import interns the module's name anyway, where the file path
+    ("lamp/control.py") would be one more qstr per module on the device's heap
+    (about 45 names and 1 KB for the lamp: see docs/firmware.md, Memory)."""
+    parts = list(Path(rel).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
 def compile_tree(dst, src=None, arch="xtensawin", keep=("main.py", "boot.py")):
     """Compile the firmware tree to .mpy files under dst (same layout).
 
@@ -102,7 +115,7 @@ def compile_tree(dst, src=None, arch="xtensawin", keep=("main.py", "boot.py")):
             written.append(target)
             continue
         out = target.with_suffix(".mpy")
-        cmd = [mpy_cross, "-march=" + arch, "-s", rel.as_posix(), "-o", str(out), str(src / rel)]
+        cmd = [mpy_cross, "-march=" + arch, "-s", module_name(rel), "-o", str(out), str(src / rel)]
         subprocess.run(cmd, check=True, capture_output=True, text=True)
         written.append(out)
     for extra in src.rglob("*.json"):
