@@ -27,7 +27,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def firmware_dir():
-    """The firmware source tree (repo checkout or installed package data)."""
+    """The firmware source tree (repo checkout or installed package data).
+    ECLOR_FIRMWARE=/path/to/firmware measures another tree with the same
+    tools, e.g. a `git worktree` of an earlier commit side by side."""
+    if os.environ.get("ECLOR_FIRMWARE"):
+        return Path(os.environ["ECLOR_FIRMWARE"])
     here = REPO / "firmware"
     if (here / "coap").is_dir():
         return here
