@@ -193,6 +193,15 @@ class BinBoard:
         self.romfs = romfs      # a ROMFS image of the modules (tools/romfs.py), imported in place
         self.flash.mkdir(parents=True, exist_ok=True)
         self.fw = firmware
+        if not romfs:
+            # the firmware in the flash root, as on the board (symlinks to the
+            # tree): modules import by the board's relative paths, so each one
+            # interns "waste/cycle.mpy" as its __file__ as on the board, not a
+            # ~40-character host temp path (~0.7 KB of names in a wake)
+            for p in Path(firmware).iterdir():
+                q = self.flash / p.name
+                if not q.exists() and not q.is_symlink():
+                    q.symlink_to(p.resolve())
         self.heapsize = heapsize
         self.t0 = t0
         cfg = {"ep": ep, "role": "bin", "gateway": {"host": "127.0.0.1", "port": port},
@@ -228,10 +237,14 @@ class BinBoard:
         self.inputs["bin"].update(bin_inputs)
         self.inputs["bin"]["seed"] = self.wakes + 1
         (self.flash / "sim.json").write_text(json.dumps(self.inputs))
-        env = mpy.micropython_env([] if self.romfs else [self.fw],
+        # without ROMFS: "" = the current directory, the flash root (see __init__)
+        env = mpy.micropython_env([] if self.romfs else [""],
                                   {"ECLOR_SIM_FILE": "sim.json", "ECLOR_SIM_TIME": str(self.t0)})
+        # -m: main.py found on that path, sys.path[0] stays "" (a script's
+        # real directory would go there)
+        main = [str(Path(self.fw) / "main.py")] if self.romfs else ["-m", "main"]
         proc = await asyncio.create_subprocess_exec(
-            *mpy.micropython_cmd([str(Path(self.fw) / "main.py")], self.heapsize, romfs=self.romfs),
+            *mpy.micropython_cmd(main, self.heapsize, romfs=self.romfs),
             cwd=str(self.flash), env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         if kill_after_ms is not None:
