@@ -19,7 +19,9 @@ The names are looked up in the chosen module by a module __getattr__
 rather than copied here with `import *`: a copy is a second dict of ~40
 entries on every device's heap (~0.7 KB on the 64-bit host), the lookup
 costs one small call and no allocation. A name assigned on hal (a test's
-stand-in) takes precedence, as with the copy. Submodules (`from hal import
+stand-in) takes precedence, as with the copy. hal.sim's test controls
+(set_inputs, set_speed... in hal/simctl.py) are reached last, after the
+submodule look-up. Submodules (`from hal import
 bin_sim`) are imported through it too, since a module __getattr__ is asked
 before the import system looks for a submodule.
 """
@@ -32,15 +34,17 @@ else:
 
 
 def __getattr__(name):
-    try:
-        return getattr(_m, name)
-    except AttributeError:
-        pass
-    # not in the API: a submodule (`from hal import bin_sim` asks here first)
+    # the chosen module's own names: a look-up in its dict, so that hal.sim's
+    # __getattr__ (its test controls, hal/simctl.py) is not asked for a submodule
+    d = _m.__dict__
+    if name in d:
+        return d[name]
+    # a submodule (`from hal import bin_sim` asks here first)
     try:
         __import__("hal." + name)
     except ImportError as e:
         if name not in str(e):
             raise  # the submodule exists but one of its imports failed
-        raise AttributeError(name)
-    return globals()[name]
+        # hal.sim's test controls (hal.set_inputs...) or AttributeError
+        return getattr(_m, name)
+    return sys.modules["hal." + name]

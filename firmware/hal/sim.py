@@ -47,25 +47,33 @@ every byte of this module's code is on it.)
 Memory: this module is resident on both roles' heaps (tests and benches
 measure the firmware with it), so its state is one list indexed by const()
 names instead of a dozen globals (each global is a dict slot plus an
-interned name), its private constants are const(), and the modules only
-the state file needs (json, binascii) are imported there.
+interned name), its constants are private const(), the modules only the
+state file needs (json, binascii) are imported there, and what only tests
+and hosts use -- set_speed, true_time, set_true_time, set_inputs, radio_on,
+the public constants EXIT_DEEPSLEEP, EXIT_REBOOT, RTC_EPOCH_2000,
+WIFI_*_MS -- is in hal/simctl.py, reached by the same names through this
+module's __getattr__ (loaded on first use: never on a device run). The
+hooks on_deepsleep / on_reboot are not defined here either: a host sets
+them, _state() looks them up in the module dict by a built string (their
+names are not interned by a run that sets none).
 """
 import os
 import sys
 import time as _t
 from micropython import const
 
-EXIT_DEEPSLEEP = const(3)
-EXIT_REBOOT = const(4)
-RTC_EPOCH_2000 = const(946684800)
+# public values in hal/simctl.py (EXIT_DEEPSLEEP... same numbers)
+_EXIT_DEEPSLEEP = const(3)
+_EXIT_REBOOT = const(4)
+_RTC_EPOCH_2000 = const(946684800)
 _RTC_MEMORY_MAX = const(2048)
 # documented physical durations (ms) spent on the simulated clock
-WIFI_SAVED_MS = const(200)  # association with saved channel/BSSID and static IP
-WIFI_SCAN_MS = const(1000)  # extra: channel scan when no channel/BSSID is saved
-WIFI_DHCP_MS = const(1700)  # extra: DHCP when no static IP is given
+_WIFI_SAVED_MS = const(200)  # association with saved channel/BSSID and static IP
+_WIFI_SCAN_MS = const(1000)  # extra: channel scan when no channel/BSSID is saved
+_WIFI_DHCP_MS = const(1700)  # extra: DHCP when no static IP is given
 _WIFI_FAIL_MS = const(5000)  # giving up on an absent access point
 
-# the board's state, _s[index]
+# the board's state, _s[index] (hal/simctl.py uses the same indexes)
 _MS = const(0)  # simulated ms at the real-time anchor
 _REAL0 = const(1)  # real ticks_ms() at that anchor
 _SPEED = const(2)  # simulated ms per real ms (0: the clock moves only by advance)
@@ -82,10 +90,15 @@ _IN_CHECKED = const(12)  # real ticks_ms() of the last mtime check
 _STATE = const(13)  # ECLOR_SIM_RTC_FILE
 _INPUTS = const(14)  # the dict inputs() returns
 _s = [0, _t.ticks_ms(), float(os.getenv("ECLOR_SIM_SPEED") or 0), float(os.getenv("ECLOR_SIM_TIME") or _t.time()),
-      RTC_EPOCH_2000, b"", "power_on", 0, 0, False, os.getenv("ECLOR_SIM_FILE"), None, None,
+      _RTC_EPOCH_2000, b"", "power_on", 0, 0, False, os.getenv("ECLOR_SIM_FILE"), None, None,
       os.getenv("ECLOR_SIM_RTC_FILE") or ".sim_rtc.json", {}]
-on_deepsleep = None  # host hooks, see above
-on_reboot = None
+# no on_deepsleep / on_reboot globals: host hooks, see above and _state()
+
+
+def __getattr__(name):
+    # test and host controls (set_speed, set_inputs, EXIT_DEEPSLEEP...): hal/simctl.py
+    from hal import simctl
+    return getattr(simctl, name)
 
 
 def _state(cause=None, ms=0):
@@ -111,15 +124,15 @@ def _state(cause=None, ms=0):
     t = ticks_ms() + ms
     st = {"utc": s[_UTC0] + t / 1000, "rtc": s[_RTC0] + t / 1000, "mem": binascii.hexlify(s[_MEM]).decode(),
           "cause": cause}
-    with open(s[_STATE], "w") as f:
+    with open(s[_STATE], "wb") as f:  # "wb" as dev.store: one name less than "w"
         json.dump(st, f)
-    if cause == "deepsleep":
-        if on_deepsleep:
-            on_deepsleep(ms)
-        sys.exit(EXIT_DEEPSLEEP)
-    if on_reboot:
-        on_reboot(cause)
-    sys.exit(EXIT_REBOOT)
+    # the host's hook hal.sim.on_deepsleep / on_reboot, if it set one: a
+    # lookup by a built string, so that their names are not interned here
+    sleep = cause == "deepsleep"
+    f = globals().get("on_" + ("deepsleep" if sleep else "reboot"))
+    if f:
+        f(ms if sleep else cause)
+    sys.exit(_EXIT_DEEPSLEEP if sleep else _EXIT_REBOOT)
 
 
 # --- clock -----------------------------------------------------------------
@@ -144,22 +157,6 @@ def ticks_diff(a, b):
 def advance(ms):
     """Move the simulated clock forward (tests, documented physical delays)."""
     _s[_MS] += int(ms)
-
-
-def set_speed(x):
-    """0: the clock moves only by advance(); x > 0: also real time times x."""
-    _s[_MS] = ticks_ms()
-    _s[_REAL0] = _t.ticks_ms()
-    _s[_SPEED] = float(x)
-
-
-def true_time():
-    """What a perfect clock reads now (the simulated world's UTC)."""
-    return _s[_UTC0] + ticks_ms() / 1000
-
-
-def set_true_time(t):
-    _s[_UTC0] = t - ticks_ms() / 1000
 
 
 def time():
@@ -201,14 +198,10 @@ def inputs():
     return s[_INPUTS]
 
 
-def set_inputs(**kw):
-    _s[_INPUTS].update(kw)
-
-
 # --- watchdog, reset ---------------------------------------------------------
 
-def wdt_enable(timeout_ms):
-    _s[_WDT_MS] = timeout_ms
+def wdt_enable(ms):  # (timeout_ms in hal.esp32; the callers pass it by position)
+    _s[_WDT_MS] = ms
     _s[_WDT_LAST] = _t.ticks_ms()
 
 
@@ -250,21 +243,17 @@ def wifi_connect(ssid, psk, saved=None, ip=None):
         sleep_ms(_WIFI_FAIL_MS)
         wifi_off()
         return None
-    ms = WIFI_SAVED_MS
+    ms = _WIFI_SAVED_MS
     if not saved:
-        ms += WIFI_SCAN_MS
+        ms += _WIFI_SCAN_MS
     if not ip:
-        ms += WIFI_DHCP_MS
+        ms += _WIFI_DHCP_MS
     sleep_ms(ms)
     return {"channel": 6, "bssid": "5e:00:00:00:00:01"}
 
 
 def wifi_off():
     _s[_RADIO] = False
-
-
-def radio_on():
-    return _s[_RADIO]
 
 
 def rssi():
@@ -275,7 +264,7 @@ def ntp_sync(host="pool.ntp.org"):
     if not (_s[_RADIO] and inputs().get("ntp", True)):
         return False
     sleep_ms(40)
-    set_time(true_time())
+    set_time(_s[_UTC0] + ticks_ms() / 1000)  # the true time (simctl.true_time())
     return True
 
 
