@@ -42,7 +42,7 @@ the board; a long docstring is buffered whole by the lexer)."""
 # Footprint: the serving code (dispatch, answers, Observe server side)
 # lives in coap/observe.py and is loaded by the first add(); client-side
 # observe (coap/watch.py) and block.py load on first use, linkformat.py for
-# each use and is dropped after it.  A client-only endpoint is codec + this.
+# each filtered /.well-known/core query and is dropped after it.  A client-only endpoint is codec + this.
 # Option and code numbers are private const()s here (no RAM at run time);
 # the public names are in coap.codec.
 #
@@ -53,7 +53,6 @@ import asyncio
 import gc
 import random
 import socket
-import sys
 import time
 from micropython import const
 
@@ -86,16 +85,6 @@ def addr(host, port=5683):
     """Socket address for host, port (what `request` and `sendto` take)."""
     a = socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)[0][-1]
     return bytes(a) if isinstance(a, bytearray) else a
-
-
-def unload(name):
-    """Forget module coap.<name> so the GC can take its code back; the stack
-    imports it again when it is needed again."""
-    if sys.modules.pop("coap." + name, None):
-        try:
-            delattr(sys.modules["coap"], name)
-        except (AttributeError, KeyError):
-            pass
 
 
 def _wake(ex, st, m):
@@ -166,11 +155,9 @@ class Endpoint:
 
     def links(self, filt=None):
         """The /.well-known/core document (RFC 6690) for the served resources."""
-        from coap import linkformat
-        try:
-            return linkformat.encode(self._res, filt)
-        finally:
-            unload("linkformat")
+        # built by the serving code (coap.observe): without a resource
+        # there is nothing to list
+        return self._srv.links(self._res, filt) if self._srv else b""
 
     def notify(self, path):
         """Send the current state of `path` to its observers (in a task)."""

@@ -1,10 +1,11 @@
-"""RFC 6690 CoRE link format: the /.well-known/core document and the
-payload of an RD registration."""
+"""RFC 6690 CoRE link format: query filter and parser."""
 #
-# Resource attributes are kept as the raw bytes given to `Endpoint.add`
-# (e.g. b'rt="eclor.lamp.state";ct=112'), so encoding is concatenation, not a
-# dict per resource.  Query filtering (RFC 6690 §4.1) supports `name=value`
-# and a trailing `*` prefix match on one attribute, e.g. `?rt=eclor.lamp*`.
+# The document itself (the /.well-known/core answer, the payload of an RD
+# registration) is built by coap.observe.links without loading this module;
+# it loads it only for a filtered query.  Resource attributes are the raw
+# bytes given to `Endpoint.add` (e.g. b'rt="eclor.lamp.state";ct=112').
+# Query filtering (RFC 6690 §4.1) supports `name=value` and a trailing `*`
+# prefix match on one attribute, e.g. `?rt=eclor.lamp*`.
 
 
 def _attr(attrs, name):
@@ -31,27 +32,6 @@ def _match(path, attrs, filt):
         elif have != v and v not in have.split(b" "):
             return False
     return True
-
-
-def encode(res, filt=None):
-    """res: {path: [handler, obs, attrs]} -> link-format bytes."""
-    out = bytearray()
-    for path, r in res.items():
-        attrs = r[2] or b""
-        if r[1] and b"obs" not in attrs:
-            attrs = attrs + b";obs" if attrs else b"obs"
-        p = path.encode()
-        if filt and not _match(p, attrs, filt):
-            continue
-        if out:
-            out.extend(b",")
-        out.extend(b"</")
-        out.extend(p)
-        out.extend(b">")
-        if attrs:
-            out.extend(b";")
-            out.extend(attrs)
-    return bytes(out)
 
 
 def parse(data):

@@ -27,6 +27,7 @@ server side."""
 # endpoint's state, no class: each class and method costs RAM when loaded
 # from .mpy.
 import asyncio
+import sys
 import time
 from micropython import const
 
@@ -118,6 +119,40 @@ async def _push(ep, o):
                 return
     finally:
         o[7] = 0
+
+
+def links(res, filt):
+    # The link-format document (RFC 6690) of the served resources
+    # {path: [handler, obs, attrs]}: the /.well-known/core answer and the
+    # registration payload.  Attributes are kept as the raw bytes given to
+    # add(), so this is concatenation.  Built here from bytes literals
+    # (never interned, unlike short str ones) so that a registration or a
+    # plain /.well-known/core GET does not load coap/linkformat.py: its 12
+    # names would be interned for good and its code, loaded and dropped,
+    # would leave holes in the heap (bench/coap_footprint.py "all" run).
+    # Only a query filter loads it, for its _match, and drops it again.
+    match = None
+    if filt:
+        from coap import linkformat
+        match = linkformat._match
+        sys.modules.pop("coap.linkformat", None)
+        try:
+            delattr(sys.modules["coap"], "linkformat")
+        except (AttributeError, KeyError):
+            pass
+    out = bytearray()
+    for path, r in res.items():
+        a = r[2] or b""
+        if r[1] and b"obs" not in a:
+            a = a + b";obs" if a else b"obs"
+        path = path.encode()
+        if match and not match(path, a, filt):
+            continue
+        out.extend(b",</" if out else b"</")
+        out.extend(path)
+        out.extend(b">;" if a else b">")
+        out.extend(a)
+    return bytes(out)
 
 
 def serve(ep, m, e):

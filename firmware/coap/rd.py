@@ -38,9 +38,9 @@ _UPDATE_MARGIN_S = const(30)
 
 
 class Registration:
-    def __init__(self, ep, gw_addr, name, et, lt=3600, links=None, queue=False):
+    def __init__(self, ep, gw, name, et, lt=3600, links=None, queue=False):
         self.ep = ep
-        self.gw = gw_addr
+        self.gw = gw
         self.name = name
         self.et = et
         self.lt = lt
@@ -84,9 +84,12 @@ class Registration:
                     self.location = None
                     self.registered = False
             if not self.location:
-                q = ["ep=" + self.name, "lt=%d" % self.lt, "et=" + self.et]
-                if self.queue:
-                    q.append("b=UQ")
+                # one literal longer than 10 characters: short ones such as
+                # "ep=" would each be interned for good (names and types
+                # carry no spaces)
+                q = ("ep=%s lt=%d et=%s b=UQ" % (self.name, self.lt, self.et)).split()
+                if not self.queue:
+                    q.pop()
                 links = self.links if self.links is not None else ep.links()
                 r = await ep.request(_POST, self.gw, "rd", links, ct=_CT_LINK, query=q)
                 self.last_code = r.code
