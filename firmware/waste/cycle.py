@@ -157,7 +157,7 @@ class Cycle:
             # let the endpoint's cancelled receive task end (it holds the
             # CoAP code), then forget the modules
             await asyncio.sleep_ms(0)
-            unload("waste.link", "coap.endpoint", "coap.codec")
+            unload("waste.link", "waste.dp", "coap.endpoint", "coap.codec")
             if not cmds or rounds == _MAX_CMD_ROUNDS:
                 break
             rounds += 1

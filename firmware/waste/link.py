@@ -4,7 +4,7 @@ Wi-Fi on with the saved channel/BSSID; register (POST /rd?...&b=UQ) or,
 with the location kept from an earlier wake, update (POST /rd/ID; 4.04 ->
 register again, coap.rd); set the RTC if unknown (NTP, else GET /time);
 POST the outbox to /dp, oldest first, as many packs per message as fit in
-one datagram (_MAX_POST), each 2.04 acking exactly the items it carried.
+one datagram (waste/dp.py), each 2.04 acking exactly the items it carried.
 The commands found in the answers go back to the cycle (waste/cycle.py),
 which applies them with this module dropped and calls window() again to
 POST their results to /cr (whose answer may carry more), then switches the
@@ -34,7 +34,6 @@ from coap.endpoint import Endpoint, Timeout, addr
 
 _RTT_MS = const(30)        # one CoAP exchange on the local Wi-Fi incl. gateway work
 _RANDOM_FACTOR = 1.25      # mean of ACK_RANDOM_FACTOR 1.5's uniform draw
-_MAX_POST = const(1024)    # bytes per /dp POST: one datagram, no block-wise
 _CT_CBOR = const(60)
 _T_VALID = const(1704067200)  # RTC readings before 2024 mean "time unknown"
 
@@ -105,7 +104,7 @@ async def _session(c, res):
                 unload("dev.clock")
             if c.deferred is not None and hal.time() >= _T_VALID:
                 c.queue(int(hal.time()), c.deferred)
-            return await lk.flush()
+            return await _flush(lk)
         cmds = []
         if st.get("force") and c.reading:
             # "report": this wake's reading goes out in this window;
@@ -114,7 +113,7 @@ async def _session(c, res):
                 st["force"] = 0
             else:
                 c.queue(int(hal.time()), False)
-            cmds = await lk.flush()
+            cmds = await _flush(lk)
             if cmds is None:
                 return None
         r = await lk.post("cr", res, _CT_CBOR)
@@ -127,6 +126,13 @@ async def _session(c, res):
         c.mid = ep._mid   # the next session of this wake continues the IDs
         ep.close()
         task.cancel()
+
+
+async def _flush(lk):
+    """The outbox to /dp (waste/dp.py, loaded for it: not on the heap during
+    the registration or a /cr-only session; the cycle drops it with us)."""
+    from waste.dp import flush
+    return await flush(lk)
 
 
 def _endpoint(c):
@@ -194,75 +200,6 @@ class Link:
             _spend(c, 0, s["max_retransmit"] + 1)
             c.error = "register %s" % reg.last_code
         return ok
-
-    async def flush(self):
-        """POST the backlog to /dp; returns the commands in the answers ([] if
-        none), or None when the gateway did not take everything."""
-        c = self.c
-        ob = c.outbox()
-        cmds = []
-        while len(ob):
-            body, n, last = _body(ob.peek(16))
-            r = await self.post("dp", body, 112)    # SenML CBOR
-            body = None
-            if r is None:
-                return None
-            if r.code == 163:   # 5.03: keep them, retry after Max-Age
-                c.error = "max-age %d" % r.uopt(codec.MAX_AGE, 60)
-                return None
-            if r.code == 132 and not c.rereg:
-                # 4.04: the gateway does not know this address (NAT
-                # rebinding, its data reset): register anew, resend the same
-                c.rereg = True
-                c.st.pop("rd", None)
-                if not await self.register():
-                    return None
-                continue
-            if 128 <= r.code < 160:
-                ob.dropped += n
-                ob.ack(last)
-                c.error = "refused %d" % r.code
-                continue
-            if r.code != codec.CHANGED:
-                c.error = "dp %d" % r.code
-                return None
-            ob.ack(last)        # durable at the gateway: never sent again
-            c.sent += n
-            cmds += _cmds(r)
-        return cmds
-
-
-def _body(items):
-    """(payload, n, seq of the last) for the oldest packs that fit in one
-    /dp POST (_MAX_POST bytes). Several packs are joined into one SenML
-    array: same as fmt.senml.concat for the packs the wake makes (fewer
-    than 24 records: one-byte array head), written once into a buffer of
-    the right size, without fmt.senml or fmt.cbor on the heap (a wake
-    without commands does not load them). SenML base values hold until
-    changed, so the joined array means exactly the union of the packs."""
-    size = recs = n = 0
-    for seq, data in items:
-        if n and size + len(data) > _MAX_POST:
-            break
-        size += len(data)
-        recs += data[0] & 0x1F
-        n += 1
-    if n == 1:
-        return items[0][1], 1, items[0][0]
-    # CBOR array head: < 24 items in the initial byte, else one more byte
-    # (a 1024-byte body holds fewer than 256 records of at least 5 bytes)
-    h = 1 if recs < 24 else 2
-    body = bytearray(h + size - n)
-    if h == 1:
-        body[0] = 0x80 | recs
-    else:
-        body[0] = 0x98
-        body[1] = recs
-    for i in range(n):
-        d = items[i][1]
-        body[h:h + len(d) - 1] = memoryview(d)[1:]
-        h += len(d) - 1
-    return body, n, items[n - 1][0]
 
 
 def _cmds(r):
