@@ -3,12 +3,29 @@
 dev.config imports this module for one call (load at boot, validate, apply
 for a config command or a shell change) and forgets it right after
 (dev.forget): the rules, the defaults and the code are one-shot work, kept
-off the heap the rest of the time (~4 KB on the 64-bit host). See dev/config.py for the rule
-syntax; role sections come from dev.config.SCHEMA (kept resident there,
-since the roles register them once).
+off the heap the rest of the time. See dev/config.py for the rule syntax;
+role sections come from dev.config.SCHEMA (kept resident there, since the
+roles register them once).
+
+Memory: the validation of a lamp_type or config command sets the lamp's
+smallest heap, so this module is small while loaded and builds little:
+- the base rules are one string (_BASE below), a rule tuple made only for
+  the key being checked: a dict of 15 rules was a dict and 15 tuples on the
+  heap, and every key and message a name interned for good (a key no role
+  reads, "commune", stayed in the qstr pool of every device);
+- apply() makes one copy of the config (the changed maps copied, the rest
+  shared), fills the defaults into it, checks that JSON keeps it, and
+  streams it to the file (dev.store): no JSON text of the whole config and
+  no second copy parsed back from it;
+- messages are strings longer than 10 characters (not interned).
 """
-import json
 from dev import store
+
+# "|key type lo hi [default]": s text of length lo..hi, i integer, f number
+# (int accepted), d any dict (a role section before the role extends it:
+# dev.config.SCHEMA). role, gateway and ip are in _base() below.
+_BASE = ("|ep s 1 63|zone s 0 63|commune s 0 63|lat f -90 90|lon f -180 180|report_s i 10 86400 900"
+         "|lt i 60 604800 3600|ntp s 0 253 pool.ntp.org|wdt_ms i 0 120000 60000|board s 0 63|lamp d|bin d|")
 
 
 def _ip(v):
@@ -20,65 +37,30 @@ def _ip(v):
             raise ValueError("ip: %r is not an IPv4 address" % (a,))
 
 
-BASE = {
-    "ep": (str, 1, 63),
-    "role": ["lamp", "bin"],
-    "gateway": {"host": (str, 1, 253), "port": (int, 1, 65535)},
-    "zone": (str, 0, 63),
-    "commune": (str, 0, 63),
-    "lat": (float, -90, 90),
-    "lon": (float, -180, 180),
-    "report_s": (int, 10, 86400),
-    "lt": (int, 60, 604800),
-    "ntp": (str, 0, 253),
-    "wdt_ms": (int, 0, 120000),
-    "ip": _ip,
-    "board": (str, 0, 63),
-    "lamp": (dict,),
-    "bin": (dict,),
-}
-REQUIRED = ("ep", "role", "gateway")
-DEFAULTS = {"report_s": 900, "lt": 3600, "ntp": "pool.ntp.org", "wdt_ms": 60000}
-
-
-def _check(rule, v, key):
-    if isinstance(rule, dict):
-        if not isinstance(v, dict):
-            raise ValueError("%s: must be a map" % key)
-        validate(v, rule, key + ".")
-        return
-    if isinstance(rule, list):
-        if type(v) is not type(rule[0]) or v not in rule:
-            raise ValueError("%s: must be one of %s" % (key, ", ".join([str(x) for x in rule])))
-        return
-    if not isinstance(rule, tuple):  # a callable rule
-        rule(v)
-        return
-    t = rule[0]
-    if t is bool:
-        if v is not True and v is not False:
-            raise ValueError("%s: must be true or false" % key)
-        return
-    if t is float:
-        ok = isinstance(v, (int, float)) and v is not True and v is not False
-    elif t is int:
-        ok = isinstance(v, int) and v is not True and v is not False
-    else:
-        ok = isinstance(v, t)
-    if not ok:
-        raise ValueError("%s: must be %s" % (key, "an integer" if t is int else "a number" if t is float else
-                                             "text" if t is str else "a map" if t is dict else
-                                             "a list" if t is list else "valid"))
-    if len(rule) == 3:
-        x = len(v) if t is str else v
-        if not (rule[1] <= x <= rule[2]):
-            raise ValueError("%s: %s out of range %s..%s" % (key, "length" if t is str else "value",
-                                                            rule[1], rule[2]))
+def _base(key):
+    """The base rule of a key (dev/config.py's syntax), None when unknown."""
+    if key == "role":
+        return ["lamp", "bin"]
+    if key == "gateway":
+        return {"host": (str, 1, 253), "port": (int, 1, 65535)}
+    if key == "ip":
+        return _ip
+    if not isinstance(key, str) or " " in key or "|" in key:
+        return None
+    i = _BASE.find("|" + key + " ")
+    if i < 0:
+        return None
+    w = _BASE[i + len(key) + 2:_BASE.find("|", i + 1)].split(" ")
+    t = w[0]
+    if t == "d":
+        return (dict,)
+    return str if t == "s" else int if t == "i" else float, int(w[1]), int(w[2])
 
 
 def validate(cfg, schema=None, prefix="", roles=None):
     """ValueError("key: reason") unless cfg fits schema (None: the whole
-    config, i.e. BASE with the rules in roles over it, REQUIRED keys present)."""
+    config, i.e. the base rules with the rules in roles over them, the keys
+    ep, role and gateway present)."""
     if not isinstance(cfg, dict):
         raise ValueError("config must be a map")
     for k in cfg:
@@ -87,12 +69,45 @@ def validate(cfg, schema=None, prefix="", roles=None):
         else:
             rule = roles.get(k)
             if rule is None:
-                rule = BASE.get(k)
+                rule = _base(k)
         if rule is None:
             raise ValueError("%s%s: unknown key" % (prefix, k))
-        _check(rule, cfg[k], prefix + str(k))
+        v = cfg[k]
+        key = prefix + str(k)
+        if isinstance(rule, dict):  # a nested map
+            if not isinstance(v, dict):
+                raise ValueError("%s: must be a map" % key)
+            validate(v, rule, key + ".")
+            continue
+        if isinstance(rule, list):  # one of these values
+            if type(v) is not type(rule[0]) or v not in rule:
+                raise ValueError("%s: must be one of %s" % (key, ", ".join([str(x) for x in rule])))
+            continue
+        if not isinstance(rule, tuple):  # a callable rule
+            rule(v)
+            continue
+        t = rule[0]
+        b = v is True or v is False
+        if t is bool:
+            if not b:
+                raise ValueError("%s: must be true or false" % key)
+            continue
+        if t is float:
+            if b or not isinstance(v, (int, float)):
+                raise ValueError("%s: must be a number" % key)
+        elif t is int:
+            if b or not isinstance(v, int):
+                raise ValueError("%s: must be an integer" % key)
+        elif not isinstance(v, t):
+            raise ValueError(("%s: must be text" if t is str else "%s: must be a map" if t is dict else
+                              "%s: must be a list" if t is list else "%s: must be valid") % key)
+        if len(rule) == 3:
+            x = len(v) if t is str else v
+            if not (rule[1] <= x <= rule[2]):
+                raise ValueError("%s: %s out of range %s..%s" % (key, "length" if t is str else "value",
+                                                                rule[1], rule[2]))
     if schema is None:
-        for k in REQUIRED:
+        for k in ("ep", "role", "gateway"):
             if k not in cfg:
                 raise ValueError("%s: missing" % k)
 
@@ -111,6 +126,34 @@ def merge(cur, changes):
     return out
 
 
+def _full(cfg, roles):
+    """cfg (a fresh dict, changed in place) with the defaults of absent keys, validated."""
+    for row in _BASE.split("|"):
+        w = row.split(" ")
+        if len(w) == 5 and w[0] not in cfg:
+            cfg[w[0]] = w[4] if w[1] == "s" else int(w[4])
+    validate(cfg, None, "", roles)
+    return cfg
+
+
+def _json_ok(v):
+    """True if JSON writes v and reads it back equal: text-keyed maps, lists,
+    text, numbers (finite, printed exactly), true/false/null."""
+    if isinstance(v, dict):
+        for k in v:
+            if not isinstance(k, str) or not _json_ok(v[k]):
+                return False
+        return True
+    if isinstance(v, list):
+        for x in v:
+            if not _json_ok(x):
+                return False
+        return True
+    if isinstance(v, float):
+        return v - v == 0 and float(repr(v)) == v  # not NaN or inf; repr is what json writes
+    return v is None or v is True or v is False or isinstance(v, (str, int))
+
+
 def load(path, roles):
     """dev.config.load()"""
     last = "no config file"
@@ -119,11 +162,11 @@ def load(path, roles):
         if cfg is None:
             continue
         try:
-            cfg = merge(DEFAULTS, cfg)
-            validate(cfg, None, "", roles)
-            return cfg
+            if not isinstance(cfg, dict):
+                raise ValueError("config must be a map")
+            return _full(merge({}, cfg), roles)  # merge: a null value is an absent key
         except ValueError as e:
-            last = "%s: %s" % (p, e)
+            last = "%s is not valid: %s" % (p, e)
     raise ValueError(last)
 
 
@@ -131,14 +174,8 @@ def apply(cur, changes, path, roles):
     """dev.config.apply()"""
     if not isinstance(changes, dict):
         raise ValueError("config changes must be a map")
-    new = merge(DEFAULTS, merge(cur, changes))  # a deleted key falls back to its default
-    validate(new, None, "", roles)
-    text = json.dumps(new)
-    try:
-        same = json.loads(text) == new
-    except ValueError:
-        same = False
-    if not same:  # bytes, non-text keys, NaN in a role section: would not load back as written
+    new = _full(merge(cur, changes), roles)  # a deleted key falls back to its default
+    if not _json_ok(new):  # bytes, non-text keys, NaN in a role section: would not load back as written
         raise ValueError("config: values must be JSON (text, numbers, true/false, lists, maps with text keys)")
-    store.write(path, text)
+    store.write(path, new, True)  # streamed: the JSON text is never held whole
     return new

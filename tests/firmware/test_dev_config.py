@@ -125,3 +125,14 @@ def test_values_that_json_cannot_keep_are_refused():
     _refused(c, {"ip": ["10.0.0.9", "255.255.255.0", "10.0.0.1", b"1.1.1.1"]}, "not an IPv4 address")
     ip = ["10.0.0.9", "255.255.255.0", "10.0.0.1", "1.1.1.1"]
     assert config.apply(c, {"ip": ip})["ip"] == ip and config.load()["ip"] == ip
+
+
+def test_json_check_keeps_what_json_keeps():
+    # apply() checks the values itself (no JSON text built and parsed back)
+    store.save_json("config.json", GOOD)
+    c = config.load()
+    _refused(c, {"lamp": {"x": float("inf")}}, "must be JSON")
+    _refused(c, {"lamp": {"x": (1, 2)}}, "must be JSON")  # a tuple would load back as a list
+    lamp = {"on": True, "off": False, "f": [1.5, 0.1, -3, "t", None], "m": {"a": {"b": 2.25}}}
+    c2 = config.apply(c, {"lamp": lamp})
+    assert c2["lamp"] == dict(lamp, min_level=10) and config.load() == c2
