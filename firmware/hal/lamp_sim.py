@@ -21,25 +21,29 @@ The model: with mains and the relay closed (or stuck) the lamp draws
 watts x duty (x the fault factor); a stuck relay feeds the driver while the
 controller commands 0, and a driver at 0 dims to its 10 % floor, so a
 stuck relay is a day burner. The meter reads what the lamp draws.
+
+This module runs in the measured process of the benches: its names are
+interned like the firmware's (docs/lamp.md "Qstrs"), so it has few of its own.
 """
 import hal
 
-FACTOR = {"low": 0.5, "high": 1.6}
 
+class Lamp:
+    """Lamp(pins, meter) like hal/lamp_esp32.py's; the simulation needs neither."""
 
-class LampSim:
-    def __init__(self, pins=None):
+    def __init__(self, pins=None, meter=None):
         self.pins = pins or {}
         self.duty = 0
         self.relay = False
         self.switchings = 0  # relay closings seen (tests)
 
-    def _in(self, k, d=None):
+    def get(self, k, d=None):
+        # input k of the simulated board, d when absent or null
         v = hal.inputs().get(k, d)
         return d if v is None else v
 
-    def set_duty(self, u16):
-        self.duty = u16
+    def set_duty(self, duty):
+        self.duty = duty  # 0..65535
 
     def set_relay(self, on):
         if on and not self.relay:
@@ -47,10 +51,10 @@ class LampSim:
         self.relay = bool(on)
 
     def supply(self):
-        return bool(self._in("supply", True))
+        return bool(self.get("supply", True))
 
     def voltage(self):
-        return float(self._in("voltage", 230)) if self.supply() else 0.0
+        return float(self.get("voltage", 230)) if self.supply() else 0.0
 
     def power(self):
         forced = hal.inputs().get("power")
@@ -58,21 +62,21 @@ class LampSim:
             return float(forced)
         if not self.supply():
             return 0.0
-        mode = self._in("lamp", "ok")
+        mode = self.get("lamp", "ok")
         closed = self.relay or mode == "stuck"
         if not closed or mode == "broken":
             return 0.0
         if mode == "cycling":
-            per = int(self._in("cycle_s", 20)) * 1000
+            per = int(self.get("cycle_s", 20)) * 1000
             if (hal.ticks_ms() // per) % 2:
                 return 0.0
         frac = self.duty / 65535
         if mode == "stuck" and frac < 0.1:
             frac = 0.1
-        return float(self._in("watts", 60)) * frac * FACTOR.get(mode, 1.0)
+        return float(self.get("watts", 60)) * frac * (0.5 if mode == "low" else 1.6 if mode == "high" else 1.0)
 
     def presence(self):
-        return bool(self._in("presence", False))
+        return bool(self.get("presence", False))
 
     def light(self):
         v = hal.inputs().get("light")
@@ -85,7 +89,7 @@ class LampSim:
         i = hal.inputs().get("current")
         if i is not None:
             return float(i)
-        if not self._in("imeter", False):
+        if not self.get("imeter", False):
             return None
         u = self.voltage()
         return self.power() / u if u else 0.0

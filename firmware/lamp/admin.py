@@ -6,17 +6,37 @@ way); the override, the most common action and the shell's, stays in
 lamp/control.py.
 """
 import hal
+from micropython import const
 from dev import store, log, clock
 from fmt import cbor
 from lamp import schedule
-from lamp.control import CAL, DEFAULT_CAL
+
+_CAL = const("data/calendar.cbor")  # as received: no re-encoding, one contiguous read
+# The default calendar, {"id": "default", "default": "night", "programs": {"night":
+# [{"at": "sunset", "level": 100}, {"at": "sunrise", "level": 0}]}}, as CBOR:
+# 81 bytes instead of a dozen dicts, lists and strings on the heap.
+_DEFAULT_CAL = const(b"\xa3hprograms\xa1enight\x82\xa2batfsunsetelevel\x18d\xa2batgsunriseelevel\x00"
+                     b"bidgdefaultgdefaultenight")
+
+
+def load(ctl):
+    """The stored calendar, validated, at boot (lamp/setup.py): the last good
+    copy if the file is torn, else the default."""
+    for path in (_CAL, _CAL + ".bak"):
+        data = store.read(path) if store.exists(path) else None
+        if data is not None:
+            try:
+                return schedule.validate(cbor.loads(data))
+            except ValueError as e:
+                log.error("stored calendar %s invalid: %s" % (path, e))
+    return schedule.validate(cbor.loads(_DEFAULT_CAL))
 
 
 def set_calendar(ctl, raw, data=None):
     """Validate and install; ValueError(reason) keeps the old one.
     data: the same calendar as CBOR bytes when the caller has them."""
     cal = schedule.validate(raw)
-    store.write(CAL, data if data is not None else cbor.dumps(raw))
+    store.write(_CAL, data if data is not None else cbor.dumps(raw))
     ctl.cal = cal
     log.event("calendar %s installed" % cal[0])
     ctl.step()
@@ -25,14 +45,14 @@ def set_calendar(ctl, raw, data=None):
 
 def calendar_cbor(ctl):
     """The installed calendar as CBOR bytes (as received), or the default."""
-    data = store.read(CAL)
+    data = store.read(_CAL)
     if data is not None:
         try:
             if schedule.validate(cbor.loads(data))[0] == ctl.cal[0]:
                 return data
         except ValueError:
             pass
-    return DEFAULT_CAL
+    return _DEFAULT_CAL
 
 
 def selftest(ctl, wait_ms=1500):

@@ -31,7 +31,7 @@ from lamp.control import Controller
 # main() by lamp/setup.py: the technician shell builds the role with make()
 # without them.
 
-MAX_PACKS = 4
+_MAX_PACKS = const(4)
 # CoAP numbers (RFC 7252) as const(): no name lookups in coap.codec, no qstrs
 _POST = const(2)
 _CREATED = const(65)  # 2.01
@@ -61,19 +61,11 @@ def run(cfg, safe=False):
     return main(cfg, safe)
 
 
-async def _nap(wake, ms):
-    wake.clear()
-    try:
-        await asyncio.wait_for_ms(wake.wait(), ms)
-    except asyncio.TimeoutError:
-        pass
-
-
 async def sender(ctl, ep, reg, gw, wake):
     """Outbox -> POST /dp. Never dies: a full heap sends one pack at a time,
     an unreadable pack is skipped, a silent gateway is retried with back-off."""
     backoff = 5000
-    n = MAX_PACKS
+    n = _MAX_PACKS
     ob = ctl.outbox
     while True:
         delay = 2000  # idle: woken at once by an event or a report
@@ -89,7 +81,7 @@ async def sender(ctl, ep, reg, gw, wake):
                 items = None
                 r = await ep.request(_POST, gw, "dp", body, ct=senml.CT_CBOR)
                 body = None
-                n = MAX_PACKS
+                n = _MAX_PACKS
                 if r.code in (_CREATED, _CHANGED):
                     ob.ack(last)  # durable at the gateway: only now
                     backoff = 5000
@@ -114,8 +106,12 @@ async def sender(ctl, ep, reg, gw, wake):
                 delay = backoff
                 backoff = min(backoff * 2, 300000)
                 reg.kick()
-        if delay:
-            await _nap(wake, delay)
+        if delay:  # a nap, cut short by wake
+            wake.clear()
+            try:
+                await asyncio.wait_for_ms(wake.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
 
 
 def _wifi(cfg, sec):
@@ -127,8 +123,8 @@ def _wifi(cfg, sec):
         return False
 
 
-async def upkeep(cfg, sec, ep, gw, reg, link_ms):
-    """Wi-Fi link and time. The link is checked every link_ms: an always-on
+async def upkeep(cfg, sec, ep, gw, reg, ms):
+    """Wi-Fi link and time. The link is checked every ms: an always-on
     lamp must come back by itself after an access-point outage (the
     association blocks the loop up to 10 s; PWM and relay hold their state
     in hardware meanwhile). Time: every 30 s while unknown, else every 6 h."""
@@ -138,7 +134,7 @@ async def upkeep(cfg, sec, ep, gw, reg, link_ms):
             now = hal.ticks_ms()
             if sec.get("ssid") and hal.rssi() is None:
                 if _wifi(cfg, sec):
-                    log.event("wifi back")
+                    log.event("wifi is back")
                     reg.kick()  # new address / NAT binding: tell the gateway now
                     next_sync = now
             if hal.ticks_diff(now, next_sync) >= 0:
@@ -146,7 +142,7 @@ async def upkeep(cfg, sec, ep, gw, reg, link_ms):
                 next_sync = hal.ticks_ms() + (30000 if not clock.time_known() else 6 * 3600000)
         except Exception as e:  # MemoryError included: try again next round
             log.exception("upkeep", e)
-        await asyncio.sleep_ms(link_ms)
+        await asyncio.sleep_ms(ms)
 
 
 async def control(ctl, tick_ms):

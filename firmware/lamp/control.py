@@ -17,23 +17,28 @@ Each step() (about once a second):
    same second; the first one at a random point of the first period) a
    SenML report is queued.
 
-Persistence: the calendar (data/calendar.json) and the overrides
-(data/override.json) are written only when the operator changes them;
-energy by its own policy (lamp/energy.py); reports by dev/outbox.
+Persistence: the calendar (data/calendar.cbor, lamp/admin.py) and the
+overrides (data/override.json) are written only when the operator changes
+them; energy by its own policy (lamp/energy.py); reports by dev/outbox.
+
+Names: every attribute, method, argument and global name, and every string of
+<= 10 characters, is a qstr interned for good when the .mpy loads (docs/lamp.md
+"Qstrs"), so constants are private const()s and the state's attribute names
+reuse names the firmware interns anyway (keys, methods of other objects).
 """
 import random
 import hal
 from dev import store, log, clock
 from fmt import senml
+from micropython import const
 from lamp import schedule, use
 
-CAL = "data/calendar.cbor"  # as received: no re-encoding, one contiguous read
-OVR = "data/override.json"
-# The default calendar, {"id": "default", "default": "night", "programs": {"night":
-# [{"at": "sunset", "level": 100}, {"at": "sunrise", "level": 0}]}}, as CBOR:
-# 81 bytes instead of a dozen dicts, lists and strings on the heap.
-DEFAULT_CAL = (b"\xa3hprograms\xa1enight\x82\xa2batfsunsetelevel\x18d\xa2batgsunriseelevel\x00"
-               b"bidgdefaultgdefaultenight")
+_OVR = const("data/override.json")  # read at boot by lamp/setup.py
+# the operator actions of lamp/admin.py and lamp/settings.py (see __getattr__)
+_ADMIN = const(("set_calendar", "calendar_cbor", "selftest"))
+_SETTINGS = const(("set_type", "set_config", "lamp_type"))
+
+
 class Controller:
     def __init__(self, cfg, safe=False, hw=None, outbox=None):
         use("setup", "controller", self, cfg, safe, hw, outbox)  # one-shot: lamp/setup.py
@@ -53,17 +58,17 @@ class Controller:
         hw = self.hw
         if not self.safe and hw.presence():
             gap = self.cal[4][2] if self.cal[4] else 0
-            if self.presence_at is None or rtc - self.presence_at >= gap:
-                self.presence_at = rtc
+            if self.presence is None or rtc - self.presence >= gap:
+                self.presence = rtc  # the last accepted motion
         if utc is None:
             lvl = schedule.override(self.overrides, rtc)
             src = "override"
             if lvl is None:
-                lvl = self._failsafe()
+                lvl = self.failsafe()
                 src = "failsafe"
         else:
             c = self.cfg
-            lvl, src = schedule.evaluate(self.cal, int(utc), self.overrides, self.presence_at,
+            lvl, src = schedule.evaluate(self.cal, int(utc), self.overrides, self.presence,
                                          c.get("lat", 49.47), c.get("lon", 5.93),
                                          self.p["tz_std"], self.p["dst"])
         changed = src != self.src
@@ -73,32 +78,32 @@ class Controller:
             d.set(lvl)
             changed = True
         d.step(dt)
-        if d.relay != self._relay:
-            self._relay = d.relay
+        if d.relay != self.relay:  # the relay as of the previous step
+            self.relay = d.relay
             self.energy.switched(d.relay, mono)
             changed = True
-        if d.fading() != self._fading:
-            self._fading = not self._fading
+        if d.fading() != self.fading:
+            self.fading = not self.fading
             changed = True
         self.power = pw = hw.power()
         self.voltage = hw.voltage()
         self.energy.tick(mono, dt, pw, d.relay)
-        self.faults.check(mono, d.relay, d.level, self._fading, d.frac(), pw, self.voltage,
-                          hw.supply(), hw.relay_fb(), self._cur and self._cur())
+        self.faults.check(mono, d.relay, d.level, self.fading, d.frac(), pw, self.voltage,
+                          hw.supply(), hw.relay_fb(), self.current and self.current())
         if "supplyLoss" in self.faults.active and self.energy._dirty:
             self.energy.save(mono)  # last gasp
         if utc is not None:
             # int arithmetic: a float32 of today's UTC has a 128 s step
             rs = self.cfg.get("report_s", 900)
-            if self._next is None:
-                self._next = int(utc) + int(rs * random.random())
-            elif utc >= self._next:
-                self._next = int(utc) + int(rs * (0.8 + 0.4 * random.random()))
+            if self.next is None:  # the next report's time
+                self.next = int(utc) + int(rs * random.random())
+            elif utc >= self.next:
+                self.next = int(utc) + int(rs * (0.8 + 0.4 * random.random()))
                 self.report()
         if changed and self.on_change:
             self.on_change()
 
-    def _failsafe(self):
+    def failsafe(self):
         lux = self.hw.light()
         if lux is not None:
             if lux < self.p["lux_on"]:
@@ -126,28 +131,30 @@ class Controller:
             r.append(("dropped", None, self.outbox.dropped, None))
         return r
 
-    def _t_now(self):
+    def now(self):
+        """The UTC time as an int, None while unknown."""
         t = clock.now()
         return int(t) if t is not None else None
 
     def pack(self, readings):
-        return senml.encode(readings, self.bn, self._t_now(), self._w)
+        return senml.encode(readings, self.bn, self.now(), self.w)
 
     def report(self):
         """Queue a report now (also the `report` command)."""
-        self._push(self.readings())
+        self.push(self.readings())
 
-    def _push(self, readings):
+    def push(self, readings):
         try:
             self.outbox.push(self.pack(readings))
         except OSError as e:
-            log.error("outbox: %s" % e)
+            log.error("outbox push: %s" % e)
         if self.on_change:
             self.on_change()
 
-    def _event(self, name, active):
+    def on_event(self, name, active):
+        # lamp/faults.py's callback: a fault raised or cleared
         log.event("%s %s" % ("RAISED" if active else "cleared", name), "W" if active else "I")
-        self._push([("ev:" + name, None, active, None)])
+        self.push([("ev:" + name, None, active, None)])
 
     # ---- role object for app.py / eclor.py -------------------------------------
 
@@ -184,13 +191,13 @@ class Controller:
             raise ValueError("duration must be seconds >= 0")
         t = int(hal.time())
         self.overrides = [[level, t, t + duration if duration else 0]]
-        store.save_json(OVR, self.overrides)
-        log.event("override %d%% %s" % (level, "for %ds" % duration if duration else "until resume"))
+        store.save_json(_OVR, self.overrides)
+        log.event("override %d%% for %d s" % (level, duration) if duration else "override %d%% until resume" % level)
         self.step()
 
     def resume(self):
         self.overrides = []
-        store.save_json(OVR, self.overrides)
+        store.save_json(_OVR, self.overrides)
         self.step()
 
     def __getattr__(self, name):
@@ -203,7 +210,3 @@ class Controller:
         if name in _SETTINGS:
             return lambda *a: use("settings", name, self, *a)
         raise AttributeError(name)
-
-
-_ADMIN = ("set_calendar", "calendar_cbor", "selftest")
-_SETTINGS = ("set_type", "set_config", "lamp_type")  # lamp/settings.py

@@ -14,13 +14,14 @@ perceptual curve: half the light at 71 %), or a list of 11 duties in % for
 lamp/admin.py's curve_ok). step() writes the output only when the duty or
 the relay changes.
 """
+from micropython import const
 
-DUTY_MAX = 65535
+_DUTY_MAX = const(65535)
 
 
 class Dimmer:
-    def __init__(self, out, ramp_ms=2000, min_level=0, curve="linear"):
-        self.out = out  # hal lamp peripherals: set_duty(u16), set_relay(bool)
+    def __init__(self, hw, ramp_ms=2000, min_level=0, curve="linear"):
+        self.hw = hw  # hal lamp peripherals: set_duty(0..65535), set_relay(bool)
         self.ramp_ms = ramp_ms
         self.min_level = min_level
         self.curve = curve
@@ -28,8 +29,8 @@ class Dimmer:
         self.level = 0.0
         self.relay = False
         self._duty = -1
-        out.set_relay(False)
-        out.set_duty(0)
+        hw.set_relay(False)
+        hw.set_duty(0)
 
     def set(self, target, now=False):
         """New target 0..100; now=True skips the fade (boot fail-safe)."""
@@ -60,12 +61,12 @@ class Dimmer:
             return (c[i] + (c[i + 1] - c[i]) * (lv - i * 10) / 10.0) / 100.0
         return lv / 100.0
 
-    def step(self, dt_ms):
-        """Advance the fade by dt_ms; True when the output changed."""
+    def step(self, ms):
+        """Advance the fade by ms; True when the output changed."""
         lv = self.level
         t = self.target
         if lv != t:
-            d = 100.0 * dt_ms / self.ramp_ms if self.ramp_ms > 0 else 100.0
+            d = 100.0 * ms / self.ramp_ms if self.ramp_ms > 0 else 100.0
             if lv < t:
                 lv = min(t, lv + d)
             else:
@@ -81,11 +82,11 @@ class Dimmer:
         want = self.target > 0 or self.level > 0
         if want != self.relay:
             self.relay = want
-            self.out.set_relay(want)
+            self.hw.set_relay(want)
             changed = True
-        duty = int(self.frac() * DUTY_MAX + 0.5)
+        duty = int(self.frac() * _DUTY_MAX + 0.5)
         if duty != self._duty:
             self._duty = duty
-            self.out.set_duty(duty)
+            self.hw.set_duty(duty)
             changed = True
         return changed

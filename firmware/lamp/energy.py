@@ -13,9 +13,10 @@ cycles of one block. A power cut loses at most the last `save_s` of counting
 (<= 15 min of one lamp: ~15 Wh for 60 W): counters stay monotonic, at worst
 slightly low.
 """
+from micropython import const
 from dev import store
 
-PATH = "data/energy.json"
+_PATH = const("data/energy.json")
 
 
 class Energy:
@@ -24,7 +25,7 @@ class Energy:
     increment (a 100 W lamp adds 0.03 Wh a second; at 1 MWh the ulp is
     0.06 Wh, and a seconds counter stalls after 194 days)."""
 
-    def __init__(self, path=PATH, save_s=900):
+    def __init__(self, path=_PATH, save_s=900):
         self.path = path
         self.save_s = save_s
         d = store.load_json(path, None)
@@ -33,33 +34,35 @@ class Energy:
         self.mwh = int(d.get("mwh", float(d.get("wh", 0)) * 1000))
         self.on_s = int(d.get("on_s", 0))
         self.switch_on = int(d.get("n", 0))
-        self._acc = 0.0  # mWh not yet in mwh (< 1 + one step)
-        self._on_ms = 0  # ms not yet in on_s
+        # [mWh not yet in mwh (< 1 + one step), ms not yet in on_s, when
+        # last saved (None: not yet)]; one list: each attribute name is a
+        # qstr for good (docs/lamp.md)
+        self.state = [0.0, 0, None]
         self.writes = 0
-        self._saved_at = None
         self._dirty = False
 
     @property
     def wh(self):
         return self.mwh / 1000
 
-    def tick(self, now, dt_ms, power, relay):
-        """Integrate power (W) over dt_ms; count time with the relay closed.
+    def tick(self, now, ms, power, relay):
+        """Integrate power (W) over ms; count time with the relay closed.
         now: monotonic seconds (write pacing)."""
+        s = self.state
         if power and power > 0:
-            a = self._acc + power * dt_ms / 3600.0  # W x ms / 3600 = mWh
+            a = s[0] + power * ms / 3600.0  # W x ms / 3600 = mWh
             n = int(a)
             self.mwh += n
-            self._acc = a - n
+            s[0] = a - n
             self._dirty = True
         if relay:
-            ms = self._on_ms + dt_ms
+            ms += s[1]
             self.on_s += ms // 1000
-            self._on_ms = ms % 1000
+            s[1] = ms % 1000
             self._dirty = True
-        if self._saved_at is None:
-            self._saved_at = now
-        elif self._dirty and now - self._saved_at >= self.save_s:
+        if s[2] is None:
+            s[2] = now
+        elif self._dirty and now - s[2] >= self.save_s:
             self.save(now)
 
     def switched(self, on, now):
@@ -74,6 +77,6 @@ class Energy:
             store.save_json(self.path, {"mwh": self.mwh, "on_s": self.on_s, "n": self.switch_on})
             self.writes += 1
             self._dirty = False
-            self._saved_at = now
+            self.state[2] = now
         except OSError:
             pass  # full or failing flash: keep counting in RAM, retry next time

@@ -33,6 +33,9 @@ Conditions (the meter sits after the relay, on the lamp branch):
 "Warmed up": the relay has been closed for warmup_s (lamp type; HID lamps
 need minutes, LED drivers seconds) and the fade has ended. expected =
 wattage * duty (the dimming curve's output).
+
+Attribute names are the lamp type's keys where there is one, and the rest of
+the state is in few attributes: each name is a qstr for good (docs/lamp.md).
 """
 from micropython import const
 
@@ -44,58 +47,59 @@ class Faults:
         self.on_event = on_event
         self.active = {}  # name -> when raised (the caller's monotonic seconds)
         self._since = {}  # name -> s since the condition differs from the state
-        self._relay_at = None
-        self._lit = False
+        # [relay closed since (s) or None, lit at the last check, duty and power
+        # at this level, at the previous level (None: no sample yet)]
+        self.state = [None, False, None, None, None, None]
         self._flips = []  # instants of unexpected on/off crossings
-        self._d1 = self._p1 = self._d0 = self._p0 = None  # duty, power: this level, previous level
         self.set_params(params)
 
     def set_params(self, p):
         self.wattage = p.get("wattage", 60)
-        self.tol = p.get("tolerance", 0.2)
-        self.warmup = p.get("warmup_s", 30)
-        self.debounce = p.get("debounce_s", 30)
+        self.tolerance = p.get("tolerance", 0.2)
+        self.warmup_s = p.get("warmup_s", 30)
+        self.debounce_s = p.get("debounce_s", 30)
         self.on_w = p.get("on_w", max(2.0, 0.05 * self.wattage))
-        self.v_nom = p.get("voltage", 230)
+        self.voltage = p.get("voltage", 230)  # nominal
         self.cycles_max = p.get("cycles_max", 4)
-        self.window = p.get("cycle_window_s", 600)
-        self.imin = p.get("current_min")
-        self.imax = p.get("current_max")
+        # cycle_window_s, current_min, current_max (A, None: no check)
+        self.values = (p.get("cycle_window_s", 600), p.get("current_min"), p.get("current_max"))
 
-    def _set(self, name, cond, now):
-        if cond == (name in self.active):
+    def _set(self, name, active, now):
+        if active == (name in self.active):
             self._since.pop(name, None)
             return
         t0 = self._since.get(name)
         if t0 is None:
             self._since[name] = now
-        elif now - t0 >= self.debounce:
+        elif now - t0 >= self.debounce_s:
             self._since.pop(name, None)
-            if cond:
+            if active:
                 self.active[name] = now
             else:
                 del self.active[name]
-            self.on_event(name, cond)
+            self.on_event(name, active)
 
     def check(self, now, relay, level, fading, duty, power, voltage=None, supply=None, relay_fb=None,
               current=None):
+        s = self.state
         if relay:
-            if self._relay_at is None:
-                self._relay_at = now
+            if s[0] is None:
+                s[0] = now
         else:
-            self._relay_at = None
+            s[0] = None
         if supply is None:
-            supply = voltage is None or voltage >= 0.7 * self.v_nom
+            supply = voltage is None or voltage >= 0.7 * self.voltage
         self._set("supplyLoss", not supply, now)
         if not supply or power is None:
             return
         on = power > self.on_w
-        warm = relay and not fading and level > 0 and now - self._relay_at >= self.warmup
+        warm = relay and not fading and level > 0 and now - s[0] >= self.warmup_s
         exp = self.wattage * duty
         fail = warm and not on
         self._set("lampFailure", fail, now)
-        self._set("lampPowerTooLow", warm and not fail and power < exp * (1 - self.tol) - 1, now)
-        self._set("lampPowerTooHigh", warm and power > exp * (1 + self.tol) + 1, now)
+        tol = self.tolerance
+        self._set("lampPowerTooLow", warm and not fail and power < exp * (1 - tol) - 1, now)
+        self._set("lampPowerTooHigh", warm and power > exp * (1 + tol) + 1, now)
         self._set("lampUnexpectedOn", not relay and on, now)
         if relay_fb is not None:
             self._set("relayFailure", relay_fb != relay, now)
@@ -103,27 +107,28 @@ class Faults:
             self._set("relayFailure", not relay and on, now)
         # cycling: lit state flipping by itself while commanded on and warm
         fl = self._flips
-        if warm and on != self._lit:
+        window, imin, imax = self.values
+        if warm and on != s[1]:
             fl.append(now)
             if len(fl) > self.cycles_max + 1:
                 fl.pop(0)
-        self._lit = on
-        while fl and now - fl[0] > self.window:
+        s[1] = on
+        while fl and now - fl[0] > window:
             fl.pop(0)
         self._set("cyclingFailure", len(fl) > self.cycles_max, now)
         i = current
         lit = warm and on
-        self._set("currentTooLow", lit and i is not None and bool(self.imin) and i < self.imin * duty, now)
-        self._set("currentTooHigh", warm and i is not None and bool(self.imax) and i > self.imax, now)
+        self._set("currentTooLow", lit and i is not None and bool(imin) and i < imin * duty, now)
+        self._set("currentTooHigh", warm and i is not None and bool(imax) and i > imax, now)
         # dimming: does the power follow a clear level step (vs an earlier steady sample)?
         dim = False
         if lit:
-            d1 = self._d1  # keep as reference the previous sample farthest from this level
-            if d1 is not None and (self._d0 is None or abs(duty - self._d0) < abs(duty - d1)):
-                self._d0, self._p0 = d1, self._p1
-            self._d1, self._p1 = duty, power
-            d0 = self._d0
+            d1 = s[2]  # keep as reference the previous sample farthest from this level
+            if d1 is not None and (s[4] is None or abs(duty - s[4]) < abs(duty - d1)):
+                s[4], s[5] = d1, s[3]
+            s[2], s[3] = duty, power
+            d0, p0 = s[4], s[5]
             if d0 is not None and abs(duty - d0) * 100 >= _DSTEP:
-                k = self._p0 / d0 if d0 > duty else power / duty  # W per duty, higher level
-                dim = abs(power - self._p0) * 2 < k * abs(duty - d0)
+                k = p0 / d0 if d0 > duty else power / duty  # W per duty, higher level
+                dim = abs(power - p0) * 2 < k * abs(duty - d0)
         self._set("dimmingFailure", dim, now)

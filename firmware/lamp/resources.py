@@ -23,17 +23,17 @@ from fmt import senml
 from dev.commands import Commands, encode
 from lamp import use
 
-_RES = (("lamp/state", b'rt="eclor.lamp.state";ct=112;obs'), ("lamp/override", b'rt="eclor.lamp.override"'),
+_RES = const((("lamp/state", b'rt="eclor.lamp.state";ct=112;obs'), ("lamp/override", b'rt="eclor.lamp.override"'),
         ("lamp/calendar", b'rt="eclor.lamp.calendar";ct="60 50"'), ("lamp/type", b'rt="eclor.lamp.type"'),
         ("dev/info", b'rt="eclor.dev.info";ct=60'), ("dev/config", b'rt="eclor.dev.config"'),
-        ("dev/reboot", b'rt="eclor.dev.reboot"'), ("cmd", b'rt="eclor.cmd";ct=60'))
+        ("dev/reboot", b'rt="eclor.dev.reboot"'), ("cmd", b'rt="eclor.cmd";ct=60')))
 _GET = const(1)  # CoAP numbers (RFC 7252): no name lookups in coap.codec
 _POST = const(2)
 _CONTENT = const(69)  # 2.05
 _CHANGED = const(68)  # 2.04
 _BAD_REQUEST = const(128)  # 4.00
 _METHOD_NOT_ALLOWED = const(133)  # 4.05
-ACTIONS = ("level", "resume", "calendar", "lamp_type", "config", "report", "reboot")
+_ACTIONS = const(("level", "resume", "calendar", "lamp_type", "config", "report", "reboot"))
 
 
 class Server:
@@ -65,12 +65,12 @@ class Server:
         for n in sorted(ctl.faults.active):
             r.append(("ev:" + n, None, True, None))
         if req.accept == senml.CT_JSON:
-            return _CONTENT, senml.encode_json(r, ctl.bn, ctl._t_now()).encode(), senml.CT_JSON
+            return _CONTENT, senml.encode_json(r, ctl.bn, ctl.now()).encode(), senml.CT_JSON
         return _CONTENT, bytes(ctl.pack(r)), senml.CT_CBOR
 
     def get(self, action):
         # dev.commands' table lookup: action -> handler(params), None if unknown
-        if action in ACTIONS:
+        if action in _ACTIONS:
             return lambda p: self._act(action, p)
         return None
 

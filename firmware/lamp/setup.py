@@ -1,15 +1,16 @@
 """One-shot construction of the lamp role: the controller's state
 (Controller.__init__) and the network (endpoint, resources, registration,
 tasks). Loaded at boot through lamp.use() and dropped afterwards: this code
-runs once, its heap is better used by the night's work.
+runs once, its heap is better used by the night's work. Its names are
+interned for good all the same (docs/lamp.md "Qstrs"): the controller's
+attribute names reuse names the firmware has anyway, see lamp/control.py.
 """
 import asyncio
 import hal
-from dev import store, log
+from dev import store
 from dev.outbox import Outbox
 from fmt import cbor
-from lamp import schedule
-from lamp.control import CAL, OVR, DEFAULT_CAL
+from lamp import schedule, use
 from lamp.dimmer import Dimmer
 from lamp.faults import Faults
 from lamp.energy import Energy
@@ -19,52 +20,42 @@ DEFAULTS = {"wattage": 60, "tolerance": 0.2, "warmup_s": 30, "min_level": 10, "r
             "tz_std": 3600, "dst": True, "save_s": 900, "outbox": 64}
 
 
-def make_hw(lc):
-    import sys
-    if sys.platform == "esp32":
-        from hal.lamp_esp32 import LampESP32
-        pins = lc.get("pins") or (store.load_json("board.json", {}).get("pins") or {}).get("lamp", {})
-        return LampESP32(pins, lc.get("meter"))
-    from hal.lamp_sim import LampSim
-    return LampSim(lc.get("pins"))
-
-
 def controller(ctl, cfg, safe, hw, outbox):
     """Controller.__init__ (lamp/control.py)."""
     ctl.cfg = cfg
     ctl.safe = safe
     ctl.p = p = dict(DEFAULTS)
     p.update(cfg.get("lamp") or {})
-    ctl.hw = hw or make_hw(p)
+    if hw is None:
+        import sys
+        pins = p.get("pins")
+        # the lamp HAL of the board; by its module name, a string > 10
+        # characters (no qstr): the simulator never loads hal.lamp_esp32
+        m = "hal.lamp_sim"
+        if sys.platform == "esp32":
+            m = "hal.lamp_esp32"
+            pins = pins or (store.load_json("board.json", {}).get("pins") or {}).get("lamp", {})
+        __import__(m)
+        hw = sys.modules[m].Lamp(pins, p.get("meter"))
+    ctl.hw = hw
     # a "switch" lamp (no dimming input): any level above 0 is full on
     ctl.dim = Dimmer(ctl.hw, p["ramp_ms"], 100 if p.get("control") == "switch" else p["min_level"],
                       p["curve"])
-    ctl.faults = Faults(p, ctl._event)
-    ctl._cur = getattr(ctl.hw, "current", None)  # a meter with a current channel
+    ctl.faults = Faults(p, ctl.on_event)
+    ctl.current = getattr(ctl.hw, "current", None)  # a meter with a current channel
     ctl.energy = Energy(save_s=p["save_s"])
     # only the compact validated form stays in RAM; GET reads the file
-    ctl.cal = None
-    for path in (CAL, CAL + ".bak"):  # the last good copy if the file is torn
-        data = store.read(path) if store.exists(path) else None
-        if data is not None:
-            try:
-                ctl.cal = schedule.validate(cbor.loads(data))
-                break
-            except ValueError as e:
-                log.error("stored calendar %s invalid: %s" % (path, e))
-    if ctl.cal is None:
-        ctl.cal = schedule.validate(cbor.loads(DEFAULT_CAL))
-    data = None
+    ctl.cal = use("admin", "load", ctl)
     # today's sun events (of the RTC's day, known or not): lamp.astro loads
     # once now, on the boot's unfragmented heap, where its new qstrs may
     # grow the qstr pool (one contiguous block), rather than first when the
     # time becomes known on a busy heap
     schedule.night(int(hal.time()) // 86400, cfg.get("lat", 49.47), cfg.get("lon", 5.93), p["tz_std"],
                    p["dst"])
-    ov = store.load_json(OVR, [])
+    ov = store.load_json("data/override.json", [])  # lamp/control.py's _OVR
     ctl.overrides = ov if isinstance(ov, list) else []
     ctl.outbox = outbox or Outbox("data/outbox", p["outbox"])
-    ctl.presence_at = None
+    ctl.presence = None  # the last accepted motion (RTC s)
     ctl.src = "boot"
     ctl.dark = True
     ctl.power = None
@@ -75,10 +66,10 @@ def controller(ctl, cfg, safe, hw, outbox):
     # when the time is set after a power cut, ticks_ms wraps on the board
     ctl.mono = 0
     ctl._mono_ms = 0
-    ctl._next = None
-    ctl._relay = False
-    ctl._fading = False
-    ctl._w = cbor.Writer(192)
+    ctl.next = None  # the next report's time (UTC s)
+    ctl.relay = False  # the dimmer's relay and fade as of the previous step
+    ctl.fading = False
+    ctl.w = cbor.Writer(192)
     ctl.bn = "urn:dev:ep:%s:" % cfg.get("ep", "lamp")
 
 

@@ -72,14 +72,14 @@ class _ToF32(ast.NodeTransformer):
         return node
 
     def visit_ImportFrom(self, node):
-        return None if node.module in ("math", "dev") else node
+        return None if node.module in ("math", "dev", "micropython") else node
 
 
 def load_f32(source, extra=None):
     """Exec firmware source with float32 arithmetic; `from dev import ...`
-    is dropped and `extra` supplies those names."""
+    is dropped and `extra` supplies those names (const() is the identity)."""
     tree = ast.fix_missing_locations(_ToF32().visit(ast.parse(source)))
-    ns = {"F32": F32}
+    ns = {"F32": F32, "const": lambda v: v}  # micropython.const
     ns.update(extra or {})
     for name in ("sin", "cos", "tan", "asin", "acos", "atan2", "radians", "degrees", "sqrt", "fmod"):
         ns[name] = _m(getattr(math, name))

@@ -222,7 +222,7 @@ async def test_wifi_outage_at_boot_light_first_then_reassociates():
     assert ctl.dim.target == 100
     hal.set_inputs(wifi=True)  # the access point is back
     assert await _until(lambda: hal.radio_on(), 4000)
-    assert any("wifi back" in line for line in ctl.log())
+    assert any("wifi is back" in line for line in ctl.log())
     assert await _until(lambda: ctl.reg.registered)
     task.cancel()
     gw.close()
