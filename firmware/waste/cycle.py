@@ -38,6 +38,7 @@ from dev import store
 
 _BOOT_MS = const(270)  # ROM + bootloader + MicroPython start before main.py
 _MAX_CMD_ROUNDS = const(4)  # answers (/dp, then /cr) whose commands are applied
+_HOLE = const(1153)  # coap.endpoint's receive buffer (_RX: MAX_MSG + 1)
 STATE = "data/bin.json"
 
 
@@ -50,6 +51,7 @@ class Cycle:
         self.s, self.cfg_error = conf.from_config(cfg)
         conf = None
         unload("waste.conf")     # the command code reloads it to validate changes
+        self.s = _settled(self.s)
         self._own_hw = hw is None
         if hw is None:
             hw = _open_hw(cfg)
@@ -71,6 +73,7 @@ class Cycle:
         self.rereg = False       # re-registered on a 4.04 to /dp (once per wake)
         self.safe = False
         self.queued = False      # this wake's pack is in the outbox
+        self.hole = None         # room kept for the next session's endpoint
 
     def outbox(self):
         if self.ob is None:
@@ -161,6 +164,11 @@ class Cycle:
             if not cmds or rounds == _MAX_CMD_ROUNDS:
                 break
             rounds += 1
+            # the heap is at its cleanest now: keep one block for the next
+            # session's endpoint buffer, which the command code's leftovers
+            # (new settings, results, names) would otherwise split up;
+            # link._session frees it just before it makes the endpoint
+            self.hole = bytearray(_HOLE)
             try:
                 res = _commands(self, cmds)
             except Exception as e:   # MemoryError...: never skip the deep sleep
@@ -169,6 +177,7 @@ class Cycle:
                 break
             finally:
                 unload("waste.actions", "waste.setconf", "waste.conf", "dev.commands", "fmt.cbor")
+                self.s = _settled(self.s)
             if res is None:          # the answers held no command after all
                 break
         hal.wifi_off()
@@ -234,6 +243,20 @@ def unload(*names):
         if n:
             forget(n)
     gc.collect()
+
+
+def _settled(d):
+    """A copy of the settings dict d, keys and float values included, made
+    after the code that built it was dropped and collected. waste.conf
+    parses its table into ~20 key strings and floats amid its own garbage,
+    at the top of the heap: kept there, they split the free space the CoAP
+    stack loads into later into ~350-byte pieces (the endpoint needs one
+    1,153-byte block). Made now, the copies fill the low holes; the
+    originals go. "%s" % k gives the interned name where there is one."""
+    n = {}
+    for k, v in d.items():
+        n["%s" % k] = v + 0
+    return n
 
 
 def _open_hw(cfg):

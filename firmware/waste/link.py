@@ -82,7 +82,9 @@ async def _session(c, res):
             return None
         st["wifi"] = saved
     # a clean heap for the endpoint: its receive loop needs one
-    # contiguous MAX_MSG block per datagram (measured: ~3 KB less heap)
+    # contiguous MAX_MSG block per datagram (measured: ~3 KB less heap);
+    # after commands, the block the cycle kept for it (c.hole) is free again
+    c.hole = None
     gc.collect()
     ep = _endpoint(c)
     task = asyncio.create_task(ep.run())
