@@ -17,11 +17,12 @@ Times are seconds from 00:00 UTC of the given day (may be < 0 or > 86400 far
 from Greenwich), like the NOAA sheet. Polar day / polar night give None.
 """
 from math import sin, cos, tan, asin, acos, radians, degrees
+from micropython import const
 
 # Day number (days since 1970-01-01) of 2000-01-01. J2000.0 is 12:00 that day.
-J2000_DAY = 10957
+_J2000_DAY = const(10957)
 # cos(90.833 deg)
-COS_Z = -0.0145380805
+_COS_Z = const(-0.0145380805)
 
 
 def _solar(d):
@@ -56,12 +57,12 @@ def event(day, lat, lon, rising):
     elif lat < -89.8:
         lat = -89.8
     latr = radians(lat)
-    d0 = (day - J2000_DAY) - 0.5  # small int first, then the half day
+    d0 = (day - _J2000_DAY) - 0.5  # small int first, then the half day
     minutes = 0.0
     # Two passes: the second evaluates the sun at the instant of the event.
     for _ in range(2):
         dec, eqt = _solar(d0 + minutes / 1440.0)
-        h = (COS_Z - sin(latr) * sin(dec)) / (cos(latr) * cos(dec))
+        h = (_COS_Z - sin(latr) * sin(dec)) / (cos(latr) * cos(dec))
         if h > 1.0 or h < -1.0:
             return None
         ha = degrees(acos(h))
@@ -76,9 +77,9 @@ def event(day, lat, lon, rising):
 
 def polar_day(day, lat, lon):
     """True when the sun stays above the horizon all day (midnight sun)."""
-    dec, _ = _solar((day - J2000_DAY) - 0.5 + (720.0 - 4.0 * lon) / 1440.0)
+    dec, _ = _solar((day - _J2000_DAY) - 0.5 + (720.0 - 4.0 * lon) / 1440.0)
     latr = radians(lat)
-    return (COS_Z - sin(latr) * sin(dec)) < -cos(latr) * cos(dec)
+    return (_COS_Z - sin(latr) * sin(dec)) < -cos(latr) * cos(dec)
 
 
 def sun_times(day, lat, lon):

@@ -2,14 +2,15 @@
 lamp/schedule.py evaluates, or ValueError with a reason a technician can act
 on. Loaded only when a calendar arrives (and once at boot), then dropped.
 """
+from micropython import const
 from lamp import tz
 
-MAX_PROGRAMS = 8
-MAX_POINTS = 12
-MAX_RULES = 16
-_FIXED = 0
-_SUNSET = 1
-_SUNRISE = 2
+_MAX_PROGRAMS = const(8)
+_MAX_POINTS = const(12)
+_MAX_RULES = const(16)
+_FIXED = const(0)  # switch point kinds (lamp/schedule.py)
+_SUNSET = const(1)
+_SUNRISE = const(2)
 
 
 def _int(v, lo, hi, what):
@@ -51,8 +52,8 @@ def _date(s, what):
 
 def _program(name, pts):
     what = "program %s" % name
-    if not isinstance(pts, list) or not pts or len(pts) > MAX_POINTS:
-        raise ValueError("%s: must be a list of 1..%d switch points" % (what, MAX_POINTS))
+    if not isinstance(pts, list) or not pts or len(pts) > _MAX_POINTS:
+        raise ValueError("%s: must be a list of 1..%d switch points" % (what, _MAX_POINTS))
     out = []
     prev = -1
     for i, p in enumerate(pts):
@@ -84,8 +85,8 @@ def validate(cal):
     if not isinstance(cid, str) or len(cid) > 32:
         raise ValueError("id must be a string of at most 32 characters")
     progs = cal.get("programs")
-    if not isinstance(progs, dict) or not progs or len(progs) > MAX_PROGRAMS:
-        raise ValueError("programs must be a map of 1..%d named programs" % MAX_PROGRAMS)
+    if not isinstance(progs, dict) or not progs or len(progs) > _MAX_PROGRAMS:
+        raise ValueError("programs must be a map of 1..%d named programs" % _MAX_PROGRAMS)
     programs = {}
     for name, pts in progs.items():
         if not isinstance(name, str) or not name or len(name) > 16:
@@ -96,8 +97,8 @@ def validate(cal):
         raise ValueError("default must name a program")
     rules = []
     rl = cal.get("rules", [])
-    if not isinstance(rl, list) or len(rl) > MAX_RULES:
-        raise ValueError("rules must be a list of at most %d rules" % MAX_RULES)
+    if not isinstance(rl, list) or len(rl) > _MAX_RULES:
+        raise ValueError("rules must be a list of at most %d rules" % _MAX_RULES)
     for i, r in enumerate(rl):
         w = "rule %d" % (i + 1)
         if not isinstance(r, dict):

@@ -34,12 +34,14 @@ tuple form or raises ValueError with the reason; callers keep the previous
 calendar on error. The sun's position (lamp/astro.py) is needed once per
 operating day and loaded the same way (lamp.use), its answers kept in _memo.
 """
+from micropython import const
 from lamp import tz, use
 
-_FIXED = 0
-_SUNSET = 1
-_SUNRISE = 2
-NOON = 43200
+_FIXED = const(0)  # switch point kinds (lamp/calcheck.py)
+_SUNSET = const(1)
+_SUNRISE = const(2)
+_NOON = const(43200)
+_PARIS = const(3600)  # tz_std of Europe/Paris (CET)
 
 
 def validate(cal):
@@ -78,7 +80,10 @@ def program_for(cal, day):
 _memo = [None, None, None]  # lat, lon, {day * 2 + rising: seconds, or True/False polar day/night}
 
 
-def _event(d, lat, lon, rising):
+def _sun(day, lat, lon, rising, start, end):
+    # UTC instant of D's sunset (rising False) or D+1's sunrise; polar
+    # fallbacks keep the lamp on all of a polar night and off on a polar day.
+    d = day + 1 if rising else day
     m = _memo
     if m[0] != lat or m[1] != lon or m[2] is None or len(m[2]) > 8:
         m[0], m[1], m[2] = lat, lon, {}
@@ -86,14 +91,6 @@ def _event(d, lat, lon, rising):
     t = m[2].get(k)
     if t is None:
         t = m[2][k] = use("astro", "sun_event", d, lat, lon, rising)
-    return t
-
-
-def _sun(day, lat, lon, rising, start, end):
-    # UTC instant of D's sunset (rising False) or D+1's sunrise; polar
-    # fallbacks keep the lamp on all of a polar night and off on a polar day.
-    d = day + 1 if rising else day
-    t = _event(d, lat, lon, rising)
     if t is True or t is False:  # polar: True when the sun stays up
         if rising:
             return start if t else end
@@ -101,10 +98,10 @@ def _sun(day, lat, lon, rising, start, end):
     return d * 86400 + t
 
 
-def night(day, lat, lon, std=tz.PARIS, dst=True):
+def night(day, lat, lon, std=_PARIS, dst=True):
     """(sunset, next sunrise) UTC of operating day `day`, polar-safe."""
-    s = tz.to_utc(day * 86400 + NOON, std, dst)
-    e = tz.to_utc((day + 1) * 86400 + NOON, std, dst)
+    s = tz.to_utc(day * 86400 + _NOON, std, dst)
+    e = tz.to_utc((day + 1) * 86400 + _NOON, std, dst)
     return _sun(day, lat, lon, False, s, e), _sun(day, lat, lon, True, s, e)
 
 
@@ -118,7 +115,7 @@ def override(overrides, utc):
     return None if best is None else best[0]
 
 
-def evaluate(cal, utc, overrides=None, presence=None, lat=49.47, lon=5.93, std=tz.PARIS, dst=True):
+def evaluate(cal, utc, overrides=None, presence=None, lat=49.47, lon=5.93, std=_PARIS, dst=True):
     """(level, source) at UTC instant `utc`; source: schedule|presence|override."""
     if isinstance(cal, dict):
         cal = validate(cal)
@@ -127,16 +124,16 @@ def evaluate(cal, utc, overrides=None, presence=None, lat=49.47, lon=5.93, std=t
         return o, "override"
     local = utc + tz.offset(utc, std, dst)
     day = local // 86400
-    if local - day * 86400 < NOON:
+    if local - day * 86400 < _NOON:
         day -= 1
-    start = tz.to_utc(day * 86400 + NOON, std, dst)
-    end = tz.to_utc((day + 1) * 86400 + NOON, std, dst)
+    start = tz.to_utc(day * 86400 + _NOON, std, dst)
+    end = tz.to_utc((day + 1) * 86400 + _NOON, std, dst)
     level = 0
     prev = start
     ss = sr = None
     for kind, v, lvl in cal[1][program_for(cal, day)]:
         if kind == _FIXED:
-            t = tz.to_utc(day * 86400 + NOON + v * 60, std, dst)
+            t = tz.to_utc(day * 86400 + _NOON + v * 60, std, dst)
         elif kind == _SUNSET:
             if ss is None:
                 ss = _sun(day, lat, lon, False, start, end)

@@ -3,6 +3,7 @@ lamp/type and dev/config): the lamp section's schema for dev.config and its
 application to the running controller. Loaded for each call through
 lamp.use() and dropped afterwards, with dev.config.
 """
+from micropython import const
 
 
 def curve_ok(c):
@@ -17,19 +18,19 @@ def curve_ok(c):
 
 
 # lamp type parameters (action lamp_type, resource lamp/type)
-TYPE_KEYS = ("control", "wattage", "tolerance", "warmup_s", "min_level", "curve", "ramp_ms", "on_w",
-             "debounce_s", "cycles_max", "cycle_window_s", "voltage", "default_level", "current_min",
-             "current_max")
+_TYPE_KEYS = const(("control", "wattage", "tolerance", "warmup_s", "min_level", "curve", "ramp_ms",
+                    "on_w", "debounce_s", "cycles_max", "cycle_window_s", "voltage", "default_level",
+                    "current_min", "current_max"))
 # The lamp section's rules (dev/config.py's syntax) as one string,
 # "|key type lo hi": f float, i int, b bool, d map. A dict of 27 tuples was
 # 2.4 KB of this module's heap on the 64-bit port, at the lamp_type command,
 # the one that needs the most heap; the string is 0.5 KB. control and curve
 # below.
-_RULES = ("|wattage f 1 2000|tolerance f 0.01 1|warmup_s i 0 1800|min_level i 0 100|ramp_ms i 0 60000"
-          "|on_w f 0 500|debounce_s i 0 3600|cycles_max i 1 100|cycle_window_s i 10 86400|voltage f 90 400"
-          "|default_level i 1 100|current_min f 0 100|current_max f 0 100|lux_on f 0 100000"
-          "|lux_off f 0 100000|tz_std i -43200 50400|save_s i 60 86400|outbox i 4 512|tick_ms i 1 10000"
-          "|port i 0 65535|link_s i 1 3600|dst b|pins d|meter d|coap d|")
+_RULES = const("|wattage f 1 2000|tolerance f 0.01 1|warmup_s i 0 1800|min_level i 0 100|ramp_ms i 0 60000"
+               "|on_w f 0 500|debounce_s i 0 3600|cycles_max i 1 100|cycle_window_s i 10 86400|voltage f 90 400"
+               "|default_level i 1 100|current_min f 0 100|current_max f 0 100|lux_on f 0 100000"
+               "|lux_off f 0 100000|tz_std i -43200 50400|save_s i 60 86400|outbox i 4 512|tick_ms i 1 10000"
+               "|port i 0 65535|link_s i 1 3600|dst b|pins d|meter d|coap d|")
 
 
 def _rule(k):
@@ -40,7 +41,7 @@ def _rule(k):
         return curve_ok
     if not isinstance(k, str) or " " in k or "|" in k:
         return None
-    i = _RULES.find("|%s " % k)
+    i = _RULES.find("|" + k + " ")
     if i < 0:
         return None
     w = _RULES[i + len(k) + 2:_RULES.find("|", i + 1)].split(" ")
@@ -65,7 +66,7 @@ def set_type(ctl, p):
     if not isinstance(p, dict):
         raise ValueError("lamp type must be a map")
     for k in p:
-        if k not in TYPE_KEYS:
+        if k not in _TYPE_KEYS:
             raise ValueError("lamp type: unknown key %s" % k)
     return ctl.set_config({"lamp": p})
 
@@ -106,4 +107,4 @@ def set_config(ctl, changes):
 
 def lamp_type(ctl):
     p = ctl.p
-    return {k: p[k] for k in TYPE_KEYS if k in p}
+    return {k: p[k] for k in _TYPE_KEYS if k in p}

@@ -10,8 +10,9 @@ database is needed on the device.
 Dates use Howard Hinnant's days_from_civil algorithm (integer only), so
 they are exact with 31-bit small ints.
 """
+from micropython import const
 
-PARIS = 3600
+_PARIS = const(3600)  # Europe/Paris (CET)
 
 
 def days_from_civil(y, m, d):
@@ -50,7 +51,7 @@ def _last_sunday(y, m):
     return z - (weekday(z) % 7)
 
 
-def offset(utc, std=PARIS, dst=True):
+def offset(utc, std=_PARIS, dst=True):
     """Seconds to add to UTC for local time at instant `utc`."""
     if not dst:
         return std
@@ -60,7 +61,7 @@ def offset(utc, std=PARIS, dst=True):
     return std + 3600 if start <= utc < end else std
 
 
-def to_utc(local, std=PARIS, dst=True):
+def to_utc(local, std=_PARIS, dst=True):
     """UTC instant of a local wall-clock time (seconds since 1970 in local time).
 
     A time skipped in spring (02:00-03:00) is taken with the winter offset

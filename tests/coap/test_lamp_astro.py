@@ -88,8 +88,8 @@ def load_f32(source, extra=None):
 
 
 def load_f64(source):
-    ns = {}
-    exec(compile(source, "astro_f64", "exec"), ns)
+    ns = {"const": lambda v: v}  # micropython.const
+    exec(compile(source.replace("from micropython import const\n", ""), "astro_f64", "exec"), ns)
     return ns
 
 
