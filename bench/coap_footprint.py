@@ -193,7 +193,11 @@ def free_udp_port():
 
 
 async def run_client(fw, port, heap, n, all_, rom=None):
-    script = Path(fw).parent / ("client_%s.py" % all_)
+    # Without ROMFS the script sits in the flash root beside coap/ and runs
+    # with -m from there (sys.path ""), as on the board: each module interns
+    # its board path ("coap/rd.mpy") as __file__, not a ~35-character host
+    # temp path (7 modules and the path entries: ~0.3 KB of names)
+    script = Path(fw if not rom else Path(fw).parent) / ("client_%s.py" % all_)
     if all_ == "micro":
         text = MICRO_CLIENT % {"port": port, "n": n}
     elif all_ == "stack":  # heap after importing every module, nothing run
@@ -206,7 +210,8 @@ async def run_client(fw, port, heap, n, all_, rom=None):
                          "check": ALL_CHECK if all_ else ""}
     script.write_text(text)
     proc = await asyncio.create_subprocess_exec(
-        *mpy.micropython_cmd([str(script)], heap, romfs=rom), env=mpy.micropython_env([] if rom else [fw]),
+        *mpy.micropython_cmd([str(script)] if rom else ["-m", script.stem], heap, romfs=rom),
+        env=mpy.micropython_env([] if rom else [""]), cwd=None if rom else str(fw),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         out, err = await asyncio.wait_for(proc.communicate(), 30)
