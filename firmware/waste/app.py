@@ -52,7 +52,8 @@ def run(cfg, safe=False):
         try:
             from dev import log
             log.exception("bin wake", e)
-            ms = c.finish()
+            from waste import sense
+            ms = sense.finish(c)
         except Exception:
             pass
     c.sleep(ms)

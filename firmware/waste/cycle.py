@@ -17,8 +17,8 @@ back-off (backoff_s doubling up to backoff_max_s, or the gateway's Max-Age),
 and measurements keep being queued meanwhile (the outbox drops the oldest
 beyond its bound and counts them; "dropped" is reported).
 
-Energy accounting. awake_ms = _BOOT_MS + hal ticks from the start of the
-wake to deep sleep; radio_ms = ticks from Wi-Fi on to Wi-Fi off. On the
+Energy accounting (waste/sense.py finish()). awake_ms = _BOOT_MS + hal
+ticks from the start of the wake to deep sleep; radio_ms = ticks from Wi-Fi on to Wi-Fi off. On the
 board these are real times. On the host the common sim HAL's clock moves only
 by documented physical durations (Wi-Fi association, sleep_ms, ping flights,
 DS18B20 conversion), and waste/link.py adds the ones it owns: _RTT_MS per CoAP
@@ -36,7 +36,6 @@ from micropython import const
 import hal
 from dev import store
 
-_BOOT_MS = const(270)  # ROM + bootloader + MicroPython start before main.py
 _MAX_CMD_ROUNDS = const(4)  # answers (/dp, then /cr) whose commands are applied
 _HOLE = const(1153)  # coap.endpoint's receive buffer (_RX: MAX_MSG + 1)
 STATE = "data/bin.json"
@@ -80,11 +79,6 @@ class Cycle:
             from dev.outbox import Outbox
             self.ob = Outbox("data/outbox", self.s["outbox"])
         return self.ob
-
-    def measure(self):
-        """One measurement with events (waste/sense.py); the reading dict."""
-        from waste import sense
-        return sense.measure(self)
 
     def queue(self, now, hb):
         """Persist this wake's pack, at time now, in the outbox and the
@@ -136,7 +130,8 @@ class Cycle:
             # the clock could not be set: queue with the RTC's time anyway
             # rather than lose the reading
             self.queue(int(hal.time()), self.deferred)
-        return self.finish()
+        from waste import sense   # again after a transmission
+        return sense.finish(self)
 
     async def transmit(self):
         """The wake window (waste/link.py), then the back-off bookkeeping.
@@ -170,7 +165,15 @@ class Cycle:
             # link._session frees it just before it makes the endpoint
             self.hole = bytearray(_HOLE)
             try:
-                res = _commands(self, cmds)
+                # the outbox is empty here (the /dp session took it all): its
+                # code goes first, and a `report` command re-opens it
+                self.ob = None
+                unload("dev.outbox")
+                from waste import actions
+                res = actions.run(self, cmds)
+                # no dead slot may keep the command code alive for the GC
+                # (it scans stacks conservatively)
+                actions = None
             except Exception as e:   # MemoryError...: never skip the deep sleep
                 self.error = "%s: %s" % (type(e).__name__, e)
                 cmds = None
@@ -197,20 +200,6 @@ class Cycle:
             st["next_try"] = int(hal.time()) + wait
         st["tot_tx"] = st.get("tot_tx", 0) + 1
 
-    def finish(self):
-        """Energy accounting, state save; returns the deep-sleep time (ms)."""
-        st, s = self.st, self.s
-        awake = _BOOT_MS + hal.ticks_diff(hal.ticks_ms(), self.t0)
-        for k, v in (("hb_awake", awake), ("hb_radio", self.radio_ms), ("hb_wakes", 1),
-                     ("tot_awake", awake), ("tot_radio", self.radio_ms), ("tot_wakes", 1),
-                     ("tot_bytes", self.bytes), ("tot_sent", self.sent)):
-            st[k] = st.get(k, 0) + v
-        st["err"] = self.error
-        st["last_awake"] = awake
-        st["last_radio"] = self.radio_ms
-        store.save_json(STATE, st)
-        return max(1000, s["measure_s"] * 1000 - awake)
-
     def sleep(self, ms):
         if self.hw is None:
             self.hw = _open_hw(self.cfg)
@@ -219,19 +208,6 @@ class Cycle:
         if self.reboot:
             hal.reboot()
         hal.deepsleep(ms)
-
-
-def _commands(c, answers):
-    """The commands of the answers applied (waste/actions.py); their results
-    as the CBOR payload for /cr, or None when there was no command. The
-    outbox is empty here (the /dp session took it all): its code goes
-    first, and a `report` command re-opens it. A call of its own: once it
-    returned, no dead slot of its frame keeps the command code alive for
-    the GC (it scans stacks conservatively)."""
-    c.ob = None
-    unload("dev.outbox")
-    from waste.actions import run
-    return run(c, answers)
 
 
 def unload(*names):

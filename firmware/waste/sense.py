@@ -13,6 +13,9 @@ queued (cycle.queue()): after a power-on the RTC is only set in the radio
 phase, by which time this module is gone.
 """
 import struct
+from micropython import const
+
+_BOOT_MS = const(270)  # ROM + bootloader + MicroPython start before main.py
 
 
 def ranger(c):
@@ -45,6 +48,27 @@ def measure(c):
     c.reading = r = {"fill": fill, "distance": dist, "temp": temp, "battery": batt,
                       "status": status, "echoes": n, "why": why, "tilted": tilted}
     return r
+
+
+def finish(c):
+    """Energy accounting, state save for cycle c; returns the deep-sleep
+    time (ms). Here rather than in waste/cycle.py: the radio phase does
+    not hold it (reloaded after a transmission), nor intern its names
+    before the registration."""
+    import hal
+    from dev import store
+    from waste.cycle import STATE
+    st, s = c.st, c.s
+    awake = _BOOT_MS + hal.ticks_diff(hal.ticks_ms(), c.t0)
+    for k, v in (("hb_awake", awake), ("hb_radio", c.radio_ms), ("hb_wakes", 1),
+                 ("tot_awake", awake), ("tot_radio", c.radio_ms), ("tot_wakes", 1),
+                 ("tot_bytes", c.bytes), ("tot_sent", c.sent)):
+        st[k] = st.get(k, 0) + v
+    st["err"] = c.error
+    st["last_awake"] = awake
+    st["last_radio"] = c.radio_ms
+    store.save_json(STATE, st)
+    return max(1000, s["measure_s"] * 1000 - awake)
 
 
 def decide(c, now):
