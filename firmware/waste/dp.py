@@ -1,10 +1,11 @@
-"""The backlog to /dp (loaded by waste/link.py only to flush the outbox).
+"""What a session POSTs (loaded by waste/link.py after the registration):
+the backlog to /dp, command results to /cr.
 
 A module of its own so that the registration, the peak of a wake's heap
-(coap.rd loaded), and a session that only POSTs command results to /cr do
-not hold this code: it comes after coap.rd was dropped, and the cycle drops
-it with the link (docs/bin.md "Memory").
+(coap.rd loaded), does not hold this code: it comes after coap.rd was
+dropped, and the cycle drops it with the link (docs/bin.md "Memory").
 """
+import hal
 from micropython import const
 from waste.link import _cmds
 
@@ -47,6 +48,31 @@ async def flush(lk):
             return None
         ob.ack(last)        # durable at the gateway: never sent again
         c.sent += n
+        cmds += _cmds(r)
+    return cmds
+
+
+async def results(lk, res):
+    """A session after commands: this wake's reading if a `report` asked
+    for it, then the results res (CBOR) to /cr; the commands in the
+    answers, or None when a POST failed."""
+    c = lk.c
+    st = c.st
+    cmds = []
+    if st.get("force") and c.reading:
+        # "report": this wake's reading goes out in this window;
+        # queued already unless the wake only retried a backlog
+        if c.queued:
+            st["force"] = 0
+        else:
+            c.queue(int(hal.time()), False)
+        cmds = await flush(lk)
+        if cmds is None:
+            return None
+    r = await lk.post("cr", res, 60)    # CBOR
+    if r is None:
+        return None
+    if r.code == _CHANGED:
         cmds += _cmds(r)
     return cmds
 

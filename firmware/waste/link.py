@@ -107,23 +107,8 @@ async def _session(c, res):
             if c.deferred is not None and hal.time() >= _T_VALID:
                 c.queue(int(hal.time()), c.deferred)
             return await _flush(lk)
-        cmds = []
-        if st.get("force") and c.reading:
-            # "report": this wake's reading goes out in this window;
-            # queued already unless the wake only retried a backlog
-            if c.queued:
-                st["force"] = 0
-            else:
-                c.queue(int(hal.time()), False)
-            cmds = await _flush(lk)
-            if cmds is None:
-                return None
-        r = await lk.post("cr", res, _CT_CBOR)
-        if r is None:
-            return None
-        if r.code == codec.CHANGED:
-            cmds += _cmds(r)
-        return cmds
+        from waste.dp import results
+        return await results(lk, res)
     finally:
         c.mid = ep._mid   # the next session of this wake continues the IDs
         ep.close()
@@ -132,7 +117,7 @@ async def _session(c, res):
 
 async def _flush(lk):
     """The outbox to /dp (waste/dp.py, loaded for it: not on the heap during
-    the registration or a /cr-only session; the cycle drops it with us)."""
+    the registration; the cycle drops it with us)."""
     from waste.dp import flush
     return await flush(lk)
 
