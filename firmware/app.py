@@ -20,7 +20,7 @@ main.py does `import app; app.main()`. main():
 5. an exception escaping the role is written to the persisted log (dev.log)
    and the board reboots after a delay -- never a dead loop. The delay is
    RESTART_DELAY_MS doubled for each unhealthy boot in a row, up to
-   MAX_RESTART_DELAY_MS, so a board that cannot start does not wear its
+   MAX_RESTART_DELAY_MS (10 min), so a board that cannot start does not wear its
    flash (boot counter + log line per boot) or flood the gateway, and a
    technician has time to press Ctrl-C. A KeyboardInterrupt returns to the REPL.
 
@@ -41,7 +41,7 @@ from micropython import const
 # nothing outside reads them.
 HEALTHY_MS = 60000  # a global: tests shorten it
 _RESTART_DELAY_MS = const(5000)
-MAX_RESTART_DELAY_MS = const(600000)
+_MAX_RESTART_DELAY_MS = const(600000)
 ROLES = {"lamp": "lamp.app", "bin": "waste.app"}
 
 current = None  # the running role object (set by the role)
@@ -79,7 +79,7 @@ def mark_healthy():
     global boots
     try:
         if _read_boots():
-            store.write("data/boots", "0")
+            store.write("data/boots", b"0")  # bytes: not one more interned name
     except OSError as e:
         _log("E", "boot counter not cleared: %r" % e)
     boots = 0
@@ -99,7 +99,7 @@ async def _supervise(coro):
     async def health():
         await asyncio.sleep_ms(HEALTHY_MS)
         mark_healthy()
-        _log("I", "healthy")
+        _log("I", "healthy: boot counter cleared")  # > 10 chars: not interned
 
     h = asyncio.create_task(health())
     try:
@@ -135,4 +135,4 @@ def main():
 
 def restart_delay(n):
     """ms to wait before rebooting after the n-th unhealthy boot in a row."""
-    return min(_RESTART_DELAY_MS << min(max(n - 1, 0), 10), MAX_RESTART_DELAY_MS)
+    return min(_RESTART_DELAY_MS << min(max(n - 1, 0), 10), _MAX_RESTART_DELAY_MS)

@@ -20,18 +20,20 @@ float cannot carry 1.8e9 s to better than ~2 minutes.
 """
 import hal
 
-MIN_VALID = 1704067200  # 2024-01-01T00:00:00Z
+from micropython import const
+
+_MIN_VALID = const(1704067200)  # 2024-01-01T00:00:00Z (private const(): no name, no dict slot)
 source = None  # "ntp" | "gateway" | "rtc" | None: where the time last came from
 
 
 def time_known():
-    return hal.time() >= MIN_VALID
+    return hal.time() >= _MIN_VALID
 
 
 def now():
     """UTC seconds, or None while the time is unknown."""
     t = hal.time()
-    return t if t >= MIN_VALID else None
+    return t if t >= _MIN_VALID else None
 
 
 def parse_time(payload, ct=None):
@@ -52,7 +54,7 @@ def parse_time(payload, ct=None):
             raise ValueError("time: unreadable payload")
     if isinstance(v, dict):
         v = v.get("t")
-    if v is True or v is False or not isinstance(v, (int, float)) or v < MIN_VALID:
+    if v is True or v is False or not isinstance(v, (int, float)) or v < _MIN_VALID:
         raise ValueError("time: no valid UTC seconds")
     return v
 

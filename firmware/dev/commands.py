@@ -31,16 +31,16 @@ from micropython import const
 from dev import store
 from fmt import cbor
 
-CT_JSON = const(50)
-CT_CBOR = const(60)
+_CT_JSON = const(50)  # private const(): no name, no dict slot
+_CT_CBOR = const(60)
 _KEEP = const(8)
 
 
-def parse(data, ct=CT_CBOR):
+def parse(data, ct=_CT_CBOR):
     """Payload -> list of command maps (one map or an array of maps). ValueError."""
-    if ct == CT_CBOR:
+    if ct == _CT_CBOR:
         obj = cbor.loads(data)
-    elif ct == CT_JSON:
+    elif ct == _CT_JSON:
         try:
             obj = json.loads(data)
         except Exception:
@@ -54,9 +54,9 @@ def parse(data, ct=CT_CBOR):
     raise ValueError("commands: expected a map or an array of maps")
 
 
-def encode(obj, ct=CT_CBOR):
+def encode(obj, ct=_CT_CBOR):
     """Result map(s) -> payload bytes in ct (60 CBOR or 50 JSON)."""
-    if ct == CT_JSON:
+    if ct == _CT_JSON:
         return json.dumps(obj).encode()
     return cbor.dumps(obj)
 
@@ -127,6 +127,6 @@ class Commands:
         self._remember(cid, res)
         return res
 
-    def apply_payload(self, data, ct=CT_CBOR):
+    def apply_payload(self, data, ct=_CT_CBOR):
         """Parse and apply; returns the list of results. ValueError if unparsable."""
         return [self.apply(c) for c in parse(data, ct)]

@@ -65,24 +65,19 @@ class Writer:
     def head(self, major, v):
         if v < 0 or v >> 64:
             raise ValueError("cbor: integer out of 64-bit range")
-        k = 1 if v < 24 else 2 if v < 0x100 else 3 if v < 0x10000 else 5 if v < 0x100000000 else 9
+        # additional info: the value itself below 24, else 24..27 for 1, 2, 4
+        # or 8 big-endian bytes after the initial byte (written by a loop: no
+        # struct format string per size, each one an interned name)
+        ai = v if v < 24 else 24 if v < 0x100 else 25 if v < 0x10000 else 26 if v < 0x100000000 else 27
+        k = 1 if ai < 24 else 1 + (1 << (ai - 24))
         self._room(k)
         b, n = self.buf, self.n
-        major <<= 5
-        if k == 1:
-            b[n] = major | v
-        elif k == 2:
-            b[n] = major | 24
-            b[n + 1] = v
-        elif k == 3:
-            b[n] = major | 25
-            struct.pack_into(">H", b, n + 1, v)
-        elif k == 5:
-            b[n] = major | 26
-            struct.pack_into(">I", b, n + 1, v)
-        else:
-            b[n] = major | 27
-            struct.pack_into(">Q", b, n + 1, v)
+        b[n] = major << 5 | ai
+        i = n + k
+        while i > n + 1:
+            i -= 1
+            b[i] = v & 0xFF
+            v >>= 8
         self.n = n + k
 
     def int(self, v):
