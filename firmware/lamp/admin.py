@@ -1,58 +1,37 @@
-"""Operator actions on the lamp controller (commands, resources, shell):
-calendar and self-test. Loaded for each call through lamp.use() and dropped
-afterwards, so that this code is not on the heap of a lamp that nobody
-talks to. Lamp type and config changes are in lamp/settings.py (the same
-way); the override, the most common action and the shell's, stays in
-lamp/control.py.
+"""Operator actions on the lamp controller (shell): self-test, status,
+level. Loaded for each call through lamp.use() and dropped afterwards, so
+that this code is not on the heap of a lamp that nobody talks to. Lamp type
+and config changes are in lamp/settings.py, the calendar's validation and
+storage in lamp/calcheck.py (the same way); the override, the most common
+action, stays in lamp/control.py.
 """
 import hal
-from micropython import const
-from dev import store, log, clock
-from fmt import cbor
-from lamp import schedule
-
-_CAL = const("data/calendar.cbor")  # as received: no re-encoding, one contiguous read
-# The default calendar, {"id": "default", "default": "night", "programs": {"night":
-# [{"at": "sunset", "level": 100}, {"at": "sunrise", "level": 0}]}}, as CBOR:
-# 81 bytes instead of a dozen dicts, lists and strings on the heap.
-_DEFAULT_CAL = const(b"\xa3hprograms\xa1enight\x82\xa2batfsunsetelevel\x18d\xa2batgsunriseelevel\x00"
-                     b"bidgdefaultgdefaultenight")
+from dev import log, clock
 
 
-def load(ctl):
-    """The stored calendar, validated, at boot (lamp/setup.py): the last good
-    copy if the file is torn, else the default."""
-    for path in (_CAL, _CAL + ".bak"):
-        data = store.read(path) if store.exists(path) else None
-        if data is not None:
-            try:
-                return schedule.validate(cbor.loads(data))
-            except ValueError as e:
-                log.error("stored calendar %s invalid: %s" % (path, e))
-    return schedule.validate(cbor.loads(_DEFAULT_CAL))
+def status(ctl):
+    d = ctl.dim
+    e = ctl.energy
+    return {"level": int(d.level + 0.5), "target": d.target, "relay": d.relay,
+            "source": ctl.src, "power": ctl.power, "energy_wh": round(e.wh, 2),
+            "hours": round(e.on_s / 3600, 2), "switch_on": e.switch_on,
+            "faults": sorted(ctl.faults.active), "calendar": ctl.cal[0],
+            "queued": len(ctl.outbox), "dropped": ctl.outbox.dropped,
+            "mode": "safe" if ctl.safe else "normal"}
 
 
-def set_calendar(ctl, raw, data=None):
-    """Validate and install; ValueError(reason) keeps the old one.
-    data: the same calendar as CBOR bytes when the caller has them."""
-    cal = schedule.validate(raw)
-    store.write(_CAL, data if data is not None else cbor.dumps(raw))
-    ctl.cal = cal
-    log.event("calendar %s installed" % cal[0])
-    ctl.step()
-    return cal[0]
+def net_ok(ctl):
+    reg = getattr(ctl, "reg", None)
+    return bool(reg and reg.registered)
 
 
-def calendar_cbor(ctl):
-    """The installed calendar as CBOR bytes (as received), or the default."""
-    data = store.read(_CAL)
-    if data is not None:
-        try:
-            if schedule.validate(cbor.loads(data))[0] == ctl.cal[0]:
-                return data
-        except ValueError:
-            pass
-    return _DEFAULT_CAL
+def level(ctl, x=None, duration=0):
+    """eclor.level(50) overrides; eclor.level(None) resumes the schedule."""
+    if x is None:
+        ctl.resume()
+    else:
+        ctl.set_override(x, duration)
+    return status(ctl)
 
 
 def selftest(ctl, wait_ms=1500):
@@ -78,6 +57,6 @@ def selftest(ctl, wait_ms=1500):
          "power": "ok %.1f W" % on if abs(on - exp) <= exp * p["tolerance"] + 1
          else "FAIL %.1f W, expected %s W" % (on, exp),
          "clock": (clock.source or "rtc") if clock.time_known() else "FAIL time unknown",
-         "gateway": "registered" if ctl.net_ok() else "FAIL not registered"}
+         "gateway": "registered" if net_ok(ctl) else "FAIL not registered"}
     log.event("selftest %s" % r)
     return r

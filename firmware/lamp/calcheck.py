@@ -1,8 +1,12 @@
 """Calendar validation (docs/lamp.md): a calendar map -> the compact form
 lamp/schedule.py evaluates, or ValueError with a reason a technician can act
-on. Loaded only when a calendar arrives (and once at boot), then dropped.
+on; and its storage: load at boot, install, read back (Controller's
+set_calendar and calendar_cbor). Loaded only when a calendar arrives, is
+read, or at boot, then dropped: a calendar command loads this module only.
 """
 from micropython import const
+from dev import store, log
+from fmt import cbor
 from lamp import tz
 
 _MAX_PROGRAMS = const(8)
@@ -126,3 +130,45 @@ def validate(cal):
     return (cid, programs, tuple(rules), default, pres)
 
 
+_CAL = const("data/calendar.cbor")  # as received: no re-encoding, one contiguous read
+# The default calendar, {"id": "default", "default": "night", "programs": {"night":
+# [{"at": "sunset", "level": 100}, {"at": "sunrise", "level": 0}]}}, as CBOR:
+# 81 bytes instead of a dozen dicts, lists and strings on the heap.
+_DEFAULT_CAL = const(b"\xa3hprograms\xa1enight\x82\xa2batfsunsetelevel\x18d\xa2batgsunriseelevel\x00"
+                     b"bidgdefaultgdefaultenight")
+
+
+def load(ctl):
+    """The stored calendar, validated, at boot (lamp/setup.py): the last good
+    copy if the file is torn, else the default."""
+    for path in (_CAL, _CAL + ".bak"):
+        data = store.read(path) if store.exists(path) else None
+        if data is not None:
+            try:
+                return validate(cbor.loads(data))
+            except ValueError as e:
+                log.error("stored calendar %s invalid: %s" % (path, e))
+    return validate(cbor.loads(_DEFAULT_CAL))
+
+
+def set_calendar(ctl, raw, data=None):
+    """Validate and install; ValueError(reason) keeps the old one.
+    data: the same calendar as CBOR bytes when the caller has them."""
+    cal = validate(raw)
+    store.write(_CAL, data if data is not None else cbor.dumps(raw))
+    ctl.cal = cal
+    log.event("calendar %s installed" % cal[0])
+    ctl.step()
+    return cal[0]
+
+
+def calendar_cbor(ctl):
+    """The installed calendar as CBOR bytes (as received), or the default."""
+    data = store.read(_CAL)
+    if data is not None:
+        try:
+            if validate(cbor.loads(data))[0] == ctl.cal[0]:
+                return data
+        except ValueError:
+            pass
+    return _DEFAULT_CAL

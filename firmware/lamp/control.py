@@ -34,8 +34,10 @@ from micropython import const
 from lamp import schedule, use
 
 _OVR = const("data/override.json")  # read at boot by lamp/setup.py
-# the operator actions of lamp/admin.py and lamp/settings.py (see __getattr__)
-_ADMIN = const(("set_calendar", "calendar_cbor", "selftest"))
+# the operator actions of lamp/admin.py, lamp/calcheck.py and lamp/settings.py
+# (see __getattr__)
+_ADMIN = const(("selftest", "status", "level", "net_ok"))
+_CALENDAR = const(("set_calendar", "calendar_cbor"))
 _SETTINGS = const(("set_type", "set_config", "lamp_type"))
 
 
@@ -158,29 +160,10 @@ class Controller:
 
     # ---- role object for app.py / eclor.py -------------------------------------
 
-    def status(self):
-        d = self.dim
-        return {"level": int(d.level + 0.5), "target": d.target, "relay": d.relay,
-                "source": self.src, "power": self.power, "energy_wh": round(self.energy.wh, 2),
-                "hours": round(self.energy.on_s / 3600, 2), "switch_on": self.energy.switch_on,
-                "faults": sorted(self.faults.active), "calendar": self.cal[0],
-                "queued": len(self.outbox), "dropped": self.outbox.dropped,
-                "mode": "safe" if self.safe else "normal"}
-
-    def net_ok(self):
-        reg = getattr(self, "reg", None)
-        return bool(reg and reg.registered)
+    # status(), net_ok(), level(x) (eclor.level): lamp/admin.py, see __getattr__
 
     def log(self, n=20):
         return log.recent(n)
-
-    def level(self, x=None, duration=0):
-        """eclor.level(50) overrides; eclor.level(None) resumes the schedule."""
-        if x is None:
-            self.resume()
-        else:
-            self.set_override(x, duration)
-        return self.status()
 
     # ---- operator actions (commands, resources, shell) -------------------------
 
@@ -201,12 +184,14 @@ class Controller:
         self.step()
 
     def __getattr__(self, name):
-        # The other operator actions are lamp/admin.py's and
-        # lamp/settings.py's, loaded for the call (lamp.use):
-        # their code (validation, persistence, self-test) is not on the heap
-        # of a lamp that nobody talks to.
+        # The other operator actions are lamp/admin.py's, lamp/calcheck.py's
+        # and lamp/settings.py's, loaded for the call (lamp.use):
+        # their code (validation, persistence, self-test, the shell's
+        # status) is not on the heap of a lamp that nobody talks to.
         if name in _ADMIN:
             return lambda *a, **k: use("admin", name, self, *a, **k)
+        if name in _CALENDAR:
+            return lambda *a: use("calcheck", name, self, *a)
         if name in _SETTINGS:
             return lambda *a: use("settings", name, self, *a)
         raise AttributeError(name)

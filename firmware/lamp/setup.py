@@ -45,7 +45,7 @@ def controller(ctl, cfg, safe, hw, outbox):
     ctl.current = getattr(ctl.hw, "current", None)  # a meter with a current channel
     ctl.energy = Energy(save_s=p["save_s"])
     # only the compact validated form stays in RAM; GET reads the file
-    ctl.cal = use("admin", "load", ctl)
+    ctl.cal = use("calcheck", "load", ctl)
     # today's sun events (of the RTC's day, known or not): lamp.astro loads
     # once now, on the boot's unfragmented heap, where its new qstrs may
     # grow the qstr pool (one contiguous block), rather than first when the
