@@ -30,15 +30,17 @@ neither `cur` nor the file changes.
 """
 from dev import store
 
-PATH = "config.json"
+from micropython import const
+
+_PATH = const("config.json")  # a const() string: no module global, no name
 SCHEMA = {}  # role sections and extra keys: key -> rule, over dev/schema.py's base
 
 
-def _use(fn, *args):
+def _use(name, *args):
     # dev.schema loaded for one call and forgotten after it
     from dev import schema
     try:
-        return getattr(schema, fn)(*args)
+        return getattr(schema, name)(*args)
     finally:
         from dev import forget
         forget("dev.schema")
@@ -50,7 +52,7 @@ def validate(cfg, schema=None, prefix=""):
     _use("validate", cfg, schema, prefix, SCHEMA)
 
 
-def load(path=PATH):
+def load(path=_PATH):
     """The validated config with defaults; ValueError if neither config.json
     nor its .bak is valid (the caller then has nothing to run)."""
     return _use("load", path, SCHEMA)
@@ -60,6 +62,6 @@ def secrets(path="secrets.json"):
     return store.load_json(path, {})
 
 
-def apply(cur, changes, path=PATH):
+def apply(cur, changes, path=_PATH):
     """Validate cur+changes, persist it, return it. ValueError: nothing changed."""
     return _use("apply", cur, changes, path, SCHEMA)

@@ -19,12 +19,13 @@ smallest heap, so this module is small while loaded and builds little:
   no second copy parsed back from it;
 - messages are strings longer than 10 characters (not interned).
 """
+from micropython import const
 from dev import store
 
 # "|key type lo hi [default]": s text of length lo..hi, i integer, f number
 # (int accepted), d any dict (a role section before the role extends it:
-# dev.config.SCHEMA). role, gateway and ip are in _base() below.
-_BASE = ("|ep s 1 63|zone s 0 63|commune s 0 63|lat f -90 90|lon f -180 180|report_s i 10 86400 900"
+# dev.config.SCHEMA). A const() string: no module global. role, gateway and ip are in _base() below.
+_BASE = const("|ep s 1 63|zone s 0 63|commune s 0 63|lat f -90 90|lon f -180 180|report_s i 10 86400 900"
          "|lt i 60 604800 3600|ntp s 0 253 pool.ntp.org|wdt_ms i 0 120000 60000|board s 0 63|lamp d|bin d|")
 
 
