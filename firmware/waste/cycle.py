@@ -37,7 +37,10 @@ import hal
 from dev import store
 
 _MAX_CMD_ROUNDS = const(4)  # answers (/dp, then /cr) whose commands are applied
-_HOLE = const(1153)  # coap.endpoint's receive buffer (_RX: MAX_MSG + 1)
+# kept for the next session's endpoint: its 1,153-byte receive buffer
+# (coap.endpoint _RX) and what Endpoint() allocates before it (parameters
+# dict, socket); 1,153 alone left the buffer without a hole at times
+_HOLE = const(2048)
 STATE = "data/bin.json"
 
 
