@@ -96,12 +96,24 @@ class Msg:
         v = self.opt(num)
         return default if v is None else (v if isinstance(v, int) else uint(v))
 
+    # loops rather than list comprehensions here and in the endpoint: loaded
+    # from .mpy, each comprehension is one more function (raw code and
+    # bytecode blob) resident in RAM
+
     def opts(self, num):
         """All values of a repeatable option, in order, as str."""
-        return [o[1] if isinstance(o[1], str) else bytes(o[1]).decode() for o in self.options if o[0] == num]
+        r = []
+        for o in self.options:
+            if o[0] == num:
+                r.append(o[1] if isinstance(o[1], str) else bytes(o[1]).decode())
+        return r
 
     def drop(self, num):
-        self.options = [o for o in self.options if o[0] != num]
+        r = []
+        for o in self.options:
+            if o[0] != num:
+                r.append(o)
+        self.options = r
 
     def __getattr__(self, name):
         # the request views, computed on access: one method here costs

@@ -166,7 +166,11 @@ class Endpoint:
 
     def observers(self, path=None):
         """Number of observers (of `path`, or in total)."""
-        return len([o for o in self._obs if path is None or o[2] == path.strip("/")])
+        n = 0
+        for o in self._obs:  # a loop: a comprehension is one more function in RAM
+            if path is None or o[2] == path.strip("/"):
+                n += 1
+        return n
 
     # ---- client side -------------------------------------------------------
 
@@ -178,7 +182,11 @@ class Endpoint:
 
     def unobserve(self, r):
         """End the observation started with response r (RST to the next)."""
-        self._cobs = [o for o in self._cobs if o[1] != r.token]
+        l = []
+        for o in self._cobs:  # a loop: a comprehension is one more function in RAM
+            if o[1] != r.token:
+                l.append(o)
+        self._cobs = l
 
     async def request(self, method, peer, path, payload=b"", ct=None, query=None, con=True, accept=None, options=None):
         """Send a request and return the response Msg (`code`, `payload`,
