@@ -12,7 +12,7 @@
 # SZX is negotiated both ways: the smaller of our SZX and the peer's wins.
 from micropython import const
 
-from coap.codec import Msg, uint
+from coap.codec import Msg
 
 _CON = const(0)
 _ETAG = const(4)
@@ -29,7 +29,7 @@ _REQUEST_ENTITY_TOO_LARGE = const(141)
 
 def parse(v):
     """Block option value (bytes or int) -> (num, more, szx)."""
-    n = v if isinstance(v, int) else uint(v)
+    n = v if isinstance(v, int) else int.from_bytes(v, "big")
     return n >> 4, (n >> 3) & 1, n & 7
 
 
@@ -102,8 +102,14 @@ async def fetch(ep, method, peer, opts, r, con):
             acc.extend(p)
         n += len(p)
     r.payload = acc if n == len(acc) else acc[:n]
-    r.drop(_BLOCK2)
+    drop(r, _BLOCK2)
     return r
+
+
+def drop(m, num):
+    """Remove option num from message m (here rather than a Msg method:
+    only block-wise needs it, and codec is resident)."""
+    m.options = [o for o in m.options if o[0] != num]
 
 
 def receive(ep, m):

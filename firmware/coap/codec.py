@@ -60,14 +60,6 @@ def __getattr__(name):
     return int(t[i:t.index(" ", i)])
 
 
-def uint(b):
-    """Value of a uint option given as bytes (empty -> 0)."""
-    n = 0
-    for x in b:
-        n = (n << 8) | x
-    return n
-
-
 class Msg:
     """One CoAP message.  Used for requests and responses alike.
 
@@ -94,11 +86,12 @@ class Msg:
     def uopt(self, num, default=None):
         """First value of option `num` as an unsigned int, or default."""
         v = self.opt(num)
-        return default if v is None else (v if isinstance(v, int) else uint(v))
+        return default if v is None else (v if isinstance(v, int) else int.from_bytes(v, "big"))
 
-    # loops rather than list comprehensions here and in the endpoint: loaded
-    # from .mpy, each comprehension is one more function (raw code and
-    # bytecode blob) resident in RAM
+    # a loop rather than a list comprehension here and in the endpoint:
+    # loaded from .mpy, each comprehension is one more function (raw code
+    # and bytecode blob) resident in RAM.  Removing an option (Block2 after
+    # reassembly) is coap.block.drop, loaded only with block-wise.
 
     def opts(self, num):
         """All values of a repeatable option, in order, as str."""
@@ -107,13 +100,6 @@ class Msg:
             if o[0] == num:
                 r.append(o[1] if isinstance(o[1], str) else bytes(o[1]).decode())
         return r
-
-    def drop(self, num):
-        r = []
-        for o in self.options:
-            if o[0] != num:
-                r.append(o)
-        self.options = r
 
     def __getattr__(self, name):
         # the request views, computed on access: one method here costs

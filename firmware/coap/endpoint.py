@@ -387,8 +387,14 @@ class Endpoint:
                     elif ex[2] == m.token:
                         _wake(ex, 2, m)
                     return
-            if t == _RST and self._obs:
-                self._srv.reset(self, peer, m.mid)
+            if t == _RST:
+                # an RST to a notification ends that observation (here
+                # rather than a function of coap.observe: one function less
+                # resident)
+                for o in self._obs:
+                    if o[0] == peer and o[6] == m.mid:
+                        self._obs.remove(o)
+                        break
             return
         if code == 0 or 32 <= code < 64:
             # an empty CON is a ping; an empty NON is meaningless; class 1

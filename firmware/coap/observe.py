@@ -53,14 +53,6 @@ _CT_LINK = const(40)
 _seq = 2  # the notification sequence counter (24 bits)
 
 
-def reset(ep, peer, mid):
-    """RST from peer for message id mid: drop the observer it was for."""
-    for o in ep._obs:
-        if o[0] == peer and o[6] == mid:
-            ep._obs.remove(o)
-            return
-
-
 def notify(ep, path):
     for o in ep._obs:
         if o[2] == path:

@@ -60,7 +60,7 @@ async def _whole(ep, opts, m):
     if r.code != m.code:
         return False
     m.payload = r.payload
-    m.drop(_BLOCK2)
+    block.drop(m, _BLOCK2)
     return True
 
 
