@@ -58,6 +58,44 @@ def _base(key):
     return str if t == "s" else int if t == "i" else float, int(w[1]), int(w[2])
 
 
+def _check(rule, v, key):
+    # one value against its rule; a function of its own rather than inlined in
+    # validate(): a smaller code block to allocate (contiguous) when this module
+    # loads at a lamp_type command, on a fragmented heap
+    if isinstance(rule, dict):  # a nested map
+        if not isinstance(v, dict):
+            raise ValueError("%s: must be a map" % key)
+        validate(v, rule, key + ".")
+        return
+    if isinstance(rule, list):  # one of these values
+        if type(v) is not type(rule[0]) or v not in rule:
+            raise ValueError("%s: must be one of %s" % (key, ", ".join([str(x) for x in rule])))
+        return
+    if not isinstance(rule, tuple):  # a callable rule
+        rule(v)
+        return
+    t = rule[0]
+    b = v is True or v is False
+    if t is bool:
+        if not b:
+            raise ValueError("%s: must be true or false" % key)
+        return
+    if t is float:
+        if b or not isinstance(v, (int, float)):
+            raise ValueError("%s: must be a number" % key)
+    elif t is int:
+        if b or not isinstance(v, int):
+            raise ValueError("%s: must be an integer" % key)
+    elif not isinstance(v, t):
+        raise ValueError(("%s: must be text" if t is str else "%s: must be a map" if t is dict else
+                          "%s: must be a list" if t is list else "%s: must be valid") % key)
+    if len(rule) == 3:
+        x = len(v) if t is str else v
+        if not (rule[1] <= x <= rule[2]):
+            raise ValueError("%s: %s out of range %s..%s" % (key, "length" if t is str else "value",
+                                                            rule[1], rule[2]))
+
+
 def validate(cfg, schema=None, prefix="", roles=None):
     """ValueError("key: reason") unless cfg fits schema (None: the whole
     config, i.e. the base rules with the rules in roles over them, the keys
@@ -73,40 +111,7 @@ def validate(cfg, schema=None, prefix="", roles=None):
                 rule = _base(k)
         if rule is None:
             raise ValueError("%s%s: unknown key" % (prefix, k))
-        v = cfg[k]
-        key = prefix + str(k)
-        if isinstance(rule, dict):  # a nested map
-            if not isinstance(v, dict):
-                raise ValueError("%s: must be a map" % key)
-            validate(v, rule, key + ".")
-            continue
-        if isinstance(rule, list):  # one of these values
-            if type(v) is not type(rule[0]) or v not in rule:
-                raise ValueError("%s: must be one of %s" % (key, ", ".join([str(x) for x in rule])))
-            continue
-        if not isinstance(rule, tuple):  # a callable rule
-            rule(v)
-            continue
-        t = rule[0]
-        b = v is True or v is False
-        if t is bool:
-            if not b:
-                raise ValueError("%s: must be true or false" % key)
-            continue
-        if t is float:
-            if b or not isinstance(v, (int, float)):
-                raise ValueError("%s: must be a number" % key)
-        elif t is int:
-            if b or not isinstance(v, int):
-                raise ValueError("%s: must be an integer" % key)
-        elif not isinstance(v, t):
-            raise ValueError(("%s: must be text" if t is str else "%s: must be a map" if t is dict else
-                              "%s: must be a list" if t is list else "%s: must be valid") % key)
-        if len(rule) == 3:
-            x = len(v) if t is str else v
-            if not (rule[1] <= x <= rule[2]):
-                raise ValueError("%s: %s out of range %s..%s" % (key, "length" if t is str else "value",
-                                                                rule[1], rule[2]))
+        _check(rule, cfg[k], prefix + str(k))
     if schema is None:
         for k in ("ep", "role", "gateway"):
             if k not in cfg:
