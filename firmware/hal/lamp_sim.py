@@ -32,10 +32,8 @@ class Lamp:
     """Lamp(pins, meter) like hal/lamp_esp32.py's; the simulation needs neither."""
 
     def __init__(self, pins=None, meter=None):
-        self.pins = pins or {}
-        self.duty = 0
+        self.duty = 0  # what the controller drives (tests read them)
         self.relay = False
-        self.switchings = 0  # relay closings seen (tests)
 
     def get(self, k, d=None):
         # input k of the simulated board, d when absent or null
@@ -46,8 +44,6 @@ class Lamp:
         self.duty = duty  # 0..65535
 
     def set_relay(self, on):
-        if on and not self.relay:
-            self.switchings += 1
         self.relay = bool(on)
 
     def supply(self):
@@ -57,7 +53,7 @@ class Lamp:
         return float(self.get("voltage", 230)) if self.supply() else 0.0
 
     def power(self):
-        forced = hal.inputs().get("power")
+        forced = self.get("power")
         if forced is not None:
             return float(forced)
         if not self.supply():
@@ -79,14 +75,14 @@ class Lamp:
         return bool(self.get("presence", False))
 
     def light(self):
-        v = hal.inputs().get("light")
+        v = self.get("light")
         return None if v is None else float(v)
 
     def relay_fb(self):
         return None  # the simulated board has no relay feedback input
 
     def current(self):
-        i = hal.inputs().get("current")
+        i = self.get("current")
         if i is not None:
             return float(i)
         if not self.get("imeter", False):

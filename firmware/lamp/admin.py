@@ -1,12 +1,40 @@
-"""Operator actions on the lamp controller (shell): self-test, status,
-level. Loaded for each call through lamp.use() and dropped afterwards, so
-that this code is not on the heap of a lamp that nobody talks to. Lamp type
-and config changes are in lamp/settings.py, the calendar's validation and
-storage in lamp/calcheck.py (the same way); the override, the most common
-action, stays in lamp/control.py.
+"""Operator actions on the lamp controller (commands, resources, shell): the
+override and resume, self-test, status, level, the log. Loaded for each call
+through lamp.use() and dropped afterwards, so that this code is not on the
+heap of a lamp that nobody talks to. Lamp type and config changes are in
+lamp/settings.py, the calendar's validation and storage in
+lamp/calcheck.py (the same way).
 """
 import hal
-from dev import log, clock
+from micropython import const
+from dev import store, clock
+
+_OVR = const("data/override.json")  # read at boot by lamp/setup.py
+
+
+def set_override(ctl, level, duration=0):
+    if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 100:
+        raise ValueError("level must be an integer 0..100")
+    if isinstance(duration, bool) or not isinstance(duration, int) or duration < 0:
+        raise ValueError("duration must be seconds >= 0")
+    t = int(hal.time())
+    ctl.overrides = [[level, t, t + duration if duration else 0]]
+    store.save_json(_OVR, ctl.overrides)
+    from dev import log
+    log.event("override %d%% for %d s" % (level, duration) if duration else "override %d%% until resume" % level)
+    ctl.step()
+
+
+def resume(ctl):
+    ctl.overrides = []
+    store.save_json(_OVR, ctl.overrides)
+    ctl.step()
+
+
+def log(ctl, n=20):
+    # the module dev.log by another name here: this function is admin's log
+    from dev import log as m
+    return m.recent(n)
 
 
 def status(ctl):
@@ -28,9 +56,9 @@ def net_ok(ctl):
 def level(ctl, x=None, duration=0):
     """eclor.level(50) overrides; eclor.level(None) resumes the schedule."""
     if x is None:
-        ctl.resume()
+        resume(ctl)
     else:
-        ctl.set_override(x, duration)
+        set_override(ctl, x, duration)
     return status(ctl)
 
 
@@ -58,5 +86,6 @@ def selftest(ctl, wait_ms=1500):
          else "FAIL %.1f W, expected %s W" % (on, exp),
          "clock": (clock.source or "rtc") if clock.time_known() else "FAIL time unknown",
          "gateway": "registered" if net_ok(ctl) else "FAIL not registered"}
-    log.event("selftest %s" % r)
+    from dev import log as m
+    m.event("selftest %s" % r)
     return r

@@ -17,8 +17,8 @@ Each step() (about once a second):
    same second; the first one at a random point of the first period) a
    SenML report is queued.
 
-Persistence: the calendar (data/calendar.cbor, lamp/admin.py) and the
-overrides (data/override.json) are written only when the operator changes
+Persistence: the calendar (data/calendar.cbor, lamp/calcheck.py) and the
+overrides (data/override.json, lamp/admin.py) are written only when the operator changes
 them; energy by its own policy (lamp/energy.py); reports by dev/outbox.
 
 Names: every attribute, method, argument and global name, and every string of
@@ -28,17 +28,15 @@ reuse names the firmware interns anyway (keys, methods of other objects).
 """
 import random
 import hal
-from dev import store, log, clock
-from fmt import senml
+from dev import clock
 from micropython import const
 from lamp import schedule, use
 
-_OVR = const("data/override.json")  # read at boot by lamp/setup.py
-# the operator actions of lamp/admin.py, lamp/calcheck.py and lamp/settings.py
-# (see __getattr__)
-_ADMIN = const(("selftest", "status", "level", "net_ok"))
-_CALENDAR = const(("set_calendar", "calendar_cbor"))
-_SETTINGS = const(("set_type", "set_config", "lamp_type"))
+# the Controller's methods loaded on use (see __getattr__): module -> names
+_ON_USE = const((("state", ("readings", "now", "pack", "report", "push", "on_event")),
+                 ("admin", ("set_override", "resume", "selftest", "status", "level", "net_ok", "log")),
+                 ("calcheck", ("set_calendar", "calendar_cbor")),
+                 ("settings", ("set_type", "set_config", "lamp_type"))))
 
 
 class Controller:
@@ -116,82 +114,17 @@ class Controller:
                 return 0
         return self.p["default_level"]
 
-    # ---- reports and events --------------------------------------------------
-
-    def readings(self):
-        d = self.dim
-        e = self.energy
-        r = [("level", "%", int(d.level + 0.5), None), ("target", "%", d.target, None),
-             ("relay", None, d.relay, None), ("energy", "Wh", round(e.wh, 2), None),
-             ("hours", "s", int(e.on_s), None), ("switch_on", None, e.switch_on, None),
-             ("mode", None, "safe" if self.safe else "normal", None)]
-        if self.power is not None:
-            r.append(("power", "W", round(self.power, 1), None))
-        if self.voltage is not None:
-            r.append(("voltage", "V", round(self.voltage, 1), None))
-        if self.outbox.dropped:
-            r.append(("dropped", None, self.outbox.dropped, None))
-        return r
-
-    def now(self):
-        """The UTC time as an int, None while unknown."""
-        t = clock.now()
-        return int(t) if t is not None else None
-
-    def pack(self, readings):
-        return senml.encode(readings, self.bn, self.now(), self.w)
-
-    def report(self):
-        """Queue a report now (also the `report` command)."""
-        self.push(self.readings())
-
-    def push(self, readings):
-        try:
-            self.outbox.push(self.pack(readings))
-        except OSError as e:
-            log.error("outbox push: %s" % e)
-        if self.on_change:
-            self.on_change()
-
-    def on_event(self, name, active):
-        # lamp/faults.py's callback: a fault raised or cleared
-        log.event("%s %s" % ("RAISED" if active else "cleared", name), "W" if active else "I")
-        self.push([("ev:" + name, None, active, None)])
-
-    # ---- role object for app.py / eclor.py -------------------------------------
-
-    # status(), net_ok(), level(x) (eclor.level): lamp/admin.py, see __getattr__
-
-    def log(self, n=20):
-        return log.recent(n)
-
-    # ---- operator actions (commands, resources, shell) -------------------------
-
-    def set_override(self, level, duration=0):
-        if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 100:
-            raise ValueError("level must be an integer 0..100")
-        if isinstance(duration, bool) or not isinstance(duration, int) or duration < 0:
-            raise ValueError("duration must be seconds >= 0")
-        t = int(hal.time())
-        self.overrides = [[level, t, t + duration if duration else 0]]
-        store.save_json(_OVR, self.overrides)
-        log.event("override %d%% for %d s" % (level, duration) if duration else "override %d%% until resume" % level)
-        self.step()
-
-    def resume(self):
-        self.overrides = []
-        store.save_json(_OVR, self.overrides)
-        self.step()
+    # readings(), now(), pack(r), report(), push(r), on_event(name, active):
+    # lamp/state.py; status(), net_ok(), level(x) (eclor.level), log(n),
+    # set_override(level, duration), resume(): lamp/admin.py; see __getattr__
 
     def __getattr__(self, name):
-        # The other operator actions are lamp/admin.py's, lamp/calcheck.py's
-        # and lamp/settings.py's, loaded for the call (lamp.use):
-        # their code (validation, persistence, self-test, the shell's
-        # status) is not on the heap of a lamp that nobody talks to.
-        if name in _ADMIN:
-            return lambda *a, **k: use("admin", name, self, *a, **k)
-        if name in _CALENDAR:
-            return lambda *a: use("calcheck", name, self, *a)
-        if name in _SETTINGS:
-            return lambda *a: use("settings", name, self, *a)
+        # The reports, events and operator actions are lamp/state.py's,
+        # lamp/admin.py's, lamp/calcheck.py's and lamp/settings.py's, loaded
+        # for the call (lamp.use): their code (SenML, validation,
+        # persistence, self-test, the shell's status) is not on the heap
+        # between a report, an event or a command and the next.
+        for m, names in _ON_USE:
+            if name in names:
+                return lambda *a, **k: use(m, name, self, *a, **k)
         raise AttributeError(name)

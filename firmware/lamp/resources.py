@@ -13,13 +13,13 @@
 Maps are answered in CBOR (60) unless the request's Accept is 50 (JSON).
 Bad input is a 4.00 with the reason as text, never an exception upward.
 
-Served from here: lamp/state (read at each observe notification) and cmd
-with the command actions. The other resources are operator work, served by
-lamp/requests.py, loaded for the request and dropped afterwards (lamp.use).
+Served from here: cmd with the command actions. lamp/state (read at each
+observe notification) is served by lamp/state.py, the other resources, operator
+work, by lamp/requests.py: each loaded for the request and dropped afterwards
+(lamp.use).
 One Server object is the handler of every path and the command table.
 """
 from micropython import const
-from fmt import senml
 from dev.commands import Commands, encode
 from lamp import use
 
@@ -27,9 +27,7 @@ _RES = const((("lamp/state", b'rt="eclor.lamp.state";ct=112;obs'), ("lamp/overri
         ("lamp/calendar", b'rt="eclor.lamp.calendar";ct="60 50"'), ("lamp/type", b'rt="eclor.lamp.type"'),
         ("dev/info", b'rt="eclor.dev.info";ct=60'), ("dev/config", b'rt="eclor.dev.config"'),
         ("dev/reboot", b'rt="eclor.dev.reboot"'), ("cmd", b'rt="eclor.cmd";ct=60')))
-_GET = const(1)  # CoAP numbers (RFC 7252): no name lookups in coap.codec
-_POST = const(2)
-_CONTENT = const(69)  # 2.05
+_POST = const(2)  # CoAP numbers (RFC 7252): no name lookups in coap.codec
 _CHANGED = const(68)  # 2.04
 _BAD_REQUEST = const(128)  # 4.00
 _METHOD_NOT_ALLOWED = const(133)  # 4.05
@@ -56,17 +54,9 @@ class Server:
             except (ValueError, TypeError, KeyError) as e:  # unparsable: 4.00 + reason
                 return _BAD_REQUEST, str(e).encode(), 0
             return _CHANGED, encode(res[0] if len(res) == 1 else res, ct), ct
-        if path != "lamp/state":
-            return use("requests", "serve", self, req)
-        if req.method != _GET:
-            return _METHOD_NOT_ALLOWED, b"", None
-        ctl = self.ctl
-        r = ctl.readings()
-        for n in sorted(ctl.faults.active):
-            r.append(("ev:" + n, None, True, None))
-        if req.accept == senml.CT_JSON:
-            return _CONTENT, senml.encode_json(r, ctl.bn, ctl.now()).encode(), senml.CT_JSON
-        return _CONTENT, bytes(ctl.pack(r)), senml.CT_CBOR
+        if path == "lamp/state":  # also each observe notification
+            return use("state", "serve", self.ctl, req)
+        return use("requests", "serve", self, req)
 
     def get(self, action):
         # dev.commands' table lookup: action -> handler(params), None if unknown

@@ -9,7 +9,6 @@ import asyncio
 import hal
 from dev import store
 from dev.outbox import Outbox
-from fmt import cbor
 from lamp import schedule, use
 from lamp.dimmer import Dimmer
 from lamp.faults import Faults
@@ -69,7 +68,6 @@ def controller(ctl, cfg, safe, hw, outbox):
     ctl.next = None  # the next report's time (UTC s)
     ctl.relay = False  # the dimmer's relay and fade as of the previous step
     ctl.fading = False
-    ctl.w = cbor.Writer(192)
     ctl.bn = "urn:dev:ep:%s:" % cfg.get("ep", "lamp")
 
 
