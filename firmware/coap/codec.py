@@ -117,21 +117,6 @@ class Msg:
         raise AttributeError(name)
 
 
-def _ext(buf, n, i):
-    """Read an extended delta/length for nibble n at buf[i]; -> (value, i) or (-1, i)."""
-    if n < 13:
-        return n, i
-    if n == 13:
-        if i >= len(buf):
-            return -1, i
-        return buf[i] + 13, i + 1
-    if n == 14:
-        if i + 1 >= len(buf):
-            return -1, i
-        return ((buf[i] << 8) | buf[i + 1]) + 269, i + 2
-    return -2, i
-
-
 def decode(data):
     """bytes -> Msg, or a str naming why the datagram is malformed.
 
@@ -161,12 +146,25 @@ def decode(data):
                 return "payload marker without payload"
             m.payload = bytes(data[i:])
             break
-        d, i = _ext(data, b >> 4, i)
-        if d < 0:
-            return "reserved nibble 15" if d == -2 else "truncated option"
-        ln, i = _ext(data, b & 15, i)
-        if ln < 0:
-            return "reserved nibble 15" if ln == -2 else "truncated option"
+        # the delta nibble, then the length nibble, each with its extended
+        # bytes (13: +1 byte, 14: +2 bytes, 15 reserved); written here
+        # rather than as a helper function, which would be resident code
+        ln = None
+        for x in (b >> 4, b & 15):
+            if x == 13:
+                if i >= n:
+                    return "truncated option"
+                x = data[i] + 13
+                i += 1
+            elif x == 14:
+                if i + 1 >= n:
+                    return "truncated option"
+                x = ((data[i] << 8) | data[i + 1]) + 269
+                i += 2
+            elif x == 15:
+                return "reserved nibble 15"
+            d = ln  # after both: d the delta, ln the length
+            ln = x
         if i + ln > n:
             return "truncated option"
         num += d

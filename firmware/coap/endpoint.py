@@ -231,7 +231,9 @@ class Endpoint:
             else:
                 break
             await asyncio.sleep_ms(5)
-        m.mid = self._next_mid()
+        # the next message ID, written out where needed (here, in _rx and
+        # in coap.observe) rather than a method: one function less resident
+        m.mid = self._mid = (self._mid + 1) & 0xFFFF
         if response and not m.token:
             self._tok += 1
             m.token = self._tok.to_bytes(4, "big")
@@ -278,10 +280,6 @@ class Endpoint:
                 ex[5] = None
         finally:
             self._ex.remove(ex)
-
-    def _next_mid(self):
-        self._mid = (self._mid + 1) & 0xFFFF
-        return self._mid
 
     def _pack(self, m, peer):
         # Every message we send is kept (for retransmission or as the
@@ -436,7 +434,10 @@ class Endpoint:
         # The serving code lives in coap/observe.py, loaded by the first
         # add(): a client-only endpoint (a bin) never pays for it and answers
         # any request with 4.04 here.
-        data = self._pack(Msg(_ACK if t == _CON else _NON, _NOT_FOUND, m.mid if t == _CON else self._next_mid(), m.token), peer)
+        mid = m.mid
+        if t != _CON:  # a NON answer has a message ID of its own
+            mid = self._mid = (self._mid + 1) & 0xFFFF
+        data = self._pack(Msg(_ACK if t == _CON else _NON, _NOT_FOUND, mid, m.token), peer)
         if t == _CON:
             e[3] = data
         self._send(data, peer)

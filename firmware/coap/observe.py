@@ -98,7 +98,7 @@ async def _push(ep, o):
                         end = True  # never acknowledged, or RST: the client is gone
                 else:
                     o[4] += 1
-                    o[6] = ep._next_mid()
+                    o[6] = ep._mid = (ep._mid + 1) & 0xFFFF
                     try:
                         ep._send(ep._pack(Msg(_NON, code, o[6], o[1], opts, payload), o[0]), o[0])
                     except Exception:
@@ -251,7 +251,8 @@ def answer(ep, m, r, e, res):
     if m.mtype == _CON:
         msg = Msg(_ACK, code, m.mid, m.token, opts, payload)
     elif m.mtype == _NON:
-        msg = Msg(_NON, code, ep._next_mid(), m.token, opts, payload)
+        ep._mid = (ep._mid + 1) & 0xFFFF
+        msg = Msg(_NON, code, ep._mid, m.token, opts, payload)
     else:
         return ep.exchange(Msg(_CON, code, 0, m.token, opts, payload), m.peer, False)
     data = ep._pack(msg, m.peer)
