@@ -173,29 +173,6 @@ def decode(data):
     return m
 
 
-def _hdr(buf, i, d, ln):
-    # option header at buf[i]: delta and length nibbles, then their
-    # extended bytes (13: +1 byte, 14: +2 bytes); returns the next index
-    j = i + 1
-    h = 0
-    for x in (d, ln):
-        h <<= 4
-        if x < 13:
-            h |= x
-        elif x < 269:
-            h |= 13
-            buf[j] = x - 13
-            j += 1
-        else:
-            h |= 14
-            x -= 269
-            buf[j] = x >> 8
-            buf[j + 1] = x & 255
-            j += 2
-    buf[i] = h
-    return j
-
-
 def encode(m, buf):
     """Write Msg m into bytearray buf; return the length.
 
@@ -234,15 +211,36 @@ def encode(m, buf):
                 while x:
                     ln += 1
                     x >>= 8
-                i = _hdr(buf, i, cur - last, ln)
+            else:
+                ln = len(v)
+            # option header at buf[i]: delta and length nibbles, then their
+            # extended bytes (13: +1 byte, 14: +2 bytes); here rather than a
+            # helper function, which would be resident code
+            j = i + 1
+            h = 0
+            for x in (cur - last, ln):
+                h <<= 4
+                if x < 13:
+                    h |= x
+                elif x < 269:
+                    h |= 13
+                    buf[j] = x - 13
+                    j += 1
+                else:
+                    h |= 14
+                    x -= 269
+                    buf[j] = x >> 8
+                    buf[j + 1] = x & 255
+                    j += 2
+            buf[i] = h
+            i = j
+            if isinstance(v, int):
                 k = ln
                 while k:
                     k -= 1
                     buf[i + k] = v & 255
                     v >>= 8
             else:
-                ln = len(v)
-                i = _hdr(buf, i, cur - last, ln)
                 buf[i:i + ln] = v
             i += ln
             last = cur
