@@ -22,11 +22,15 @@ smallest heap, so this module is small while loaded and builds little:
 from micropython import const
 from dev import store
 
-# "|key type lo hi [default]": s text of length lo..hi, i integer, f number
-# (int accepted), d any dict (a role section before the role extends it:
-# dev.config.SCHEMA). A const() string: no module global. role, gateway and ip are in _base() below.
-_BASE = const("|ep s 1 63|zone s 0 63|commune s 0 63|lat f -90 90|lon f -180 180|report_s i 10 86400 900"
-         "|lt i 60 604800 3600|ntp s 0 253 pool.ntp.org|wdt_ms i 0 120000 60000|board s 0 63|lamp d|bin d|")
+# "|key type lo hi": s text of length lo..hi, i integer, f number (int
+# accepted), d any dict (a role section before the role extends it:
+# dev.config.SCHEMA). A const() string: no module global. role, gateway and
+# ip are in _base() below.
+_BASE = const("|ep s 1 63|zone s 0 63|commune s 0 63|lat f -90 90|lon f -180 180|report_s i 10 86400"
+              "|lt i 60 604800|ntp s 0 253|wdt_ms i 0 120000|board s 0 63|lamp d|bin d|")
+# defaults of absent keys: a const() tuple, in the module's constants (its
+# keys are names the roles use anyway); nothing built per call
+_DEFAULTS = const((("report_s", 900), ("lt", 3600), ("ntp", "pool.ntp.org"), ("wdt_ms", 60000)))
 
 
 def _ip(v):
@@ -48,14 +52,22 @@ def _base(key):
         return _ip
     if not isinstance(key, str) or " " in key or "|" in key:
         return None
-    i = _BASE.find("|" + key + " ")
-    if i < 0:
+    # the row "|key ...", found without building a search string (a
+    # one-character index gives an interned name): this runs for each key of
+    # the config at a config change
+    n = len(key)
+    i = _BASE.find(key)
+    while i > 0 and (_BASE[i - 1] != "|" or _BASE[i + n] != " "):
+        i = _BASE.find(key, i + 1)
+    if i <= 0 or not n:
         return None
-    w = _BASE[i + len(key) + 2:_BASE.find("|", i + 1)].split(" ")
-    t = w[0]
+    i += n + 1  # the type letter
+    t = _BASE[i]
     if t == "d":
         return (dict,)
-    return str if t == "s" else int if t == "i" else float, int(w[1]), int(w[2])
+    j = _BASE.find(" ", i + 2)  # lo from i + 2 to j, hi from j + 1 to the next "|"
+    return (str if t == "s" else int if t == "i" else float, int(_BASE[i + 2:j]),
+            int(_BASE[j + 1:_BASE.find("|", j)]))
 
 
 def _check(rule, v, key):
@@ -134,10 +146,9 @@ def merge(cur, changes):
 
 def _full(cfg, roles):
     """cfg (a fresh dict, changed in place) with the defaults of absent keys, validated."""
-    for row in _BASE.split("|"):
-        w = row.split(" ")
-        if len(w) == 5 and w[0] not in cfg:
-            cfg[w[0]] = w[4] if w[1] == "s" else int(w[4])
+    for k, v in _DEFAULTS:
+        if k not in cfg:
+            cfg[k] = v
     validate(cfg, None, "", roles)
     return cfg
 
