@@ -46,13 +46,14 @@ class Controller:
     # ---- the loop body -------------------------------------------------------
 
     def step(self):
+        m = self.mono  # [s, ms not yet in s, ticks_ms of the last step]
         now_ms = hal.ticks_ms()
-        dt = hal.ticks_diff(now_ms, self._t)
-        self._t = now_ms
-        ms = self._mono_ms + dt
-        self.mono += ms // 1000  # int seconds: a float32 would stall after 194 days
-        self._mono_ms = ms % 1000
-        mono = self.mono
+        dt = hal.ticks_diff(now_ms, m[2])
+        m[2] = now_ms
+        ms = m[1] + dt
+        m[0] += ms // 1000  # int seconds: a float32 would stall after 194 days
+        m[1] = ms % 1000
+        mono = m[0]
         rtc = hal.time()
         utc = clock.now()
         hw = self.hw
@@ -89,7 +90,7 @@ class Controller:
         self.voltage = hw.voltage()
         self.energy.tick(mono, dt, pw, d.relay)
         self.faults.check(mono, d.relay, d.level, self.fading, d.frac(), pw, self.voltage,
-                          hw.supply(), hw.relay_fb(), self.current and self.current())
+                          hw.supply(), hw.relay_fb(), hw.current())
         if "supplyLoss" in self.faults.active and self.energy._dirty:
             self.energy.save(mono)  # last gasp
         if utc is not None:

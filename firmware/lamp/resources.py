@@ -50,7 +50,7 @@ class Server:
                 return _METHOD_NOT_ALLOWED, b"", None
             ct = 50 if req.ct == 50 else 60  # JSON, else CBOR
             try:
-                res = self.ctl.cmds.apply_payload(req.payload, ct)
+                res = self.cmds.apply_payload(req.payload, ct)
             except (ValueError, TypeError, KeyError) as e:  # unparsable: 4.00 + reason
                 return _BAD_REQUEST, str(e).encode(), 0
             return _CHANGED, encode(res[0] if len(res) == 1 else res, ct), ct
@@ -87,7 +87,7 @@ class Server:
 def install(ep, ctl, reboot):
     """Serve the lamp's resources on endpoint ep for controller ctl."""
     srv = Server(ctl, reboot)
-    cmds = ctl.cmds = Commands(srv)
+    cmds = srv.cmds = Commands(srv)
     for path, attrs in _RES:
         ep.add(path, srv, obs=path == "lamp/state", attrs=attrs)
     return cmds

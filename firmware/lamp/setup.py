@@ -20,7 +20,9 @@ DEFAULTS = {"wattage": 60, "tolerance": 0.2, "warmup_s": 30, "min_level": 10, "r
 
 
 def controller(ctl, cfg, safe, hw, outbox):
-    """Controller.__init__ (lamp/control.py)."""
+    """Controller.__init__ (lamp/control.py). Its attributes, 22 with ep and
+    reg (lamp/app.py), fit the 23 slots of an instance dict: a 24th would
+    grow it to 29 slots, one 464-byte block more at the end of the boot."""
     ctl.cfg = cfg
     ctl.safe = safe
     ctl.p = p = dict(DEFAULTS)
@@ -41,7 +43,6 @@ def controller(ctl, cfg, safe, hw, outbox):
     ctl.dim = Dimmer(ctl.hw, p["ramp_ms"], 100 if p.get("control") == "switch" else p["min_level"],
                       p["curve"])
     ctl.faults = Faults(p, ctl.on_event)
-    ctl.current = getattr(ctl.hw, "current", None)  # a meter with a current channel
     ctl.energy = Energy(save_s=p["save_s"])
     # only the compact validated form stays in RAM; GET reads the file
     ctl.cal = use("calcheck", "load", ctl)
@@ -60,15 +61,13 @@ def controller(ctl, cfg, safe, hw, outbox):
     ctl.power = None
     ctl.voltage = None
     ctl.on_change = None  # () -> None: observe notification, sender wake-up
-    ctl._t = hal.ticks_ms()
-    # monotonic seconds for debouncing and write pacing: the RTC jumps
-    # when the time is set after a power cut, ticks_ms wraps on the board
-    ctl.mono = 0
-    ctl._mono_ms = 0
+    # [monotonic seconds for debouncing and write pacing (the RTC jumps
+    # when the time is set after a power cut, ticks_ms wraps on the board),
+    # ms not yet counted in them, ticks_ms of the last step]
+    ctl.mono = [0, 0, hal.ticks_ms()]
     ctl.next = None  # the next report's time (UTC s)
     ctl.relay = False  # the dimmer's relay and fade as of the previous step
     ctl.fading = False
-    ctl.bn = "urn:dev:ep:%s:" % cfg.get("ep", "lamp")
 
 
 def network(ctl, cfg, tasks):
@@ -97,7 +96,7 @@ def network(ctl, cfg, tasks):
     def reboot():
         async def later():
             await asyncio.sleep_ms(500)
-            ctl.energy.save(ctl.mono)
+            ctl.energy.save(ctl.mono[0])
             hal.reboot()
         asyncio.create_task(later())
 

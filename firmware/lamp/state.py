@@ -37,10 +37,16 @@ def now(ctl):
     return int(t) if t is not None else None
 
 
+def _bn(ctl):
+    # the SenML base name (not kept in the controller: one attribute fewer,
+    # see lamp/control.py)
+    return "urn:dev:ep:%s:" % ctl.cfg.get("ep", "lamp")
+
+
 def pack(ctl, r):
     # a writer for this pack only: one kept in the controller was 0.5 KB of
     # heap all night for a report every 15 minutes
-    return senml.encode(r, ctl.bn, now(ctl), cbor.Writer(192))
+    return senml.encode(r, _bn(ctl), now(ctl), cbor.Writer(192))
 
 
 def report(ctl):
@@ -72,5 +78,5 @@ def serve(ctl, req):
     for n in sorted(ctl.faults.active):
         r.append(("ev:" + n, None, True, None))
     if req.accept == senml.CT_JSON:
-        return _CONTENT, senml.encode_json(r, ctl.bn, now(ctl)).encode(), senml.CT_JSON
+        return _CONTENT, senml.encode_json(r, _bn(ctl), now(ctl)).encode(), senml.CT_JSON
     return _CONTENT, bytes(pack(ctl, r)), senml.CT_CBOR

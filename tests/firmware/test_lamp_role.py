@@ -209,20 +209,28 @@ async def test_network_module_missing_lamp_runs_stand_alone():
 
 async def test_no_heap_for_the_network_lamp_runs_stand_alone():
     import gc
+    from lamp import app as lamp_app
 
-    def breaker():  # leave too little heap for the CoAP stack
-        import os
-        gc.collect()
-        # imported in place from ROMFS the stack's code is not on the heap:
-        # less must be left for its set-up to fail
-        if os.getenv("ECLOR_TEST_MODE") == "rom":
-            ballast = []
-            while gc.mem_free() > 16000 + 2048:   # in pieces: a fragmented heap has no one big block
-                ballast.append(bytearray(2048))
-        else:
-            ballast = [bytearray(gc.mem_free() - 30000)]
+    def breaker():
+        # Leave too little heap for the CoAP stack when the network set-up
+        # starts (lamp.app's use("setup", "network", ...)), in pieces: a
+        # fragmented heap has no one big block. Filled there, not before
+        # main(): the controller's boot then has its heap, and what fails is
+        # the network, whatever the boot's own allocations happen to need
+        # (from ROMFS a 272-byte block of the boot could fail first).
+        real = lamp_app.use
+        ballast = []
+
+        def use(name, fn, *args):
+            if fn == "network":
+                gc.collect()
+                while gc.mem_free() > 8000 + 2048:
+                    ballast.append(bytearray(2048))
+            return real(name, fn, *args)
+        lamp_app.use = use
 
         def undo():
+            lamp_app.use = real
             ballast.clear()
         return undo
     await _stand_alone(breaker)
