@@ -79,7 +79,7 @@ def mark_healthy():
     global boots
     try:
         if _read_boots():
-            store.write("data/boots", b"0")  # bytes: not one more interned name
+            store.write("data/boots", "0")
     except OSError as e:
         _log("E", "boot counter not cleared: %r" % e)
     boots = 0
@@ -99,7 +99,7 @@ async def _supervise(coro):
     async def health():
         await asyncio.sleep_ms(HEALTHY_MS)
         mark_healthy()
-        _log("I", "healthy: boot counter cleared")  # > 10 chars: not interned
+        _log("I", "healthy")
 
     h = asyncio.create_task(health())
     try:
