@@ -6,7 +6,7 @@ Order matters for "never dark": the controller takes its first step (the
 fail-safe level until the time is known) before anything touches the
 network, and the control loop never awaits the network. Tasks:
 
-  control   step() every tick_ms (1 s), feeds the watchdog
+  control   step() every tick_ms (1 s), feeds the watchdog (main() itself)
   endpoint  the CoAP socket (resources in lamp/resources.py)
   register  coap.rd.Registration (et=eclor.lamp), back-off when away
   sender    outbox -> POST /dp (SenML CBOR, up to 4 packs per message);
@@ -145,16 +145,6 @@ async def upkeep(cfg, sec, ep, gw, reg, ms):
         await asyncio.sleep_ms(ms)
 
 
-async def control(ctl, tick_ms):
-    while True:
-        hal.wdt_feed()
-        try:
-            ctl.step()
-        except Exception as e:  # a bug in one step must not stop the light
-            log.exception("lamp step", e)
-        await asyncio.sleep_ms(tick_ms)
-
-
 async def main(cfg, safe=False, hw=None):
     ctl = make(cfg, safe, hw)
     ctl.step()  # light first
@@ -176,8 +166,17 @@ async def main(cfg, safe=False, hw=None):
         log.exception("network unavailable, lamp runs stand-alone", e)
     if safe:
         log.event("lamp in SAFE MODE: schedule and CoAP only")
+    tick_ms = ctl.p.get("tick_ms", 1000)
     try:
-        await control(ctl, ctl.p.get("tick_ms", 1000))
+        # the control loop, in this coroutine: a task of its own would be one
+        # more generator frame and function on the heap all night
+        while True:
+            hal.wdt_feed()
+            try:
+                ctl.step()
+            except Exception as e:  # a bug in one step must not stop the light
+                log.exception("lamp step", e)
+            await asyncio.sleep_ms(tick_ms)
     finally:
         for t in tasks:
             t.cancel()

@@ -17,16 +17,13 @@ Served from here: cmd with the command actions. lamp/state (read at each
 observe notification) is served by lamp/state.py, the other resources, operator
 work, by lamp/requests.py: each loaded for the request and dropped afterwards
 (lamp.use).
-One Server object is the handler of every path and the command table.
+One Server object is the handler of every path and the command table
+(installed by lamp/setup.py).
 """
 from micropython import const
-from dev.commands import Commands, encode
+from dev.commands import encode
 from lamp import use
 
-_RES = const((("lamp/state", b'rt="eclor.lamp.state";ct=112;obs'), ("lamp/override", b'rt="eclor.lamp.override"'),
-        ("lamp/calendar", b'rt="eclor.lamp.calendar";ct="60 50"'), ("lamp/type", b'rt="eclor.lamp.type"'),
-        ("dev/info", b'rt="eclor.dev.info";ct=60'), ("dev/config", b'rt="eclor.dev.config"'),
-        ("dev/reboot", b'rt="eclor.dev.reboot"'), ("cmd", b'rt="eclor.cmd";ct=60')))
 _POST = const(2)  # CoAP numbers (RFC 7252): no name lookups in coap.codec
 _CHANGED = const(68)  # 2.04
 _BAD_REQUEST = const(128)  # 4.00
@@ -82,12 +79,3 @@ class Server:
         if a == "report":
             return ctl.report()
         self.reboot()  # "reboot"
-
-
-def install(ep, ctl, reboot):
-    """Serve the lamp's resources on endpoint ep for controller ctl."""
-    srv = Server(ctl, reboot)
-    cmds = srv.cmds = Commands(srv)
-    for path, attrs in _RES:
-        ep.add(path, srv, obs=path == "lamp/state", attrs=attrs)
-    return cmds

@@ -13,6 +13,14 @@ from lamp import schedule, use
 from lamp.dimmer import Dimmer
 from lamp.faults import Faults
 from lamp.energy import Energy
+from micropython import const
+
+# the lamp's resources (lamp/resources.py) and their link-format attributes
+_RES = const((
+        ("lamp/state", b'rt="eclor.lamp.state";ct=112;obs'), ("lamp/override", b'rt="eclor.lamp.override"'),
+        ("lamp/calendar", b'rt="eclor.lamp.calendar";ct="60 50"'), ("lamp/type", b'rt="eclor.lamp.type"'),
+        ("dev/info", b'rt="eclor.dev.info";ct=60'), ("dev/config", b'rt="eclor.dev.config"'),
+        ("dev/reboot", b'rt="eclor.dev.reboot"'), ("cmd", b'rt="eclor.cmd";ct=60')))
 
 DEFAULTS = {"wattage": 60, "tolerance": 0.2, "warmup_s": 30, "min_level": 10, "ramp_ms": 2000,
             "curve": "linear", "default_level": 100, "debounce_s": 30, "lux_on": 20, "lux_off": 50,
@@ -77,7 +85,8 @@ def network(ctl, cfg, tasks):
     gc.collect()  # the CoAP stack's code packs low, after the controller's boot garbage
     from coap.endpoint import Endpoint, addr
     from coap.rd import Registration
-    from lamp import resources
+    from lamp.resources import Server
+    from dev.commands import Commands
     from lamp.app import sender, upkeep, _wifi
     import sys
     p = ctl.p
@@ -100,7 +109,10 @@ def network(ctl, cfg, tasks):
             hal.reboot()
         asyncio.create_task(later())
 
-    resources.install(ep, ctl, reboot)
+    srv = Server(ctl, reboot)  # the handler of every path and the command table
+    srv.cmds = Commands(srv)
+    for path, attrs in _RES:
+        ep.add(path, srv, obs=path == "lamp/state", attrs=attrs)
     reg = Registration(ep, gw, cfg["ep"], "eclor.lamp", cfg.get("lt", 3600))
     ctl.reg = reg
     tasks.append(asyncio.create_task(ep.run()))
