@@ -17,20 +17,26 @@ def curve_ok(c):
             raise ValueError("curve duties must be numbers 0..100")
 
 
-# lamp type parameters (action lamp_type, resource lamp/type)
-_TYPE_KEYS = const(("control", "wattage", "tolerance", "warmup_s", "min_level", "curve", "ramp_ms",
-                    "on_w", "debounce_s", "cycles_max", "cycle_window_s", "voltage", "default_level",
-                    "current_min", "current_max"))
 # The lamp section's rules (dev/config.py's syntax) as one string,
 # "|key type lo hi": f float, i int, b bool, d map. A dict of 27 tuples was
 # 2.4 KB of this module's heap on the 64-bit port, at the lamp_type command,
 # the one that needs the most heap; the string is 0.5 KB. control and curve
-# below.
+# below. The lamp type's keys (action lamp_type, resource lamp/type) are
+# control, curve and the keys before "|#": no tuple of their names (0.3 KB).
 _RULES = const("|wattage f 1 2000|tolerance f 0.01 1|warmup_s i 0 1800|min_level i 0 100|ramp_ms i 0 60000"
                "|on_w f 0 500|debounce_s i 0 3600|cycles_max i 1 100|cycle_window_s i 10 86400|voltage f 90 400"
-               "|default_level i 1 100|current_min f 0 100|current_max f 0 100|lux_on f 0 100000"
+               "|default_level i 1 100|current_min f 0 100|current_max f 0 100|#|lux_on f 0 100000"
                "|lux_off f 0 100000|tz_std i -43200 50400|save_s i 60 86400|outbox i 4 512|tick_ms i 1 10000"
                "|port i 0 65535|link_s i 1 3600|dst b|pins d|meter d|coap d|")
+
+
+def _is_type(k):
+    # a lamp type key: control, curve or a key of _RULES before "|#"
+    if k == "control" or k == "curve":
+        return True
+    if not isinstance(k, str) or " " in k or "|" in k:
+        return False
+    return 0 <= _RULES.find("|" + k + " ") < _RULES.find("|#")
 
 
 def _rule(k):
@@ -66,7 +72,7 @@ def set_type(ctl, p):
     if not isinstance(p, dict):
         raise ValueError("lamp type must be a map")
     for k in p:
-        if k not in _TYPE_KEYS:
+        if not _is_type(k):
             raise ValueError("lamp type: unknown key %s" % k)
     return ctl.set_config({"lamp": p})
 
@@ -107,4 +113,8 @@ def set_config(ctl, changes):
 
 def lamp_type(ctl):
     p = ctl.p
-    return {k: p[k] for k in _TYPE_KEYS if k in p}
+    r = {}
+    for k in p:  # a loop: a comprehension is one more function in RAM
+        if _is_type(k):
+            r[k] = p[k]
+    return r
