@@ -113,5 +113,3 @@ class Lamp:
     def relay_fb(self):
         return bool(self._fb.value()) if self._fb else None
 
-
-LampESP32 = Lamp  # its former name (board tests)

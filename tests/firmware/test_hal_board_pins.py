@@ -86,19 +86,19 @@ def test_bin_without_board_file_uses_defaults():
 
 
 def test_lamp_pins_from_board_names():
-    from hal.lamp_esp32 import LampESP32
+    from hal.lamp_esp32 import Lamp
     del made[:]
-    LampESP32(BOARD["pins"]["lamp"])
+    Lamp(BOARD["pins"]["lamp"])
     assert ("pwm", 25) in made, made
     nums = [m[0] for m in made]
     assert 26 in nums and 27 in nums and 35 in nums, made
 
 
 def test_lamp_current_from_the_adc_sense():
-    from hal.lamp_esp32 import LampESP32
+    from hal.lamp_esp32 import Lamp
     pins = {"pwm": 25, "relay": 26, "current_adc": 39}
-    hw = LampESP32(pins)
+    hw = Lamp(pins)
     i = hw.current()
     assert i is not None and abs(i - 0.5 * hw.a_per_v) < 1e-6, (i, hw.a_per_v)
     assert abs(hw.power() - hw.v_nom * i * hw.pf) < 1e-3
-    assert LampESP32(BOARD["pins"]["lamp"]).current() is None   # pulse meter: no current channel
+    assert Lamp(BOARD["pins"]["lamp"]).current() is None   # pulse meter: no current channel
