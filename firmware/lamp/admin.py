@@ -79,7 +79,7 @@ def selftest(ctl, wait_ms=1500):
     hw.set_relay(d.relay)  # back to what the dimmer drives
     d._duty = -1
     d._write()
-    on_w = ctl.faults.on_w
+    on_w = ctl.faults.on_w()
     exp = p["wattage"]
     r = {"relay": "ok" if off <= on_w < on else "FAIL (off %.1f W, on %.1f W)" % (off, on),
          "power": "ok %.1f W" % on if abs(on - exp) <= exp * p["tolerance"] + 1

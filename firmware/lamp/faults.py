@@ -34,8 +34,9 @@ Conditions (the meter sits after the relay, on the lamp branch):
 need minutes, LED drivers seconds) and the fade has ended. expected =
 wattage * duty (the dimming curve's output).
 
-Attribute names are the lamp type's keys where there is one, and the rest of
-the state is in few attributes: each name is a qstr for good (docs/lamp.md).
+The parameters are read from the lamp's parameter dict at each check and the
+state is in few attributes: each name is a qstr for good, each attribute a
+slot of the instance's dict all night (docs/lamp.md).
 """
 from micropython import const
 
@@ -44,6 +45,10 @@ _DSTEP = const(20)  # dimmingFailure: a duty step of at least 20 points
 
 class Faults:
     def __init__(self, params, on_event):
+        # the lamp's parameters (the controller's p: lamp type keys and
+        # defaults), read at each check: a lamp type change applies at once,
+        # and no attribute per parameter (each a dict slot all night)
+        self.p = params
         self.on_event = on_event
         self.active = {}  # name -> when raised (the caller's monotonic seconds)
         self._since = {}  # name -> s since the condition differs from the state
@@ -51,18 +56,12 @@ class Faults:
         # at this level, at the previous level (None: no sample yet)]
         self.state = [None, False, None, None, None, None]
         self._flips = []  # instants of unexpected on/off crossings
-        self.set_params(params)
 
-    def set_params(self, p):
-        self.wattage = p.get("wattage", 60)
-        self.tolerance = p.get("tolerance", 0.2)
-        self.warmup_s = p.get("warmup_s", 30)
-        self.debounce_s = p.get("debounce_s", 30)
-        self.on_w = p.get("on_w", max(2.0, 0.05 * self.wattage))
-        self.voltage = p.get("voltage", 230)  # nominal
-        self.cycles_max = p.get("cycles_max", 4)
-        # cycle_window_s, current_min, current_max (A, None: no check)
-        self.values = (p.get("cycle_window_s", 600), p.get("current_min"), p.get("current_max"))
+    def on_w(self):
+        # the power (W) above which the lamp is lit: on_w, else 5 % of the
+        # wattage, at least 2 W
+        p = self.p
+        return p.get("on_w", max(2.0, 0.05 * p.get("wattage", 60)))
 
     def _set(self, name, active, now):
         if active == (name in self.active):
@@ -71,7 +70,7 @@ class Faults:
         t0 = self._since.get(name)
         if t0 is None:
             self._since[name] = now
-        elif now - t0 >= self.debounce_s:
+        elif now - t0 >= self.p.get("debounce_s", 30):
             self._since.pop(name, None)
             if active:
                 self.active[name] = now
@@ -87,17 +86,18 @@ class Faults:
                 s[0] = now
         else:
             s[0] = None
+        p = self.p
         if supply is None:
-            supply = voltage is None or voltage >= 0.7 * self.voltage
+            supply = voltage is None or voltage >= 0.7 * p.get("voltage", 230)  # nominal
         self._set("supplyLoss", not supply, now)
         if not supply or power is None:
             return
-        on = power > self.on_w
-        warm = relay and not fading and level > 0 and now - s[0] >= self.warmup_s
-        exp = self.wattage * duty
+        on = power > self.on_w()
+        warm = relay and not fading and level > 0 and now - s[0] >= p.get("warmup_s", 30)
+        exp = p.get("wattage", 60) * duty
         fail = warm and not on
         self._set("lampFailure", fail, now)
-        tol = self.tolerance
+        tol = p.get("tolerance", 0.2)
         self._set("lampPowerTooLow", warm and not fail and power < exp * (1 - tol) - 1, now)
         self._set("lampPowerTooHigh", warm and power > exp * (1 + tol) + 1, now)
         self._set("lampUnexpectedOn", not relay and on, now)
@@ -107,16 +107,18 @@ class Faults:
             self._set("relayFailure", not relay and on, now)
         # cycling: lit state flipping by itself while commanded on and warm
         fl = self._flips
-        window, imin, imax = self.values
+        cmax = p.get("cycles_max", 4)
         if warm and on != s[1]:
             fl.append(now)
-            if len(fl) > self.cycles_max + 1:
+            if len(fl) > cmax + 1:
                 fl.pop(0)
         s[1] = on
-        while fl and now - fl[0] > window:
+        while fl and now - fl[0] > p.get("cycle_window_s", 600):
             fl.pop(0)
-        self._set("cyclingFailure", len(fl) > self.cycles_max, now)
+        self._set("cyclingFailure", len(fl) > cmax, now)
         i = current
+        imin = p.get("current_min")  # A, None: no check
+        imax = p.get("current_max")
         lit = warm and on
         self._set("currentTooLow", lit and i is not None and bool(imin) and i < imin * duty, now)
         self._set("currentTooHigh", warm and i is not None and bool(imax) and i > imax, now)

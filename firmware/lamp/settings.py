@@ -107,7 +107,7 @@ def set_config(ctl, changes):
     d = ctl.dim
     d.ramp_ms, d.curve = p["ramp_ms"], p["curve"]
     d.min_level = 100 if p.get("control") == "switch" else p["min_level"]
-    ctl.faults.set_params(p)
+    # lamp/faults.py reads p at each check
     return None
 
 

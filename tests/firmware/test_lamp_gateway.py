@@ -186,7 +186,7 @@ async def test_commands_calendar_and_rejection_over_coap():
     r = await ep.request(codec.DELETE, peer, "lamp/override")
     assert r.code == codec.DELETED and ctl.dim.target != 30
     r = await ep.request(codec.PUT, peer, "lamp/type", cbor.dumps({"wattage": 35, "tolerance": 0.1}), ct=60)
-    assert r.code == codec.CHANGED and ctl.faults.wattage == 35
+    assert r.code == codec.CHANGED and ctl.faults.p["wattage"] == 35
     r = await ep.request(codec.PUT, peer, "lamp/type", cbor.dumps({"wattage": -3}), ct=60)
     assert r.code == codec.BAD_REQUEST and b"wattage" in r.payload
     r = await ep.request(codec.GET, peer, "lamp/type")

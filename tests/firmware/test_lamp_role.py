@@ -95,7 +95,7 @@ def test_lamp_type_and_config_rules():
     assert c.p["wattage"] == 60  # refused changes left the lamp as it was
     c.set_type({"wattage": 45, "tolerance": 0.15, "control": "DALI", "current_max": 0.5})
     c.set_config({"lamp": {"dst": False, "link_s": 60, "pins": {"pwm": 4}}})
-    assert c.lamp_type()["wattage"] == 45 and c.p["dst"] is False and c.faults.tolerance == 0.15
+    assert c.lamp_type()["wattage"] == 45 and c.p["dst"] is False and c.faults.p["tolerance"] == 0.15
 
 
 def test_presence_boost_rate_limited_night_only():
