@@ -74,7 +74,7 @@ def set_type(ctl, p):
     for k in p:
         if not _is_type(k):
             raise ValueError("lamp type: unknown key %s" % k)
-    return ctl.set_config({"lamp": p})
+    return set_config(ctl, {"lamp": p})  # this module is loaded: no nested lamp.use()
 
 
 def set_config(ctl, changes):
