@@ -143,7 +143,7 @@ PARTS = [("boot frame (app, hal, dev.config/log/store, asyncio)", ["app", "hal",
          ("coap (codec, endpoint, rd, observe, linkformat, block)", ["coap.codec", "coap.endpoint", "coap.rd", "coap.observe", "coap.linkformat", "coap.block"]),
          ("lamp role (lamp/*, hal.lamp_sim; resident)", ["lamp", "lamp.tz", "lamp.schedule", "lamp.dimmer", "lamp.faults", "lamp.energy", "hal.lamp_sim", "lamp.control", "lamp.resources", "lamp.app"]),
          # loaded for a call and dropped (lamp.use): here all held at once
-         ("on use (lamp.setup, astro, calcheck, admin, requests, settings: dropped after)", ["lamp.setup", "lamp.astro", "lamp.calcheck", "lamp.admin", "lamp.requests", "lamp.settings"])]
+         ("on use (lamp.setup, astro, calcheck, state, admin, requests, settings: dropped after)", ["lamp.setup", "lamp.astro", "lamp.calcheck", "lamp.state", "lamp.admin", "lamp.requests", "lamp.settings"])]
 
 
 def split(path, tmp, rom=None):
