@@ -37,6 +37,7 @@ Last line: JSON.
 """
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -146,10 +147,24 @@ PARTS = [("boot frame (app, hal, dev.config/log/store, asyncio)", ["app", "hal",
          ("on use (lamp.setup, astro, calcheck, state, admin, requests, settings: dropped after)", ["lamp.setup", "lamp.astro", "lamp.calcheck", "lamp.state", "lamp.admin", "lamp.requests", "lamp.settings"])]
 
 
+def on_flash(path, d, script):
+    """(argv, MICROPYPATH dirs) running script (in d, the run's cwd). With a
+    .mpy tree (path = [tree]) the tree is copied into d and the script runs
+    with -m from there (sys.path ""), as on the board: each module interns
+    its board path ("lamp/control.mpy") as __file__, not the host's
+    ~40-character temp path, a name the board does not have (~40 modules in a
+    night: ~1 KB of qstrs; the same as bench/coap_footprint.py)."""
+    if not path:  # frozen or ROMFS: the modules are not files here
+        return [str(d / script)], path
+    shutil.copytree(path[0], d, dirs_exist_ok=True)
+    return ["-m", Path(script).stem], [""]
+
+
 def split(path, tmp, rom=None):
     d = Path(tempfile.mkdtemp(dir=tmp))
     (d / "split.py").write_text(SPLIT % {"parts": PARTS})
-    p = mpy.run([str(d / "split.py")], path, heapsize=512 * 1024, cwd=d, timeout=60, romfs=rom)
+    argv, dirs = on_flash(path, d, "split.py")
+    p = mpy.run(argv, dirs, heapsize=512 * 1024, cwd=d, timeout=60, romfs=rom)
     for line in p.stdout.splitlines():
         if line.startswith("SPLIT "):
             import ast
@@ -200,7 +215,8 @@ def run_once(path, gw, heap, speed, tmp, rom=None):
     th = threading.Thread(target=commands, args=(gw.api, stop), daemon=True)
     th.start()
     try:
-        proc = mpy.run([str(flash / "driver.py")], path, heapsize=heap, cwd=flash, timeout=60,
+        argv, dirs = on_flash(path, flash, "driver.py")
+        proc = mpy.run(argv, dirs, heapsize=heap, cwd=flash, timeout=60,
                        env={"ECLOR_SIM_SPEED": str(speed), "ECLOR_SIM_TIME": str(T0)}, romfs=rom)
     except subprocess.TimeoutExpired:  # GC thrashing on a heap at the edge: too small
         return False, {"fail": ["timeout (GC thrashing)"]}, None
