@@ -166,7 +166,11 @@ class Cycle:
             # session's endpoint buffer, which the command code's leftovers
             # (new settings, results, names) would otherwise split up;
             # link._session frees it just before it makes the endpoint
-            self.hole = bytearray(_HOLE)
+            # (only a help: a heap without room for it may still fit the session)
+            try:
+                self.hole = bytearray(_HOLE)
+            except MemoryError:
+                pass
             try:
                 # the outbox is empty here (the /dp session took it all): its
                 # code goes first, and a `report` command re-opens it
