@@ -17,14 +17,15 @@ Unknown keys are refused (a typo in a command must not be silently ignored).
 The base keys (ep, role, gateway...), the defaults and the required keys are
 in dev/schema.py.
 
-Memory: the base schema and the checking code (dev/schema.py) are loaded
+Memory: the base schema (dev/schema.py) and the checker (dev/check.py) are loaded
 only while validating -- load() at boot, apply() for a change -- and
 forgotten right after; what stays resident is this small module. Roles add
 their section here: `config.SCHEMA["lamp"] = {...}` (or "bin"), a rule that
 takes the place of the base schema's "any dict" for that key.
 
 apply(cur, changes) merges the changes (nested dicts merged key by key),
-validates the whole result and only then writes it (dev.store: atomic, the
+validates the result (the changed role sections only when only role
+sections change: dev/check.py) and only then writes it (dev.store: atomic, the
 old file kept as .bak). On error it raises ValueError("key: reason") and
 neither `cur` nor the file changes.
 """
@@ -37,13 +38,15 @@ SCHEMA = {}  # role sections and extra keys: key -> rule, over dev/schema.py's b
 
 
 def _use(name, *args):
-    # dev.schema loaded for one call and forgotten after it
+    # dev.schema (and dev.check, which it imports) loaded for one call and
+    # forgotten after it
     from dev import schema
     try:
         return getattr(schema, name)(*args)
     finally:
         from dev import forget
         forget("dev.schema")
+        forget("dev.check")
 
 
 def validate(cfg, schema=None, prefix=""):
@@ -64,4 +67,21 @@ def secrets(path="secrets.json"):
 
 def apply(cur, changes, path=_PATH):
     """Validate cur+changes, persist it, return it. ValueError: nothing changed."""
-    return _use("apply", cur, changes, path, SCHEMA)
+    # Changes of role sections only (a lamp's lamp_type or config command, the
+    # bin's config): only dev.check is loaded and only those sections are
+    # checked -- the rest of cur was validated at boot or by the last change.
+    # A base key, a deletion, no key: the whole config through dev.schema.
+    roles = isinstance(changes, dict) and len(changes) > 0
+    if roles:
+        for k in changes:
+            if k not in SCHEMA or changes[k] is None:
+                roles = False
+                break
+    if not roles:
+        return _use("apply", cur, changes, path, SCHEMA)
+    from dev import check
+    try:
+        return check.apply_roles(cur, changes, path, SCHEMA)
+    finally:
+        from dev import forget
+        forget("dev.check")

@@ -1,4 +1,6 @@
-"""Config schema and its checker, loaded only while a config is validated.
+"""Config schema: the base rules, the defaults, the boot load and a change of
+base keys, loaded only while the whole config is validated (the checker
+itself is dev/check.py, loaded alone for a change of role sections).
 
 dev.config imports this module for one call (load at boot, validate, apply
 for a config command or a shell change) and forgets it right after
@@ -20,7 +22,7 @@ smallest heap, so this module is small while loaded and builds little:
 - messages are strings longer than 10 characters (not interned).
 """
 from micropython import const
-from dev import store
+from dev import check, store  # check: dev.config forgets it with this module
 
 # "|key type lo hi": s text of length lo..hi, i integer, f number (int
 # accepted), d any dict (a role section before the role extends it:
@@ -70,78 +72,25 @@ def _base(key):
             int(_BASE[j + 1:_BASE.find("|", j)]))
 
 
-def _check(rule, v, key):
-    # one value against its rule; a function of its own rather than inlined in
-    # validate(): a smaller code block to allocate (contiguous) when this module
-    # loads at a lamp_type command, on a fragmented heap
-    if isinstance(rule, dict):  # a nested map
-        if not isinstance(v, dict):
-            raise ValueError("%s: must be a map" % key)
-        validate(v, rule, key + ".")
-        return
-    if isinstance(rule, list):  # one of these values
-        if type(v) is not type(rule[0]) or v not in rule:
-            raise ValueError("%s: must be one of %s" % (key, ", ".join([str(x) for x in rule])))
-        return
-    if not isinstance(rule, tuple):  # a callable rule
-        rule(v)
-        return
-    t = rule[0]
-    b = v is True or v is False
-    if t is bool:
-        if not b:
-            raise ValueError("%s: must be true or false" % key)
-        return
-    if t is float:
-        if b or not isinstance(v, (int, float)):
-            raise ValueError("%s: must be a number" % key)
-    elif t is int:
-        if b or not isinstance(v, int):
-            raise ValueError("%s: must be an integer" % key)
-    elif not isinstance(v, t):
-        raise ValueError(("%s: must be text" if t is str else "%s: must be a map" if t is dict else
-                          "%s: must be a list" if t is list else "%s: must be valid") % key)
-    if len(rule) == 3:
-        x = len(v) if t is str else v
-        if not (rule[1] <= x <= rule[2]):
-            raise ValueError("%s: %s out of range %s..%s" % (key, "length" if t is str else "value",
-                                                            rule[1], rule[2]))
-
-
 def validate(cfg, schema=None, prefix="", roles=None):
     """ValueError("key: reason") unless cfg fits schema (None: the whole
     config, i.e. the base rules with the rules in roles over them, the keys
     ep, role and gateway present)."""
+    if schema is not None:
+        check.validate(cfg, schema, prefix)
+        return
     if not isinstance(cfg, dict):
         raise ValueError("config must be a map")
     for k in cfg:
-        if schema is not None:
-            rule = schema.get(k)
-        else:
-            rule = roles.get(k)
-            if rule is None:
-                rule = _base(k)
+        rule = roles.get(k)
+        if rule is None:
+            rule = _base(k)
         if rule is None:
             raise ValueError("%s%s: unknown key" % (prefix, k))
-        _check(rule, cfg[k], prefix + str(k))
-    if schema is None:
-        for k in ("ep", "role", "gateway"):
-            if k not in cfg:
-                raise ValueError("%s: missing" % k)
-
-
-def merge(cur, changes):
-    """A new dict: cur with changes applied (nested dicts merged, None deletes)."""
-    out = dict(cur)
-    for k in changes:
-        v = changes[k]
-        if v is None:
-            out.pop(k, None)
-        elif isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = merge(out[k], v)
-        else:
-            out[k] = v
-    return out
+        check._check(rule, cfg[k], prefix + str(k))
+    for k in ("ep", "role", "gateway"):
+        if k not in cfg:
+            raise ValueError("%s: missing" % k)
 
 
 def _full(cfg, roles):
@@ -151,24 +100,6 @@ def _full(cfg, roles):
             cfg[k] = v
     validate(cfg, None, "", roles)
     return cfg
-
-
-def _json_ok(v):
-    """True if JSON writes v and reads it back equal: text-keyed maps, lists,
-    text, numbers (finite, printed exactly), true/false/null."""
-    if isinstance(v, dict):
-        for k in v:
-            if not isinstance(k, str) or not _json_ok(v[k]):
-                return False
-        return True
-    if isinstance(v, list):
-        for x in v:
-            if not _json_ok(x):
-                return False
-        return True
-    if isinstance(v, float):
-        return v - v == 0 and float(repr(v)) == v  # not NaN or inf; repr is what json writes
-    return v is None or v is True or v is False or isinstance(v, (str, int))
 
 
 def load(path, roles):
@@ -181,7 +112,7 @@ def load(path, roles):
         try:
             if not isinstance(cfg, dict):
                 raise ValueError("config must be a map")
-            return _full(merge({}, cfg), roles)  # merge: a null value is an absent key
+            return _full(check.merge({}, cfg), roles)  # merge: a null value is an absent key
         except ValueError as e:
             last = "%s is not valid: %s" % (p, e)
     raise ValueError(last)
@@ -191,8 +122,5 @@ def apply(cur, changes, path, roles):
     """dev.config.apply()"""
     if not isinstance(changes, dict):
         raise ValueError("config changes must be a map")
-    new = _full(merge(cur, changes), roles)  # a deleted key falls back to its default
-    if not _json_ok(new):  # bytes, non-text keys, NaN in a role section: would not load back as written
-        raise ValueError("config: values must be JSON (text, numbers, true/false, lists, maps with text keys)")
-    store.write(path, new, True)  # streamed: the JSON text is never held whole
-    return new
+    # a deleted key falls back to its default; every key checked
+    return check.write(_full(check.merge(cur, changes), roles), path)

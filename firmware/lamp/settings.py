@@ -60,12 +60,12 @@ def _rule(k):
 
 def lamp_rule(v):
     """dev.config's rule for the "lamp" section: each key by its rule."""
-    from dev import schema  # loaded by dev.config for this validation
+    from dev import check  # loaded by dev.config for this validation
     if not isinstance(v, dict):
         raise ValueError("lamp: must be a map")
     for k in v:
         r = _rule(k)
-        schema.validate({k: v[k]}, {k: r} if r is not None else {}, "lamp.")
+        check.validate({k: v[k]}, {k: r} if r is not None else {}, "lamp.")
 
 
 def set_type(ctl, p):

@@ -66,6 +66,29 @@ def test_role_section_schema():
         config.SCHEMA["lamp"] = (dict,)
 
 
+def test_role_section_change_alone():
+    # a change of role sections only checks them (dev.check alone, dev.schema
+    # not loaded), refuses as the whole check does, and shares the rest
+    import sys
+    store.save_json("config.json", GOOD)
+    c = config.load()
+    config.SCHEMA["lamp"] = {"min_level": (int, 0, 100), "x": {"y": (int, 0, 9)}}
+    try:
+        _refused(c, {"lamp": 5}, "lamp: must be a map")
+        _refused(c, {"lamp": {"x": {"y": 10}}}, "lamp.x.y: value out of range")
+        _refused(c, {"lamp": {"x": {"z": 1}}}, "lamp.x.z: unknown key")
+        _refused(c, {"lamp": {"w": float("nan")}}, "lamp.w: unknown key")
+        _refused(c, {"lamp": {"min_level": 5}, "zone": 3}, "zone: must be text")
+        c2 = config.apply(c, {"lamp": {"x": {"y": 3}}})
+        assert "dev.schema" not in sys.modules and "dev.check" not in sys.modules
+        assert c2["lamp"] == {"min_level": 10, "x": {"y": 3}} and c2["gateway"] is c["gateway"]
+        assert config.load() == c2
+        config.SCHEMA["lamp"] = (dict,)
+        _refused(c2, {"lamp": {"w": float("nan")}}, "values must be JSON")
+    finally:
+        config.SCHEMA["lamp"] = (dict,)
+
+
 def test_callable_rule():
     def even(v):
         if v % 2:
