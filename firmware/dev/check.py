@@ -102,10 +102,11 @@ def write(new, path):
     return new
 
 
-def apply_roles(cur, changes, path, roles):
+def apply_roles(cur, changes, roles, path="config.json"):
     """dev.config.apply() of changes to role sections only (every key in
     roles, none deleted): the merged sections checked with their rules, the
-    rest of cur shared as it is (validated at boot or by the last change)."""
+    rest of cur shared as it is (validated at boot or by the last change).
+    A role may call it without dev.config (the lamp's lamp_type command)."""
     new = merge(cur, changes)  # the changed maps copied, the rest shared
     for k in changes:
         _check(roles[k], new[k], k)

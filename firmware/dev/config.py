@@ -81,7 +81,7 @@ def apply(cur, changes, path=_PATH):
         return _use("apply", cur, changes, path, SCHEMA)
     from dev import check
     try:
-        return check.apply_roles(cur, changes, path, SCHEMA)
+        return check.apply_roles(cur, changes, SCHEMA, path)
     finally:
         from dev import forget
         forget("dev.check")
