@@ -405,10 +405,15 @@ class Endpoint:
         now = time.ticks_ms()
         seen = self._seen
         for e in seen:
-            if e[1] == m.mid and e[0] == peer and time.ticks_diff(e[2], now) > 0:
-                if t == _CON and e[3]:
-                    self._send(e[3], peer)
-                return
+            if e[0] == peer:
+                # one address object per peer, shared by the ring, the
+                # observers and the exchanges: recvfrom makes a new one
+                # (64 B on the 64-bit host) for every datagram
+                peer = m.peer = e[0]
+                if e[1] == m.mid and time.ticks_diff(e[2], now) > 0:
+                    if t == _CON and e[3]:
+                        self._send(e[3], peer)
+                    return
         while seen and (len(seen) >= self.p["DEDUP"] or time.ticks_diff(seen[0][2], now) <= 0):
             seen.pop(0)
         e = [peer, m.mid, time.ticks_add(now, self.p["EXCHANGE_LIFETIME"]), None]
@@ -439,5 +444,5 @@ class Endpoint:
             mid = self._mid = (self._mid + 1) & 0xFFFF
         data = self._pack(Msg(_ACK if t == _CON else _NON, _NOT_FOUND, mid, m.token), peer)
         if t == _CON:
-            e[3] = data
+            e[3] = bytes(data)  # see coap.observe.answer
         self._send(data, peer)

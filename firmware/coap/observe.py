@@ -8,7 +8,8 @@ server side."""
 # that raises, 4.00 for a non-UTF-8 path.
 #
 # An observer is `[peer, token, path, request, non_count, last_con_ms,
-# last_non_mid, busy, pending]` in `ep._obs`, at most OBS_MAX of them (a
+# last_non_mid, busy, pending]` in `ep._obs` (request: the registering GET
+# encoded, decoded again for each notification), at most OBS_MAX of them (a
 # GET+Observe beyond that is answered without the Observe option: not
 # registered).
 #
@@ -31,7 +32,7 @@ import sys
 import time
 from micropython import const
 
-from coap.codec import Msg
+from coap.codec import Msg, decode, encode
 
 _CON = const(0)
 _NON = const(1)
@@ -71,7 +72,8 @@ async def _push(ep, o):
             res = ep._res.get(o[2])
             end = res is None
             if not end:
-                m = o[3]
+                m = decode(o[3])
+                m.peer = o[0]
                 r = call(res[0], m)
                 if hasattr(r, "send"):
                     try:
@@ -81,7 +83,6 @@ async def _push(ep, o):
                         r = (_INTERNAL_SERVER_ERROR, b"", None)
                 m.code = 0  # build() must not treat this as a new registration
                 code, payload, opts = build(ep, m, r, res)
-                m.code = _GET
                 now = time.ticks_ms()
                 p = ep.p
                 end = code >= 128
@@ -231,10 +232,20 @@ def build(ep, m, r, res):
             if o:
                 l.remove(o)
         elif v == 0 and (o or len(l) < ep.p["OBS_MAX"]):
+            # the request is kept encoded: ~50 B instead of the Msg with
+            # its instance dict and option lists (~500 B on the 64-bit host)
+            n = 5 + len(m.token) + len(m.payload)
+            for x in m.options:
+                n += 5 + len(x[1])
+            q = bytearray(n)
+            t = m.mtype
+            m.mtype = _CON  # None in a separate response (_later): any type will do
+            q = bytes(memoryview(q)[:encode(m, q)])
+            m.mtype = t
             if o is None:
-                l.append([m.peer, m.token, m.path, m, 0, time.ticks_ms(), -1, 0, 0])
+                l.append([m.peer, m.token, m.path, q, 0, time.ticks_ms(), -1, 0, 0])
             else:
-                o[3] = m
+                o[3] = q
             global _seq
             _seq = (_seq + 1) & 0xFFFFFF
             opts.append([_OBSERVE, _seq])
@@ -256,6 +267,8 @@ def answer(ep, m, r, e, res):
     else:
         return ep.exchange(Msg(_CON, code, 0, m.token, opts, payload), m.peer, False)
     data = ep._pack(msg, m.peer)
-    if e:
-        e[3] = data if m.mtype == _CON else None
+    if e and m.mtype == _CON:
+        # the ring keeps an exact copy: the view of the upper-bound encode
+        # buffer would hold two more objects and the buffer's slack
+        e[3] = bytes(data)
     ep._send(data, m.peer)
