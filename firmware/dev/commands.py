@@ -71,6 +71,15 @@ class Commands:
         r = store.load_json(self.path, [])  # [[id, result], ...] oldest first
         return r if isinstance(r, list) else []
 
+    def _known(self, cid):
+        # the stored result of cid, or None; a method of its own so that no
+        # entry of the list stays referenced from apply()'s frame while the
+        # handler runs (the heap's peak at a command)
+        for e in self._recent():
+            if e[0] == cid:
+                return e[1]
+        return None
+
     def _remember(self, cid, res):
         recent = self._recent()
         if recent and recent[-1][0] == cid:
@@ -91,9 +100,9 @@ class Commands:
         cid = cmd.get("id")
         if not isinstance(cid, (str, int)) or cid is True or cid is False or cid == "":
             return {"id": None, "s": "failed", "r": "bad command: missing id"}
-        for e in self._recent():
-            if e[0] == cid:
-                return e[1]  # known: answered again, not applied again
+        e = self._known(cid)
+        if e is not None:
+            return e  # known: answered again, not applied again
         res = {"id": cid, "s": "failed", "r": None}
         a = cmd.get("a")
         p = cmd.get("p", {})
