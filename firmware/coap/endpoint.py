@@ -286,7 +286,7 @@ class Endpoint:
         # cached answer to a duplicate), so it is encoded once into a buffer
         # of an upper-bound size and kept as a view: one allocation per
         # message and no permanent MAX_MSG-sized transmit buffer.
-        if self.wrap:
+        if self.wrap and peer:  # peer None: an observer's request kept (coap.observe)
             m = self.wrap(m, peer)
         need = 5 + len(m.token) + len(m.payload)
         for o in m.options:

@@ -32,7 +32,7 @@ import sys
 import time
 from micropython import const
 
-from coap.codec import Msg, decode, encode
+from coap.codec import Msg, decode
 
 _CON = const(0)
 _NON = const(1)
@@ -233,15 +233,10 @@ def build(ep, m, r, res):
                 l.remove(o)
         elif v == 0 and (o or len(l) < ep.p["OBS_MAX"]):
             # the request is kept encoded: ~50 B instead of the Msg with
-            # its instance dict and option lists (~500 B on the 64-bit host)
-            n = 5 + len(m.token) + len(m.payload)
-            for x in m.options:
-                n += 5 + len(x[1])
-            q = bytearray(n)
-            t = m.mtype
-            m.mtype = _CON  # None in a separate response (_later): any type will do
-            q = bytes(memoryview(q)[:encode(m, q)])
-            m.mtype = t
+            # its instance dict and option lists (~500 B on the 64-bit host);
+            # a copy of m (its mtype is None in a separate response), packed
+            # without ep.wrap (peer None)
+            q = bytes(ep._pack(Msg(_CON, _GET, 0, m.token, m.options, m.payload), None))
             if o is None:
                 l.append([m.peer, m.token, m.path, q, 0, time.ticks_ms(), -1, 0, 0])
             else:
