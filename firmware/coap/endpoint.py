@@ -130,7 +130,9 @@ class Endpoint:
         self._hole = bytearray(_RX)  # see run()
         self._res = {}  # path -> [handler, obs, attrs]
         self._ex = []  # outstanding exchanges, see exchange()
-        self._seen = []  # dedup ring: [peer, mid, expiry, reply bytes]
+        # dedup ring, flat: peer, mid, expiry, reply bytes, peer, ... (no
+        # list per entry: 64 B each on the 64-bit host)
+        self._seen = []
         self._mid = random.getrandbits(16) if mid is None else mid & 0xFFFF
         self._tok = random.getrandbits(30)
         self._srv = None  # the serving code (coap.observe), loaded by add()
@@ -404,20 +406,22 @@ class Endpoint:
         # cached reply bytes, a duplicate NON is dropped
         now = time.ticks_ms()
         seen = self._seen
-        for e in seen:
-            if e[0] == peer:
+        i = 0
+        while i < len(seen):  # not range(): no object per datagram
+            if seen[i] == peer:
                 # one address object per peer, shared by the ring, the
                 # observers and the exchanges: recvfrom makes a new one
                 # (64 B on the 64-bit host) for every datagram
-                peer = m.peer = e[0]
-                if e[1] == m.mid and time.ticks_diff(e[2], now) > 0:
-                    if t == _CON and e[3]:
-                        self._send(e[3], peer)
+                peer = m.peer = seen[i]
+                if seen[i + 1] == m.mid and time.ticks_diff(seen[i + 2], now) > 0:
+                    if t == _CON and seen[i + 3]:
+                        self._send(seen[i + 3], peer)
                     return
-        while seen and (len(seen) >= self.p["DEDUP"] or time.ticks_diff(seen[0][2], now) <= 0):
-            seen.pop(0)
-        e = [peer, m.mid, time.ticks_add(now, self.p["EXCHANGE_LIFETIME"]), None]
-        seen.append(e)
+            i += 4
+        while seen and (len(seen) >= 4 * self.p["DEDUP"] or time.ticks_diff(seen[2], now) <= 0):
+            del seen[:4]
+        seen.extend((peer, m.mid, time.ticks_add(now, self.p["EXCHANGE_LIFETIME"]), None))
+        e = len(seen) - 1  # where the reply goes (> 0, so e is true)
         if code >= 64:  # a (separate) response
             for ex in self._ex:
                 if ex[0] == peer and ex[2] == m.token and ex[3] < 2:
@@ -430,8 +434,8 @@ class Endpoint:
                     from coap.watch import note
                     ok = note(self, m)
             if t == _CON or not ok:  # unexpected NON too: RST ends an observation
-                e[3] = bytes((0x60 if ok else 0x70, 0, data[2], data[3]))
-                self._send(e[3], peer)
+                seen[e] = bytes((0x60 if ok else 0x70, 0, data[2], data[3]))
+                self._send(seen[e], peer)
             return
         if self._srv:
             self._srv.serve(self, m, e)
@@ -444,5 +448,5 @@ class Endpoint:
             mid = self._mid = (self._mid + 1) & 0xFFFF
         data = self._pack(Msg(_ACK if t == _CON else _NON, _NOT_FOUND, mid, m.token), peer)
         if t == _CON:
-            e[3] = bytes(data)  # see coap.observe.answer
+            seen[e] = bytes(data)  # see coap.observe.answer
         self._send(data, peer)

@@ -149,6 +149,7 @@ def links(res, filt):
 
 
 def serve(ep, m, e):
+    # e: where the reply of a CON goes in the dedup ring, ep._seen[e]
     try:
         path = m.path
         m.query  # both must be UTF-8: check once, here
@@ -177,8 +178,8 @@ def serve(ep, m, e):
             r = call(res[0], m)
             if hasattr(r, "send"):  # coroutine: empty ACK now, CON response later
                 if m.mtype == _CON:
-                    e[3] = bytes((0x60, 0, m.mid >> 8, m.mid & 255))
-                    ep._send(e[3], m.peer)
+                    ep._seen[e] = bytes((0x60, 0, m.mid >> 8, m.mid & 255))
+                    ep._send(ep._seen[e], m.peer)
                 asyncio.create_task(_later(ep, m, r, res))
                 return
     answer(ep, m, r, e, res)
@@ -265,5 +266,5 @@ def answer(ep, m, r, e, res):
     if e and m.mtype == _CON:
         # the ring keeps an exact copy: the view of the upper-bound encode
         # buffer would hold two more objects and the buffer's slack
-        e[3] = bytes(data)
+        ep._seen[e] = bytes(data)
     ep._send(data, m.peer)
