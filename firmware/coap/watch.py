@@ -13,7 +13,10 @@ loaded on first use: a device that observes nothing does not carry it."""
 # checks that the ETag stays the same), and the callback gets the
 # notification with the whole body.  One fetch runs at a time per
 # observation.  A notification that arrives during a fetch is kept, and is
-# fetched next (only the newest: no queue of stale states).  A finished fetch
+# fetched next (only the newest: no queue of stale states).  When the
+# registration answer's representation changes while its blocks are fetched
+# (ETag changed), `watch` gets the current state again with a plain GET (up
+# to three tries), so the first response it returns is whole.  A finished fetch
 # is delivered even when a newer notification is already waiting: under a
 # steady stream of notifications, each slower to fetch than the next one is
 # to arrive, dropping it would starve the callback forever.  A fetch that
@@ -47,8 +50,25 @@ async def watch(ep, peer, path, cb, query, accept):
     v = r.uopt(_OBSERVE)
     if v is not None and r.code < 96:
         ep._cobs.append([r.peer, r.token, cb, v, time.ticks_ms(), opts, 0, None])
-    if r.opt(_BLOCK2) is not None:
-        await _whole(ep, opts, r)
+    m = r
+    for i in range(3):
+        if m.opt(_BLOCK2) is None:
+            break
+        try:
+            await _whole(ep, opts, m)
+            break
+        except ValueError:
+            if i == 2:
+                raise
+            # the representation changed between its blocks (a notification
+            # is on its way): start again (RFC 7959 §2.4) with a plain GET of
+            # the current state, whose blocks are fetched the same way
+            m = await ep.exchange(Msg(_CON, _GET, 0, b"", opts), peer)
+    if m is not r:
+        r.payload = m.payload
+        if m.opt(_BLOCK2) is None:
+            from coap import block
+            block.drop(r, _BLOCK2)
     return r
 
 

@@ -279,3 +279,34 @@ async def test_block2_fetch_rejects_a_changed_etag():
         assert "ETag" in str(e)
     c.close()
     s.close()
+
+
+async def test_client_observe_first_answer_changing_between_blocks_comes_whole():
+    # the state changes while the client fetches the blocks of the
+    # registration's answer (ETag changed at block 1): RFC 7959 §2.4, the
+    # client starts again with a plain GET, and observe() returns the current
+    # state whole; the observation itself stands
+    s, port = server({"DEDUP": 3})
+    st = {"n": 0, "rep": _rep(0)}
+    seen = []
+
+    def h(req):
+        b = req.uopt(codec.BLOCK2)
+        seen.append((b, req.opt(codec.OBSERVE) is not None))
+        if b and st["n"] == 0:  # the first block 1 asked: the state moves on
+            st["n"] = 1
+            st["rep"] = None
+            st["rep"] = _rep(1)
+        return (codec.CONTENT, st["rep"], 42, [[codec.ETAG, bytes((st["n"],))]])
+    s.add("big", h, obs=True)
+    asyncio.create_task(s.run())
+    c = Endpoint(params=FAST)
+    asyncio.create_task(c.run())
+    r = await c.observe(("127.0.0.1", port), "big", lambda m: None)
+    assert r.code == codec.CONTENT and r.opt(codec.OBSERVE) is not None
+    assert r.payload == _rep(1) and r.opt(codec.BLOCK2) is None, (len(r.payload), r.opt(codec.BLOCK2))
+    assert s.observers("big") == 1
+    # registration, block 1 (changed), the plain GET again, then its blocks 1, 2
+    assert seen[0] == (None, True) and (None, False) in seen[2:], seen
+    c.close()
+    s.close()
