@@ -51,6 +51,35 @@ def _check(rule, v, key):
                                                             rule[1], rule[2]))
 
 
+def row(table, key):
+    """The rule of key in a rules string "|key t lo hi|...|" (t: s text of
+    length lo..hi, i integer, f number; b true/false, d map: no bounds),
+    None when the key has no row. Rules as one string rather than a dict of
+    tuples: a tuple is made only for the key being checked (dev.schema's base
+    rules, lamp/settings.py's lamp section)."""
+    if not isinstance(key, str) or not key or " " in key or "|" in key:
+        return None
+    # the row "|key ", found without building a search string (a
+    # one-character index gives an interned name)
+    n = len(key)
+    i = table.find(key)
+    while i > 0 and (table[i - 1] != "|" or table[i + n] != " "):
+        i = table.find(key, i + 1)
+    if i <= 0:
+        return None
+    i += n + 1  # the type letter
+    t = table[i]
+    if t == "d":
+        return (dict,)
+    if t == "b":
+        return (bool,)
+    j = table.find(" ", i + 2)  # lo from i + 2 to j, hi from j + 1 to the next "|"
+    lo = table[i + 2:j]
+    hi = table[j + 1:table.find("|", j)]
+    return (str if t == "s" else int if t == "i" else float,
+            (float if "." in lo else int)(lo), (float if "." in hi else int)(hi))
+
+
 def validate(cfg, schema, prefix=""):
     """ValueError("key: reason") unless the map cfg fits schema (a dict key -> rule)."""
     if not isinstance(cfg, dict):

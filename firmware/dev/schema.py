@@ -52,24 +52,7 @@ def _base(key):
         return {"host": (str, 1, 253), "port": (int, 1, 65535)}
     if key == "ip":
         return _ip
-    if not isinstance(key, str) or " " in key or "|" in key:
-        return None
-    # the row "|key ...", found without building a search string (a
-    # one-character index gives an interned name): this runs for each key of
-    # the config at a config change
-    n = len(key)
-    i = _BASE.find(key)
-    while i > 0 and (_BASE[i - 1] != "|" or _BASE[i + n] != " "):
-        i = _BASE.find(key, i + 1)
-    if i <= 0 or not n:
-        return None
-    i += n + 1  # the type letter
-    t = _BASE[i]
-    if t == "d":
-        return (dict,)
-    j = _BASE.find(" ", i + 2)  # lo from i + 2 to j, hi from j + 1 to the next "|"
-    return (str if t == "s" else int if t == "i" else float, int(_BASE[i + 2:j]),
-            int(_BASE[j + 1:_BASE.find("|", j)]))
+    return check.row(_BASE, key)
 
 
 def validate(cfg, schema=None, prefix="", roles=None):

@@ -39,23 +39,13 @@ def _is_type(k):
     return 0 <= _RULES.find("|" + k + " ") < _RULES.find("|#")
 
 
-def _rule(k):
+def _rule(k, check):
     """The dev.config rule of lamp key k, None when unknown."""
     if k == "control":
         return ["PWM", "1-10V", "DALI", "switch"]
     if k == "curve":
         return curve_ok
-    if not isinstance(k, str) or " " in k or "|" in k:
-        return None
-    i = _RULES.find("|" + k + " ")
-    if i < 0:
-        return None
-    w = _RULES[i + len(k) + 2:_RULES.find("|", i + 1)].split(" ")
-    if w[0] == "b":
-        return (bool,)
-    if w[0] == "d":
-        return (dict,)
-    return float if w[0] == "f" else int, (float if "." in w[1] else int)(w[1]), int(w[2])
+    return check.row(_RULES, k)
 
 
 def lamp_rule(v):
@@ -64,7 +54,7 @@ def lamp_rule(v):
     if not isinstance(v, dict):
         raise ValueError("lamp: must be a map")
     for k in v:
-        r = _rule(k)
+        r = _rule(k, check)
         check.validate({k: v[k]}, {k: r} if r is not None else {}, "lamp.")
 
 
