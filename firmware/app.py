@@ -66,19 +66,13 @@ def _log(level, msg, e=None):
         forget("dev.log")
 
 
-def _read_boots():
-    b = store.read("data/boots")
-    try:
-        return int(b) if b else 0
-    except ValueError:
-        return 0
-
-
 def mark_healthy():
     """The role runs well: clear the boot counter (one write, only if set). Never raises."""
     global boots
     try:
-        if _read_boots():
+        # the file, not `boots`: a counter the boot could not write stays
+        # unwritten (and unlogged) here too
+        if store.read("data/boots") not in (None, b"", b"0"):
             store.write("data/boots", "0")
     except OSError as e:
         _log("E", "boot counter not cleared: %r" % e)
@@ -129,10 +123,8 @@ def main():
         raise
     except Exception as e:
         _log("E", "role crashed" if cfg is not None else "boot failed", e)
-        hal.sleep_ms(restart_delay(boots))
+        # the back-off: RESTART_DELAY_MS doubled for each unhealthy boot in a
+        # row, at most MAX_RESTART_DELAY_MS (inline: one function less resident)
+        hal.sleep_ms(min(_RESTART_DELAY_MS << min(max(boots - 1, 0), 10), _MAX_RESTART_DELAY_MS))
         hal.reboot()
 
-
-def restart_delay(n):
-    """ms to wait before rebooting after the n-th unhealthy boot in a row."""
-    return min(_RESTART_DELAY_MS << min(max(n - 1, 0), 10), _MAX_RESTART_DELAY_MS)

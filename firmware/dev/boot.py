@@ -30,7 +30,10 @@ def start():
     # that cannot be written must not keep the lamp dark: logged, and the
     # role still runs (normal mode)
     app.cause = cause = hal.reset_cause()
-    n = app._read_boots()
+    try:
+        n = int(store.read("data/boots") or 0)
+    except ValueError:
+        n = 0
     if cause != "deepsleep":
         n += 1
         try:

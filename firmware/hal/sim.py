@@ -47,18 +47,21 @@ every byte of this module's code is on it.)
 Memory: this module is resident on both roles' heaps (tests and benches
 measure the firmware with it), so its state is one list indexed by const()
 names instead of a dozen globals (each global is a dict slot plus an
-interned name), its constants are private const(), the modules only the
-state file needs (json, binascii) are imported there, and what only tests
+interned name), its constants are private const(), and what runs once per
+process is not resident: the state file is read at import by a function
+deleted after its one call (its code freed with the module's top-level
+code), and written at the end (deep sleep, reboot, watchdog) by
+hal/simstate.py, loaded for that moment -- json and binascii only there.
+What only tests
 and hosts use -- set_speed, true_time, set_true_time, set_inputs, radio_on,
 the public constants EXIT_DEEPSLEEP, EXIT_REBOOT, RTC_EPOCH_2000,
 WIFI_*_MS -- is in hal/simctl.py, reached by the same names through this
 module's __getattr__ (loaded on first use: never on a device run). The
 hooks on_deepsleep / on_reboot are not defined here either: a host sets
-them, _state() looks them up in the module dict by a built string (their
-names are not interned by a run that sets none).
+them, hal/simstate.py looks them up in this module's dict by a built string
+(their names are not interned by a run that sets none).
 """
 import os
-import sys
 import time as _t
 from micropython import const
 
@@ -92,47 +95,13 @@ _INPUTS = const(14)  # the dict inputs() returns
 _s = [0, _t.ticks_ms(), float(os.getenv("ECLOR_SIM_SPEED") or 0), float(os.getenv("ECLOR_SIM_TIME") or _t.time()),
       _RTC_EPOCH_2000, b"", "power_on", 0, 0, False, os.getenv("ECLOR_SIM_FILE"), None, None,
       os.getenv("ECLOR_SIM_RTC_FILE") or ".sim_rtc.json", {}]
-# no on_deepsleep / on_reboot globals: host hooks, see above and _state()
+# no on_deepsleep / on_reboot globals: host hooks, see above and hal/simstate.py
 
 
 def __getattr__(name):
     # test and host controls (set_speed, set_inputs, EXIT_DEEPSLEEP...): hal/simctl.py
     from hal import simctl
     return getattr(simctl, name)
-
-
-def _state(cause=None, ms=0):
-    """cause None: read the state a deep sleep / reboot saved (and remove
-    it: a crash later is a power-on). Else (deep sleep, reboot, watchdog)
-    save it for the next process, then call the host's hook (which must not
-    return) or exit the process."""
-    import json
-    import binascii
-    s = _s
-    if cause is None:
-        try:
-            with open(s[_STATE]) as f:
-                st = json.load(f)
-            os.remove(s[_STATE])
-        except (OSError, ValueError):
-            return
-        s[_UTC0] = st["utc"]
-        s[_RTC0] = st["rtc"]
-        s[_MEM] = binascii.unhexlify(st["mem"]) if st.get("mem") else b""
-        s[_CAUSE] = st["cause"]
-        return
-    t = ticks_ms() + ms
-    st = {"utc": s[_UTC0] + t / 1000, "rtc": s[_RTC0] + t / 1000, "mem": binascii.hexlify(s[_MEM]).decode(),
-          "cause": cause}
-    with open(s[_STATE], "wb") as f:  # "wb" as dev.store: one name less than "w"
-        json.dump(st, f)
-    # the host's hook hal.sim.on_deepsleep / on_reboot, if it set one: a
-    # lookup by a built string, so that their names are not interned here
-    sleep = cause == "deepsleep"
-    f = globals().get("on_" + ("deepsleep" if sleep else "reboot"))
-    if f:
-        f(ms if sleep else cause)
-    sys.exit(_EXIT_DEEPSLEEP if sleep else _EXIT_REBOOT)
 
 
 # --- clock -----------------------------------------------------------------
@@ -150,8 +119,9 @@ def ticks_ms():
     return s[_MS]
 
 
-def ticks_diff(a, b):
-    return a - b
+# the simulated ticks never wrap: time.ticks_diff is their exact difference
+# (below 2**61 ms on a 64-bit host), as hal.esp32's; no function of our own
+ticks_diff = _t.ticks_diff
 
 
 def advance(ms):
@@ -208,7 +178,7 @@ def wdt_enable(ms):  # (timeout_ms in hal.esp32; the callers pass it by position
 def wdt_feed():
     now = _t.ticks_ms()
     if _s[_WDT_MS] and _t.ticks_diff(now, _s[_WDT_LAST]) > _s[_WDT_MS]:
-        _state("wdt")
+        reboot("wdt")
     _s[_WDT_LAST] = now
 
 
@@ -216,13 +186,19 @@ def reset_cause():
     return _s[_CAUSE]
 
 
-def reboot():
-    _state("soft")
+def reboot(cause="soft", ms=0):
+    # the end of every simulated boot -- reboot() itself, deepsleep(ms) and a
+    # watchdog reset call it with their cause (one function, not one each):
+    # hal/simstate.py writes the state file and ends the process (or calls
+    # the host's hook). Its code (json, binascii) is loaded only at that
+    # moment, never resident on a running board
+    from hal import simstate
+    simstate.end(globals(), cause, ms)
 
 
 def deepsleep(ms):
     wifi_off()
-    _state("deepsleep", ms)
+    reboot("deepsleep", ms)
 
 
 def rtc_memory(data=None):
@@ -270,13 +246,33 @@ def ntp_sync(host="pool.ntp.org"):
 
 # --- misc ----------------------------------------------------------------------
 
-def free_heap():
-    import gc
-    return gc.mem_free()
+# free_heap() is gc.mem_free itself: no function of its own on the heap
+from gc import mem_free as free_heap
 
 
 def machine_id():
     return os.getenv("ECLOR_SIM_ID") or "5e0000000001"
 
 
-_state()
+
+def _load():
+    # the state a deep sleep / reboot saved (hal/simstate.py), read and
+    # removed (a crash later is a power-on). Called once below and deleted:
+    # its code is freed with the module's top-level code after the import
+    import json
+    import binascii
+    s = _s
+    try:
+        with open(s[_STATE]) as f:
+            st = json.load(f)
+        os.remove(s[_STATE])
+    except (OSError, ValueError):
+        return
+    s[_UTC0] = st["utc"]
+    s[_RTC0] = st["rtc"]
+    s[_MEM] = binascii.unhexlify(st["mem"]) if st.get("mem") else b""
+    s[_CAUSE] = st["cause"]
+
+
+_load()
+del _load
