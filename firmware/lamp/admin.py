@@ -48,6 +48,16 @@ def status(ctl):
             "mode": "safe" if ctl.safe else "normal"}
 
 
+def _source():
+    # where the time came from: dev.clock's own record, else the lamp's
+    # (lamp/app.py keeps what sync() answered: dev.clock is loaded on use)
+    if clock.source:
+        return clock.source
+    import sys
+    a = sys.modules.get("lamp.app")
+    return a and a.source
+
+
 def net_ok(ctl):
     reg = getattr(ctl, "reg", None)
     return bool(reg and reg.registered)
@@ -60,6 +70,18 @@ def level(ctl, x=None, duration=0):
     else:
         set_override(ctl, x, duration)
     return status(ctl)
+
+
+def reboot(ctl):
+    """dev/reboot and the reboot command: answered first, the reboot half a
+    second later (its task keeps this module alive until then)."""
+    import asyncio
+
+    async def later():
+        await asyncio.sleep_ms(500)
+        ctl.energy.save(ctl.mono[0])
+        hal.reboot()
+    asyncio.create_task(later())
 
 
 def selftest(ctl, wait_ms=1500):
@@ -84,7 +106,7 @@ def selftest(ctl, wait_ms=1500):
     r = {"relay": "ok" if off <= on_w < on else "FAIL (off %.1f W, on %.1f W)" % (off, on),
          "power": "ok %.1f W" % on if abs(on - exp) <= exp * p["tolerance"] + 1
          else "FAIL %.1f W, expected %s W" % (on, exp),
-         "clock": (clock.source or "rtc") if clock.time_known() else "FAIL time unknown",
+         "clock": (_source() or "rtc") if clock.time_known() else "FAIL time unknown",
          "gateway": "registered" if net_ok(ctl) else "FAIL not registered"}
     from dev import log as m
     m.event("selftest %s" % r)

@@ -28,13 +28,16 @@ reuse names the firmware interns anyway (keys, methods of other objects).
 """
 import random
 import hal
-from dev import clock
 from micropython import const
 from lamp import schedule, use
 
+# dev.clock's "time known" (its _MIN_VALID, 2024-01-01): read here from the
+# RTC directly, each step, rather than keeping dev.clock on the heap for it
+_MIN_VALID = const(1704067200)
+
 # the Controller's methods loaded on use (see __getattr__): module -> names
 _ON_USE = const((("state", ("readings", "now", "pack", "report", "push", "on_event")),
-                 ("admin", ("set_override", "resume", "selftest", "status", "level", "net_ok", "log")),
+                 ("admin", ("set_override", "resume", "selftest", "status", "level", "net_ok", "log", "reboot")),
                  ("calcheck", ("set_calendar", "calendar_cbor")),
                  ("settings", ("set_type", "set_config", "lamp_type"))))
 
@@ -55,7 +58,7 @@ class Controller:
         m[1] = ms % 1000
         mono = m[0]
         rtc = hal.time()
-        utc = clock.now()
+        utc = rtc if rtc >= _MIN_VALID else None  # dev.clock.now()
         hw = self.hw
         if not self.safe and hw.presence():
             gap = self.cal[4][2] if self.cal[4] else 0

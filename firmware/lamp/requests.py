@@ -94,6 +94,6 @@ def _serve(srv, req):
             return codec.CHANGED, b"", None
     elif path == "dev/reboot":
         if m == POST:
-            srv.reboot()
+            ctl.reboot()  # lamp/admin.py
             return codec.CHANGED, b"", None
     return codec.METHOD_NOT_ALLOWED, b"", None

@@ -18,10 +18,10 @@ observe notification) is served by lamp/state.py, the other resources, operator
 work, by lamp/requests.py: each loaded for the request and dropped afterwards
 (lamp.use).
 One Server object is the handler of every path and the command table
-(installed by lamp/setup.py).
+(installed by lamp/setup.py). A cmd request loads lamp/cmd.py and
+dev.commands for the request only (lamp.use).
 """
 from micropython import const
-from dev.commands import encode
 from lamp import use
 
 _POST = const(2)  # CoAP numbers (RFC 7252): no name lookups in coap.codec
@@ -32,9 +32,8 @@ _ACTIONS = const(("level", "resume", "calendar", "lamp_type", "config", "report"
 
 
 class Server:
-    def __init__(self, ctl, reboot):
+    def __init__(self, ctl):
         self.ctl = ctl
-        self.reboot = reboot
 
     def __call__(self, req):
         # the endpoint's handler of every lamp path
@@ -47,10 +46,9 @@ class Server:
                 return _METHOD_NOT_ALLOWED, b"", None
             ct = 50 if req.ct == 50 else 60  # JSON, else CBOR
             try:
-                res = self.cmds.apply_payload(req.payload, ct)
+                return _CHANGED, use("cmd", "serve", self, req.payload, ct), ct
             except (ValueError, TypeError, KeyError) as e:  # unparsable: 4.00 + reason
                 return _BAD_REQUEST, str(e).encode(), 0
-            return _CHANGED, encode(res[0] if len(res) == 1 else res, ct), ct
         if path == "lamp/state":  # also each observe notification
             return use("state", "serve", self.ctl, req)
         return use("requests", "serve", self, req)
@@ -78,4 +76,4 @@ class Server:
             return ctl.set_config(p)
         if a == "report":
             return ctl.report()
-        self.reboot()  # "reboot"
+        ctl.reboot()  # "reboot": lamp/admin.py

@@ -86,8 +86,7 @@ def network(ctl, cfg, tasks):
     from coap.endpoint import Endpoint, addr
     from coap.rd import Registration
     from lamp.resources import Server
-    from dev.commands import Commands
-    from lamp.app import sender, upkeep, _wifi
+    from lamp.app import sender, upkeep, _wifi, waker
     import sys
     p = ctl.p
     sec = store.load_json("secrets.json", {})   # no dev.config (schema) on the heap
@@ -96,21 +95,12 @@ def network(ctl, cfg, tasks):
     ep = ctl.ep = Endpoint(port=p.get("port", 5683 if sys.platform == "esp32" else 0), params=p.get("coap"))
     g = cfg["gateway"]
     gw = addr(g["host"], g["port"])
-    wake = asyncio.Event()
-
-    def changed():
-        wake.set()
-        ep.notify("lamp/state")
-
-    def reboot():
-        async def later():
-            await asyncio.sleep_ms(500)
-            ctl.energy.save(ctl.mono[0])
-            hal.reboot()
-        asyncio.create_task(later())
-
-    srv = Server(ctl, reboot)  # the handler of every path and the command table
-    srv.cmds = Commands(srv)
+    # No closure here: a function defined in this module would keep the
+    # whole module (its globals, so every function of it) alive after
+    # lamp.use() drops it -- the on_change waker is lamp/app.py's, the
+    # reboot lamp/admin.py's.
+    wake = [None]  # the sender's task while it naps (lamp/app.py waker)
+    srv = Server(ctl)  # the handler of every path and the command table
     for path, attrs in _RES:
         ep.add(path, srv, obs=path == "lamp/state", attrs=attrs)
     reg = Registration(ep, gw, cfg["ep"], "eclor.lamp", cfg.get("lt", 3600))
@@ -119,5 +109,5 @@ def network(ctl, cfg, tasks):
     tasks.append(reg.start())
     tasks.append(asyncio.create_task(sender(ctl, ep, reg, gw, wake)))
     tasks.append(asyncio.create_task(upkeep(cfg, sec, ep, gw, reg, p.get("link_s", 30) * 1000)))
-    ctl.on_change = changed
+    ctl.on_change = waker(ep, wake)
     return ep
