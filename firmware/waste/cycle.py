@@ -31,10 +31,8 @@ and temperature, latched events, last queued fill and heartbeat time,
 back-off, saved Wi-Fi parameters, registration location, energy counters.
 """
 import asyncio
-import struct
 from micropython import const
 import hal
-from dev import store
 
 _MAX_CMD_ROUNDS = const(4)  # answers (/dp, then /cr) whose commands are applied
 # kept for the next session's endpoint: its 1,153-byte receive buffer
@@ -45,37 +43,12 @@ STATE = "data/bin.json"
 
 
 class Cycle:
+    # __init__, the measurement, the queueing of a pack and the back-off
+    # bookkeeping are in waste/sense.py and waste/queue.py: the radio phase
+    # holds this module throughout (wake() and transmit() run), not them
     def __init__(self, cfg, secrets=None, hw=None):
-        self.t0 = hal.ticks_ms()
-        self.cfg = cfg
-        self.secrets = secrets or {}
-        from waste import conf
-        self.s, self.cfg_error = conf.from_config(cfg)
-        conf = None
-        unload("waste.conf")     # the command code reloads it to validate changes
-        self.s = _settled(self.s)
-        self._own_hw = hw is None
-        if hw is None:
-            hw = _open_hw(cfg)
-        self.hw = hw
-        self.ranger = None
-        self.st = store.load_json(STATE, None) or {}
-        self.ob = None
-        self.radio_ms = 0
-        self.reading = None
-        self.changes = []
-        self.packed = None       # this wake's pack (waste/sense.py), not queued yet
-        self.sent = 0            # packs acknowledged this wake
-        self.bytes = 0           # CoAP payload bytes sent this wake
-        self.reboot = False
-        self.error = None        # why the last transmission failed
-        self.deferred = None     # heartbeat flag of a pack waiting for the time
-        self.port = 0            # local UDP port of this wake's CoAP sessions
-        self.mid = None          # last CoAP message ID of the previous session
-        self.rereg = False       # re-registered on a 4.04 to /dp (once per wake)
-        self.safe = False
-        self.queued = False      # this wake's pack is in the outbox
-        self.hole = None         # room kept for the next session's endpoint
+        from waste import sense
+        sense.init(self, cfg, secrets, hw)
 
     def outbox(self):
         if self.ob is None:
@@ -83,56 +56,23 @@ class Cycle:
             self.ob = Outbox("data/outbox", self.s["outbox"])
         return self.ob
 
-    def queue(self, now, hb):
-        """Persist this wake's pack, at time now, in the outbox and the
-        state that goes with it."""
-        st, r = self.st, self.reading
-        p = self.packed
-        if p is None:
-            # a "report" command after a wake that only retried its backlog
-            from waste.sense import pack
-            p = pack(self, hb)
-        self.packed = self.deferred = None
-        self.queued = True
-        struct.pack_into(">I", p[0], p[1], now)
-        self.outbox().push(p[0])
-        if r["fill"] is not None:
-            st["sent_fill"] = r["fill"]
-        st["sent_status"] = r["status"]
-        st["force"] = 0
-        if hb:
-            st["hb"] = now
-            st["hb_awake"] = st["hb_radio"] = st["hb_wakes"] = 0
-        store.save_json(STATE, st)
-
     async def wake(self):
         """Measure, queue, maybe transmit; returns the ms to deep-sleep."""
-        st = self.st
-        if hal.reset_cause() != "deepsleep":
-            st["force"] = 1          # announce ourselves after power-on or reset
         from waste import sense
-        sense.measure(self)
-        now = int(hal.time())
-        # the ranger, the events and the bin HAL are done: their code makes
-        # room for the pack's (the HAL is re-opened for the deep sleep)
-        self.ranger = None
-        hwmod = None
-        if self._own_hw:
-            hwmod = self.hw.__class__.__module__
-            self.hw = None
-        unload("waste.ranger", "waste.events", hwmod)
-        go = sense.decide(self, now)
+        go = sense.run(self)
         sense = None
         if go:
             # the radio phase needs the CoAP stack: drop the rest of the
             # measurement code (reloaded if used again)
             self.ob = None          # re-opened after the registration
-            unload("waste.sense", "dev.outbox", "fmt.cbor")
+            unload("waste.sense", "waste.queue", "dev.outbox", "fmt.cbor")
             await self.transmit()
         if self.deferred is not None:
             # the clock could not be set: queue with the RTC's time anyway
             # rather than lose the reading
-            self.queue(int(hal.time()), self.deferred)
+            from waste.queue import queue
+            queue(self, int(hal.time()), self.deferred)
+            queue = None
         from waste import sense   # again after a transmission
         return sense.finish(self)
 
@@ -192,20 +132,9 @@ class Cycle:
                 break
         hal.wifi_off()
         self.radio_ms += hal.ticks_diff(hal.ticks_ms(), t_on)
-        st, s = self.st, self.s
-        if cmds is not None:
-            st["fails"] = 0
-            st["next_try"] = 0
-        else:
-            n = st.get("fails", 0)
-            st["fails"] = n + 1
-            wait = s["backoff_s"] << n if n < 16 else s["backoff_max_s"]
-            if wait > s["backoff_max_s"]:
-                wait = s["backoff_max_s"]
-            if self.error and self.error.startswith("max-age "):
-                wait = max(int(self.error[8:]), s["backoff_s"])
-            st["next_try"] = int(hal.time()) + wait
-        st["tot_tx"] = st.get("tot_tx", 0) + 1
+        # the back-off (waste/sense.py, loaded after the radio phase)
+        from waste import sense
+        sense.backoff(self, cmds is not None)
 
     def sleep(self, ms):
         if self.hw is None:

@@ -7,11 +7,11 @@ dropped, and the cycle drops it with the link (docs/bin.md "Memory").
 """
 import hal
 from micropython import const
-from waste.link import _cmds
 
 _MAX_POST = const(1024)    # bytes per /dp POST: one datagram, no block-wise
 _CHANGED = const(68)       # 2.04 (coap.codec.CHANGED)
 _MAX_AGE = const(14)       # the Max-Age option (coap.codec.MAX_AGE)
+_CT_CBOR = const(60)
 
 
 async def flush(lk):
@@ -65,7 +65,9 @@ async def results(lk, res):
         if c.queued:
             st["force"] = 0
         else:
-            c.queue(int(hal.time()), False)
+            from waste.queue import queue
+            queue(c, int(hal.time()), False)
+            queue = None
         cmds = await flush(lk)
         if cmds is None:
             return None
@@ -108,3 +110,11 @@ def _body(items):
         body[h:h + len(d) - 1] = memoryview(d)[1:]
         h += len(d) - 1
     return body, n, items[n - 1][0]
+
+
+def _cmds(r):
+    """[(payload, content-format)] of an answer that carries commands (CBOR
+    or JSON), else []. The cycle parses them once the CoAP stack is dropped."""
+    if not r.payload or r.ct not in (50, _CT_CBOR):
+        return []
+    return [(r.payload, r.ct)]

@@ -31,10 +31,10 @@ import hal
 from micropython import const
 from coap import codec
 from coap.endpoint import Endpoint, Timeout, addr
+from waste.cycle import unload
 
 _RTT_MS = const(30)        # one CoAP exchange on the local Wi-Fi incl. gateway work
 _RANDOM_FACTOR = 1.25      # mean of ACK_RANDOM_FACTOR 1.5's uniform draw
-_CT_CBOR = const(60)
 _T_VALID = const(1704067200)  # RTC readings before 2024 mean "time unknown"
 
 _advance = getattr(hal, "advance", None)   # sim only: spend documented time
@@ -91,13 +91,11 @@ async def _session(c, res):
     lk = Link(c, ep)
     try:
         if res is None:
+            # register() drops its code and coap.rd after: room for
+            # dev.clock, which is loaded only when the time is unknown
+            # (after a power-on), then for the flush
             if not await lk.register():
                 return None
-            # registered: coap.rd makes room for dev.clock, which is loaded
-            # only when the time is unknown (after a power-on), then room
-            # for the flush
-            from waste.cycle import unload
-            unload("coap.rd")
             if hal.time() < _T_VALID:
                 from dev import clock
                 await clock.sync(ep, lk.gw, c.cfg.get("ntp", "pool.ntp.org"))
@@ -105,21 +103,20 @@ async def _session(c, res):
                 clock = None
                 unload("dev.clock")
             if c.deferred is not None and hal.time() >= _T_VALID:
-                c.queue(int(hal.time()), c.deferred)
-            return await _flush(lk)
+                from waste.queue import queue
+                queue(c, int(hal.time()), c.deferred)
+                queue = None
+                unload("waste.queue")
+            # the outbox to /dp (waste/dp.py, loaded only now: not on the
+            # heap during the registration; the cycle drops it with us)
+            from waste.dp import flush
+            return await flush(lk)
         from waste.dp import results
         return await results(lk, res)
     finally:
         c.mid = ep._mid   # the next session of this wake continues the IDs
         ep.close()
         task.cancel()
-
-
-async def _flush(lk):
-    """The outbox to /dp (waste/dp.py, loaded for it: not on the heap during
-    the registration; the cycle drops it with us)."""
-    from waste.dp import flush
-    return await flush(lk)
 
 
 def _endpoint(c):
@@ -167,31 +164,10 @@ class Link:
         return r
 
     async def register(self):
-        from coap.rd import Registration
-        c = self.c
-        st, s = c.st, c.s
-        # the lifetime must outlast the longest sleep between transmissions
-        lt = max(c.cfg.get("lt", 3600), 2 * s["heartbeat_s"] + 600)
-        reg = Registration(self.ep, self.gw, c.cfg["ep"], "eclor.bin", lt,
-                           b'</dp>;rt="eclor.bin";ct=112', queue=True)
-        if st.get("rd_lt") == lt:
-            reg.location = st.get("rd")
-        loc = reg.location
-        retx = self.ep.retx
-        ok = await reg.ensure()
-        if ok:
-            _spend(c, 1 + (loc is not None and reg.location != loc), self.ep.retx - retx)
-            st["rd"] = reg.location
-            st["rd_lt"] = lt
-        else:
-            _spend(c, 0, s["max_retransmit"] + 1)
-            c.error = "register %s" % reg.last_code
+        """Register or update (waste/reg.py); its code and coap.rd are
+        dropped after, so that the /dp POSTs do not hold them."""
+        from waste import reg
+        ok = await reg.register(self)
+        reg = None
+        unload("waste.reg", "coap.rd")
         return ok
-
-
-def _cmds(r):
-    """[(payload, content-format)] of an answer that carries commands (CBOR
-    or JSON), else []. The cycle parses them once the CoAP stack is dropped."""
-    if not r.payload or r.ct not in (50, _CT_CBOR):
-        return []
-    return [(r.payload, r.ct)]

@@ -5,17 +5,100 @@ is only needed to turn echo times into metres), tilt, battery, then the
 events (waste/events.py). decide(c, now): queue this wake's pack when there
 is an event, a fill change >= step_pct since the last queued level, a status
 change, a due heartbeat or a `report` request, and say whether to transmit.
+run(c) is the wake's part before the radio (measure, decide); init(c) the
+cycle's set-up, backoff(c, ok) the bookkeeping after the radio, finish(c)
+the energy accounting at the end.
 
 A module of its own so the wake can drop it (with ranger and events) before
 the radio phase loads the CoAP stack: RAM is the scarce resource there. So
 the pack is built here, before that, with its time patched in when it is
-queued (cycle.queue()): after a power-on the RTC is only set in the radio
+queued (waste/queue.py): after a power-on the RTC is only set in the radio
 phase, by which time this module is gone.
 """
 import struct
 from micropython import const
 
 _BOOT_MS = const(270)  # ROM + bootloader + MicroPython start before main.py
+
+
+def init(c, cfg, secrets, hw):
+    """Cycle(cfg, secrets, hw)'s set-up (waste/cycle.py): here, so that the
+    radio phase, which holds waste.cycle throughout, does not hold it."""
+    import hal
+    from dev import store
+    from waste.cycle import STATE, unload, _settled
+    c.t0 = hal.ticks_ms()
+    c.cfg = cfg
+    c.secrets = secrets or {}
+    from waste import conf
+    c.s, c.cfg_error = conf.from_config(cfg)
+    conf = None
+    unload("waste.conf")     # the command code reloads it to validate changes
+    c.s = _settled(c.s)
+    c._own_hw = hw is None
+    if hw is None:
+        from waste.cycle import _open_hw
+        hw = _open_hw(cfg)
+    c.hw = hw
+    c.ranger = None
+    c.st = store.load_json(STATE, None) or {}
+    c.ob = None
+    c.radio_ms = 0
+    c.reading = None
+    c.changes = []
+    c.packed = None       # this wake's pack (pack() below), not queued yet
+    c.sent = 0            # packs acknowledged this wake
+    c.bytes = 0           # CoAP payload bytes sent this wake
+    c.reboot = False
+    c.error = None        # why the last transmission failed
+    c.deferred = None     # heartbeat flag of a pack waiting for the time
+    c.port = 0            # local UDP port of this wake's CoAP sessions
+    c.mid = None          # last CoAP message ID of the previous session
+    c.rereg = False       # re-registered on a 4.04 to /dp (once per wake)
+    c.safe = False
+    c.queued = False      # this wake's pack is in the outbox
+    c.hole = None         # room kept for the next session's endpoint
+
+
+def run(c):
+    """The measuring part of cycle c's wake: measure, drop the measurement
+    code, decide; True when a transmission is due."""
+    import hal
+    from waste.cycle import unload
+    st = c.st
+    if hal.reset_cause() != "deepsleep":
+        st["force"] = 1          # announce ourselves after power-on or reset
+    measure(c)
+    now = int(hal.time())
+    # the ranger, the events and the bin HAL are done: their code makes
+    # room for the pack's (the HAL is re-opened for the deep sleep)
+    c.ranger = None
+    hwmod = None
+    if c._own_hw:
+        hwmod = c.hw.__class__.__module__
+        c.hw = None
+    unload("waste.ranger", "waste.events", hwmod)
+    return decide(c, now)
+
+
+def backoff(c, ok):
+    """After cycle c's radio phase (ok: every session went through): the
+    back-off of the next attempt, or none."""
+    import hal
+    st, s = c.st, c.s
+    if ok:
+        st["fails"] = 0
+        st["next_try"] = 0
+    else:
+        n = st.get("fails", 0)
+        st["fails"] = n + 1
+        wait = s["backoff_s"] << n if n < 16 else s["backoff_max_s"]
+        if wait > s["backoff_max_s"]:
+            wait = s["backoff_max_s"]
+        if c.error and c.error.startswith("max-age "):
+            wait = max(int(c.error[8:]), s["backoff_s"])
+        st["next_try"] = int(hal.time()) + wait
+    st["tot_tx"] = st.get("tot_tx", 0) + 1
 
 
 def ranger(c):
@@ -93,10 +176,11 @@ def decide(c, now):
         c.packed = pack(c, hb)
         if now < 1704067200:
             # RTC unknown (power-on): the pack waits for the clock that
-            # the wake window sets (NTP or GET /time), see cycle.queue()
+            # the wake window sets (NTP or GET /time), see waste/queue.py
             c.deferred = hb
             return True
-        c.queue(now, hb)
+        from waste.queue import queue
+        queue(c, now, hb)
     if not len(c.outbox()):
         return False
     # a fresh event goes out now even during back-off; a routine reading waits
@@ -105,7 +189,7 @@ def decide(c, now):
 
 def pack(c, heartbeat):
     """This wake's SenML CBOR pack, names per docs/architecture.md, as
-    (bytearray, offset of the 4-byte base time that cycle.queue() sets)."""
+    (bytearray, offset of the 4-byte base time that waste/queue.py sets)."""
     r, st = c.reading, c.st
     recs = []
     if r["fill"] is not None:
