@@ -7,7 +7,7 @@ lamp/calcheck.py (the same way).
 """
 import hal
 from micropython import const
-from dev import store, clock
+from dev import store
 
 _OVR = const("data/override.json")  # read at boot by lamp/setup.py
 
@@ -22,13 +22,13 @@ def set_override(ctl, level, duration=0):
     store.save_json(_OVR, ctl.overrides)
     from dev import log
     log.event("override %d%% for %d s" % (level, duration) if duration else "override %d%% until resume" % level)
-    ctl.step()
+    ctl.step(False)  # the level now, a due report at the next step
 
 
 def resume(ctl):
     ctl.overrides = []
     store.save_json(_OVR, ctl.overrides)
-    ctl.step()
+    ctl.step(False)  # the level now, a due report at the next step
 
 
 def log(ctl, n=20):
@@ -48,7 +48,7 @@ def status(ctl):
             "mode": "safe" if ctl.safe else "normal"}
 
 
-def _source():
+def _source(clock):
     # where the time came from: dev.clock's own record, else the lamp's
     # (lamp/app.py keeps what sync() answered: dev.clock is loaded on use)
     if clock.source:
@@ -86,6 +86,7 @@ def reboot(ctl):
 
 def selftest(ctl, wait_ms=1500):
     """Relay click and power check (blocks ~2 s), clock, gateway."""
+    from dev import clock  # here only: an override or resume does not load it
     hw, d, p = ctl.hw, ctl.dim, ctl.p
     hw.set_relay(False)
     hal.sleep_ms(wait_ms // 3)
@@ -106,7 +107,7 @@ def selftest(ctl, wait_ms=1500):
     r = {"relay": "ok" if off <= on_w < on else "FAIL (off %.1f W, on %.1f W)" % (off, on),
          "power": "ok %.1f W" % on if abs(on - exp) <= exp * p["tolerance"] + 1
          else "FAIL %.1f W, expected %s W" % (on, exp),
-         "clock": (_source() or "rtc") if clock.time_known() else "FAIL time unknown",
+         "clock": (_source(clock) or "rtc") if clock.time_known() else "FAIL time unknown",
          "gateway": "registered" if net_ok(ctl) else "FAIL not registered"}
     from dev import log as m
     m.event("selftest %s" % r)

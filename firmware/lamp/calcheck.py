@@ -158,7 +158,7 @@ def set_calendar(ctl, raw, data=None):
     store.write(_CAL, data if data is not None else cbor.dumps(raw))
     ctl.cal = cal
     log.event("calendar %s installed" % cal[0])
-    ctl.step()
+    ctl.step(False)  # the level now, a due report at the next step
     return cal[0]
 
 

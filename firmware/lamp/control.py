@@ -48,7 +48,12 @@ class Controller:
 
     # ---- the loop body -------------------------------------------------------
 
-    def step(self):
+    def step(self, report=True):
+        # report False: a step inside an operator command (lamp/admin.py,
+        # lamp/calcheck.py) applies the new level at once but leaves a due
+        # report to the loop's next step (one tick later), so that the
+        # report's code (lamp/state.py, fmt.senml) is not loaded on top of
+        # the command's (dev.commands, the calendar...): the night's peak
         m = self.mono  # [s, ms not yet in s, ticks_ms of the last step]
         now_ms = hal.ticks_ms()
         dt = hal.ticks_diff(now_ms, m[2])
@@ -96,7 +101,7 @@ class Controller:
                           hw.supply(), hw.relay_fb(), hw.current())
         if "supplyLoss" in self.faults.active and self.energy._dirty:
             self.energy.save(mono)  # last gasp
-        if utc is not None:
+        if utc is not None and report:
             # int arithmetic: a float32 of today's UTC has a 128 s step
             rs = self.cfg.get("report_s", 900)
             if self.next is None:  # the next report's time

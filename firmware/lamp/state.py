@@ -4,15 +4,19 @@ Loaded for the call through lamp.use() (the Controller's __getattr__, and
 lamp/resources.py for lamp/state) and dropped afterwards: a report is due
 every 15 minutes and a notification at each change of level, relay or
 source, so this code need not sit on the heap all night in between
-(docs/lamp.md "Footprint").
+(docs/lamp.md "Footprint"). dev.log is imported by the functions that log
+(an event, a failed push) and dev.clock not at all (the RTC is read here as
+lamp/control.py does): a report or a notification loads only this module,
+fmt.senml and fmt.cbor (lamp.use drops them after).
 """
-from dev import log, clock
+import hal
 from fmt import senml, cbor
 from micropython import const
 
 _GET = const(1)  # CoAP numbers (RFC 7252): no name lookups in coap.codec
 _CONTENT = const(69)  # 2.05
 _METHOD_NOT_ALLOWED = const(133)  # 4.05
+_MIN_VALID = const(1704067200)  # dev.clock's "time known" (2024-01-01)
 
 
 def readings(ctl):
@@ -33,8 +37,8 @@ def readings(ctl):
 
 def now(ctl):
     """The UTC time as an int, None while unknown."""
-    t = clock.now()
-    return int(t) if t is not None else None
+    t = hal.time()  # dev.clock.now()
+    return int(t) if t >= _MIN_VALID else None
 
 
 def _bn(ctl):
@@ -58,6 +62,7 @@ def push(ctl, r):
     try:
         ctl.outbox.push(pack(ctl, r))
     except OSError as e:
+        from dev import log
         log.error("outbox push: %s" % e)
     if ctl.on_change:
         ctl.on_change()
@@ -65,6 +70,7 @@ def push(ctl, r):
 
 def on_event(ctl, name, active):
     # lamp/faults.py's callback: a fault raised or cleared
+    from dev import log
     log.event("%s %s" % ("RAISED" if active else "cleared", name), "W" if active else "I")
     push(ctl, [("ev:" + name, None, active, None)])
 
