@@ -36,9 +36,12 @@ import hal
 
 _MAX_CMD_ROUNDS = const(4)  # answers (/dp, then /cr) whose commands are applied
 # kept for the next session's endpoint: its 1,153-byte receive buffer
-# (coap.endpoint _RX) and what Endpoint() allocates before it (parameters
-# dict, socket); 1,153 alone left the buffer without a hole at times
-_HOLE = const(2048)
+# (coap.endpoint _RX), 37 GC blocks of 32 B (64-bit), no more. Measured
+# (bench scans by 256 B): 2,048 B, room for what Endpoint() allocates
+# before the buffer too, was often not to be had in one piece after the
+# first session (its names and state are scattered), and when it was, the
+# command code held along with it failed for want of those 864 B
+_HOLE = const(1184)
 STATE = "data/bin.json"
 
 
@@ -102,20 +105,21 @@ class Cycle:
             if not cmds or rounds == _MAX_CMD_ROUNDS:
                 break
             rounds += 1
+            # the outbox is empty here (the /dp session took it all): its
+            # code goes first, and a `report` command re-opens it
+            self.ob = None
+            unload("dev.outbox")
             # the heap is at its cleanest now: keep one block for the next
             # session's endpoint buffer, which the command code's leftovers
             # (new settings, results, names) would otherwise split up;
-            # link._session frees it just before it makes the endpoint
-            # (only a help: a heap without room for it may still fit the session)
+            # link.window() frees it just before it makes the endpoint
+            # (only a help: a heap without room for it may still fit the
+            # session)
             try:
                 self.hole = bytearray(_HOLE)
             except MemoryError:
                 pass
             try:
-                # the outbox is empty here (the /dp session took it all): its
-                # code goes first, and a `report` command re-opens it
-                self.ob = None
-                unload("dev.outbox")
                 from waste import actions
                 res = actions.run(self, cmds)
                 # no dead slot may keep the command code alive for the GC

@@ -7,6 +7,7 @@ dropped, and the cycle drops it with the link (docs/bin.md "Memory").
 """
 import hal
 from micropython import const
+from waste.link import post, register
 
 _MAX_POST = const(1024)    # bytes per /dp POST: one datagram, no block-wise
 _CHANGED = const(68)       # 2.04 (coap.codec.CHANGED)
@@ -14,16 +15,15 @@ _MAX_AGE = const(14)       # the Max-Age option (coap.codec.MAX_AGE)
 _CT_CBOR = const(60)
 
 
-async def flush(lk):
-    """POST the backlog to /dp over link lk (waste/link.py Link); returns the
-    commands in the answers ([] if none), or None when the gateway did not
-    take everything."""
-    c = lk.c
+async def flush(c):
+    """POST the backlog to /dp in cycle c's session (waste/link.py); returns
+    the commands in the answers ([] if none), or None when the gateway did
+    not take everything."""
     ob = c.outbox()
     cmds = []
     while len(ob):
         body, n, last = _body(ob.peek(16))
-        r = await lk.post("dp", body, 112)    # SenML CBOR
+        r = await post(c, "dp", body, 112)    # SenML CBOR
         body = None
         if r is None:
             return None
@@ -35,7 +35,7 @@ async def flush(lk):
             # rebinding, its data reset): register anew, resend the same
             c.rereg = True
             c.st.pop("rd", None)
-            if not await lk.register():
+            if not await register(c):
                 return None
             continue
         if 128 <= r.code < 160:
@@ -52,11 +52,10 @@ async def flush(lk):
     return cmds
 
 
-async def results(lk, res):
+async def results(c, res):
     """A session after commands: this wake's reading if a `report` asked
     for it, then the results res (CBOR) to /cr; the commands in the
     answers, or None when a POST failed."""
-    c = lk.c
     st = c.st
     cmds = []
     if st.get("force") and c.reading:
@@ -68,10 +67,10 @@ async def results(lk, res):
             from waste.queue import queue
             queue(c, int(hal.time()), False)
             queue = None
-        cmds = await flush(lk)
+        cmds = await flush(c)
         if cmds is None:
             return None
-    r = await lk.post("cr", res, 60)    # CBOR
+    r = await post(c, "cr", res, 60)    # CBOR
     if r is None:
         return None
     if r.code == _CHANGED:

@@ -61,44 +61,36 @@ async def window(c, res=None):
     reading if a `report` asked for it, then res to /cr. The endpoint binds
     the same local port in every session of a wake, so the gateway sees one
     address."""
-    try:
-        return await _session(c, res)
-    except Timeout:
-        c.error = "timeout"
-    except Exception as e:   # never let a network oddity skip the deep sleep
-        c.error = "%s: %s" % (type(e).__name__, e)
-    return None
-
-
-async def _session(c, res):
     st, s = c.st, c.s
-    if res is None:
-        sec = c.secrets
-        saved = hal.wifi_connect(sec.get("ssid", ""), sec.get("psk", ""), saved=st.get("wifi"),
-                                 ip=c.cfg.get("ip"))
-        if not saved:
-            c.error = "wifi"
-            st.pop("wifi", None)   # stale channel/BSSID: scan next time
-            return None
-        st["wifi"] = saved
-    # a clean heap for the endpoint: its receive loop needs one
-    # contiguous MAX_MSG block per datagram (measured: ~3 KB less heap);
-    # after commands, the block the cycle kept for it (c.hole) is free again
-    c.hole = None
-    gc.collect()
-    ep = _endpoint(c)
-    task = asyncio.create_task(ep.run())
-    lk = Link(c, ep)
+    ep = None
     try:
+        if res is None:
+            sec = c.secrets
+            saved = hal.wifi_connect(sec.get("ssid", ""), sec.get("psk", ""), saved=st.get("wifi"),
+                                     ip=c.cfg.get("ip"))
+            if not saved:
+                c.error = "wifi"
+                st.pop("wifi", None)   # stale channel/BSSID: scan next time
+                return None
+            st["wifi"] = saved
+        # a clean heap for the endpoint: its receive loop needs one
+        # contiguous MAX_MSG block per datagram (measured: ~3 KB less heap);
+        # after commands, the block the cycle kept for it (c.hole) is free again
+        c.hole = None
+        gc.collect()
+        ep = c.ep = _endpoint(c)
+        task = asyncio.create_task(ep.run())
+        gw = c.cfg["gateway"]
+        c.gw = addr(gw["host"], gw.get("port", 5683))
         if res is None:
             # register() drops its code and coap.rd after: room for
             # dev.clock, which is loaded only when the time is unknown
             # (after a power-on), then for the flush
-            if not await lk.register():
+            if not await register(c):
                 return None
             if hal.time() < _T_VALID:
                 from dev import clock
-                await clock.sync(ep, lk.gw, c.cfg.get("ntp", "pool.ntp.org"))
+                await clock.sync(ep, c.gw, c.cfg.get("ntp", "pool.ntp.org"))
                 _spend(c, 1, 0)
                 clock = None
                 unload("dev.clock")
@@ -110,13 +102,20 @@ async def _session(c, res):
             # the outbox to /dp (waste/dp.py, loaded only now: not on the
             # heap during the registration; the cycle drops it with us)
             from waste.dp import flush
-            return await flush(lk)
+            return await flush(c)
         from waste.dp import results
-        return await results(lk, res)
+        return await results(c, res)
+    except Timeout:
+        c.error = "timeout"
+    except Exception as e:   # never let a network oddity skip the deep sleep
+        c.error = "%s: %s" % (type(e).__name__, e)
     finally:
-        c.mid = ep._mid   # the next session of this wake continues the IDs
-        ep.close()
-        task.cancel()
+        if ep:
+            c.mid = ep._mid   # the next session of this wake continues the IDs
+            ep.close()
+            task.cancel()
+            c.ep = None
+    return None
 
 
 def _endpoint(c):
@@ -138,36 +137,31 @@ def _endpoint(c):
         return ep
 
 
-class Link:
-    def __init__(self, c, ep):
-        self.c = c
-        self.ep = ep
-        gw = c.cfg["gateway"]
-        self.gw = addr(gw["host"], gw.get("port", 5683))
+async def post(c, path, payload, ct):
+    """One CoAP POST over cycle c's session (c.ep to c.gw, set by window())
+    with its physical cost accounted; None on timeout."""
+    ep = c.ep
+    retx = ep.retx
+    # free the garbage now: the receive loop needs one contiguous
+    # MAX_MSG block per datagram and a fragmented heap cannot give it
+    gc.collect()
+    hal.wdt_feed()   # a wake window with retransmissions may pass 60 s
+    c.bytes += len(payload)
+    try:
+        r = await ep.request(codec.POST, c.gw, path, payload, ct=ct)
+    except Timeout:
+        _spend(c, 0, c.s["max_retransmit"] + 1)
+        c.error = "timeout"
+        return None
+    _spend(c, 1, ep.retx - retx)
+    return r
 
-    async def post(self, path, payload, ct):
-        """One CoAP POST with its physical cost accounted; None on timeout."""
-        c, ep = self.c, self.ep
-        retx = ep.retx
-        # free the garbage now: the receive loop needs one contiguous
-        # MAX_MSG block per datagram and a fragmented heap cannot give it
-        gc.collect()
-        hal.wdt_feed()   # a wake window with retransmissions may pass 60 s
-        c.bytes += len(payload)
-        try:
-            r = await ep.request(codec.POST, self.gw, path, payload, ct=ct)
-        except Timeout:
-            _spend(c, 0, c.s["max_retransmit"] + 1)
-            c.error = "timeout"
-            return None
-        _spend(c, 1, ep.retx - retx)
-        return r
 
-    async def register(self):
-        """Register or update (waste/reg.py); its code and coap.rd are
-        dropped after, so that the /dp POSTs do not hold them."""
-        from waste import reg
-        ok = await reg.register(self)
-        reg = None
-        unload("waste.reg", "coap.rd")
-        return ok
+async def register(c):
+    """Register or update (waste/reg.py); its code and coap.rd are
+    dropped after, so that the /dp POSTs do not hold them."""
+    from waste import reg
+    ok = await reg.register(c)
+    reg = None
+    unload("waste.reg", "coap.rd")
+    return ok

@@ -1,4 +1,4 @@
-"""The registration of a CoAP session (waste/link.py Link.register()):
+"""The registration of a CoAP session (waste/link.py register()):
 register, or update with the location kept from an earlier wake, in queue
 mode (b=UQ) -- coap.rd.
 
@@ -9,15 +9,15 @@ its code (docs/bin.md "Memory"). A 4.04 to /dp loads both again.
 from waste.link import _spend
 
 
-async def register(lk):
-    """Register or update over link lk; True when the gateway took it
-    (c.error says why not)."""
+async def register(c):
+    """Register or update over cycle c's session (c.ep to c.gw); True when
+    the gateway took it (c.error says why not)."""
     from coap.rd import Registration
-    c, ep = lk.c, lk.ep
+    ep = c.ep
     st, s = c.st, c.s
     # the lifetime must outlast the longest sleep between transmissions
     lt = max(c.cfg.get("lt", 3600), 2 * s["heartbeat_s"] + 600)
-    reg = Registration(ep, lk.gw, c.cfg["ep"], "eclor.bin", lt,
+    reg = Registration(ep, c.gw, c.cfg["ep"], "eclor.bin", lt,
                        b'</dp>;rt="eclor.bin";ct=112', queue=True)
     if st.get("rd_lt") == lt:
         reg.location = st.get("rd")

@@ -58,6 +58,7 @@ def init(c, cfg, secrets, hw):
     c.safe = False
     c.queued = False      # this wake's pack is in the outbox
     c.hole = None         # room kept for the next session's endpoint
+    c.ep = c.gw = None    # a CoAP session's endpoint and gateway address (waste/link.py)
 
 
 def run(c):
