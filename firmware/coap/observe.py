@@ -28,6 +28,7 @@ server side."""
 # endpoint's state, no class: each class and method costs RAM when loaded
 # from .mpy.
 import asyncio
+import gc
 import sys
 import time
 from micropython import const
@@ -50,6 +51,7 @@ _NOT_FOUND = const(132)
 _METHOD_NOT_ALLOWED = const(133)
 _INTERNAL_SERVER_ERROR = const(160)
 _CT_LINK = const(40)
+_OOM_RETRY_MS = const(200)  # a notification that found no heap: next try
 
 _seq = 2  # the notification sequence counter (24 bits)
 
@@ -71,39 +73,50 @@ async def _push(ep, o):
             o[8] = 0
             res = ep._res.get(o[2])
             end = res is None
-            if not end:
-                m = decode(o[3])
-                m.peer = o[0]
-                r = call(res[0], m)
-                if hasattr(r, "send"):
+            try:
+                if not end:
+                    m = decode(o[3])
+                    m.peer = o[0]
                     try:
-                        r = await r
+                        r = res[0](m)
+                        if hasattr(r, "send"):
+                            r = await r
+                    except MemoryError:
+                        raise
                     except Exception as ex:
                         print("coap: handler", o[2], repr(ex))
                         r = (_INTERNAL_SERVER_ERROR, b"", None)
-                m.code = 0  # build() must not treat this as a new registration
-                code, payload, opts = build(ep, m, r, res)
-                now = time.ticks_ms()
-                p = ep.p
-                end = code >= 128
-                if not end:
-                    global _seq
-                    _seq = (_seq + 1) & 0xFFFFFF
-                    opts.append([_OBSERVE, _seq])
-                if end or o[4] + 1 >= p["OBS_CON_N"] or time.ticks_diff(now, o[5]) >= p["OBS_CON_MS"]:
-                    o[4] = 0
-                    o[5] = now
-                    try:
+                    m.code = 0  # build() must not treat this as a new registration
+                    code, payload, opts = build(ep, m, r, res)
+                    m = r = None
+                    now = time.ticks_ms()
+                    p = ep.p
+                    end = code >= 128
+                    if not end:
+                        global _seq
+                        _seq = (_seq + 1) & 0xFFFFFF
+                        opts.append([_OBSERVE, _seq])
+                    if end or o[4] + 1 >= p["OBS_CON_N"] or time.ticks_diff(now, o[5]) >= p["OBS_CON_MS"]:
+                        o[4] = 0
+                        o[5] = now
                         await ep.exchange(Msg(_CON, code, 0, o[1], opts, payload), o[0], False)
-                    except Exception:
-                        end = True  # never acknowledged, or RST: the client is gone
-                else:
-                    o[4] += 1
-                    o[6] = ep._mid = (ep._mid + 1) & 0xFFFF
-                    try:
+                    else:
+                        o[4] += 1
+                        o[6] = ep._mid = (ep._mid + 1) & 0xFFFF
                         ep._send(ep._pack(Msg(_NON, code, o[6], o[1], opts, payload), o[0]), o[0])
-                    except Exception:
-                        end = True  # endpoint closed (or out of memory)
+            except MemoryError:
+                # our heap, not the client: keep the observer and send the
+                # newest state a moment later (RFC 7641 lets a server skip
+                # states; dropping the observer would leave its client
+                # waiting for notifications that never come)
+                gc.collect()
+                o[8] = 1
+                await asyncio.sleep_ms(_OOM_RETRY_MS)
+                continue
+            except Exception:
+                # a CON notification never acknowledged or RST (the client
+                # is gone), or the endpoint closed
+                end = True
             if end:
                 if o in ep._obs:
                     ep._obs.remove(o)

@@ -91,6 +91,51 @@ async def test_observer_limit_and_error_ends_observation():
     s.close()
 
 
+async def test_observer_kept_when_a_notification_finds_no_heap():
+    # A MemoryError while notifying is our heap, not the client: the
+    # observer stays and gets the newest state a moment later (it was
+    # dropped silently, and the client never heard from us again).
+    s, port, st = _state_server()
+    raw = Raw()
+    raw.sendm(Msg(CON, codec.GET, 1, b"ob", [[codec.OBSERVE, 0], [codec.URI_PATH, "state"]]), port)
+    assert (await raw.recvm()).opt(codec.OBSERVE) is not None
+    fails = [2]
+    pack = s._pack
+
+    def short_of_heap(m, peer):
+        if m.token == b"ob" and fails[0]:
+            fails[0] -= 1
+            raise MemoryError("test")
+        return pack(m, peer)
+    s._pack = short_of_heap
+    st["n"] = 1
+    s.notify("state")
+    await asyncio.sleep_ms(20)
+    assert s.observers("state") == 1 and fails[0] < 2
+    st["n"] = 2  # changed meanwhile: the retry sends the newest state
+    m = await raw.recvm(2000)
+    assert m is not None and m.token == b"ob" and m.payload == b"n=2", m
+    assert fails[0] == 0 and s.observers("state") == 1
+    # a handler short of heap: kept too, notified once the heap is back
+    s._pack = pack
+    h = s._res["state"][0]
+    calls = [0]
+
+    def handler(req):
+        calls[0] += 1
+        if calls[0] == 1:
+            raise MemoryError("test")
+        return h(req)
+    s._res["state"][0] = handler
+    st["n"] = 3
+    s.notify("state")
+    m = await raw.recvm(2000)
+    assert m is not None and m.code == codec.CONTENT and m.payload == b"n=3", m
+    assert calls[0] == 2 and s.observers("state") == 1
+    raw.close()
+    s.close()
+
+
 async def test_block2_fetch_whole_and_szx_negotiation():
     s, port = server()
     big = bytes(i * 7 & 255 for i in range(3000))
