@@ -34,10 +34,10 @@ def use(name, fn, *args, **kw):
     try:
         return getattr(m, fn)(*args, **kw)
     finally:
-        if m.__file__.endswith(".mpy") and full in sys.modules:
+        if m.__file__.endswith(".mpy"):
             from dev import forget
-            forget(full)
-            if had is not None:
+            forget(full)  # a nested use() of the same module may have done it
+            if had is not None:  # this call loaded it
                 for n in _SVC:
                     if n not in had and getattr(sys.modules.get(n), "__file__", "").endswith(".mpy"):
                         forget(n)

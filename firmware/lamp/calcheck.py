@@ -5,7 +5,7 @@ set_calendar and calendar_cbor). Loaded only when a calendar arrives, is
 read, or at boot, then dropped: a calendar command loads this module only.
 """
 from micropython import const
-from dev import store, log
+from dev import store
 from fmt import cbor
 from lamp import tz
 
@@ -147,6 +147,7 @@ def load(ctl):
             try:
                 return validate(cbor.loads(data))
             except ValueError as e:
+                from dev import log
                 log.error("stored calendar %s invalid: %s" % (path, e))
     return validate(cbor.loads(_DEFAULT_CAL))
 
@@ -157,6 +158,9 @@ def set_calendar(ctl, raw, data=None):
     cal = validate(raw)
     store.write(_CAL, data if data is not None else cbor.dumps(raw))
     ctl.cal = cal
+    # dev.log only now, after the validation's garbage (a calendar command
+    # holds the command's modules too: its peak is the night's)
+    from dev import log
     log.event("calendar %s installed" % cal[0])
     ctl.step(False)  # the level now, a due report at the next step
     return cal[0]
