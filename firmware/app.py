@@ -115,7 +115,13 @@ def main():
         forget("dev.boot")
         if m is None:
             return  # no valid config: stay at the REPL
-        r = m.run(cfg, safe)
+        # the boot's code is garbage now: collected before the role is
+        # imported, so that the role's modules (resident while it runs) fill
+        # the heap from the bottom instead of landing above that garbage and
+        # leaving a hole below them once it is collected (fragmentation)
+        import gc
+        gc.collect()
+        r = role_module(m).run(cfg, safe)
         if r is not None and hasattr(r, "send"):
             import asyncio
             asyncio.run(_supervise(r))

@@ -3,6 +3,7 @@ the role runs: their code (~1.1 KB on the 64-bit host) is not on the heap
 of a running lamp or a bin's wake. See app.py for the sequence and the
 state it sets (app.cfg, app.safe, app.boots, app.cause).
 """
+import gc
 import hal
 import app
 from micropython import const
@@ -11,9 +12,21 @@ from dev import store, forget
 _SAFE_AFTER = const(3)  # unhealthy boots in a row before safe mode
 
 
+def _copy(o):
+    # the config again, made after the collect: its dicts and lists land low
+    # in the heap, in the space the schema's code took, instead of staying
+    # islands above it for the whole run (the strings are shared)
+    if isinstance(o, dict):
+        return {k: _copy(o[k]) for k in o}
+    if isinstance(o, list):
+        return [_copy(x) for x in o]
+    return o
+
+
 def start():
-    """Config, boot counter, log line, watchdog; the role module to run, or
-    None without a valid config (logged: the board stays at the REPL)."""
+    """Config, boot counter, log line, watchdog; the role's name ("lamp",
+    "bin"), or None without a valid config (logged: the board stays at the
+    REPL). app.main() imports the role once this module is dropped."""
     from dev import config
     try:
         c = config.load()
@@ -25,6 +38,11 @@ def start():
     # when it validates a change
     config = None
     forget("dev.config")
+    # collected now, so that what outlives the boot (the log line's names,
+    # the role's modules) fills the space the schema's code took, low in the
+    # heap, rather than landing above it with a hole left below (fragmentation)
+    gc.collect()
+    c = _copy(c)
     # boot counter: consecutive boots without a healthy minute, this one
     # included; a deep-sleep wake is no new boot (no flash write). A flash
     # that cannot be written must not keep the lamp dark: logged, and the
@@ -46,4 +64,4 @@ def start():
     app._log("I", "boot role=%s cause=%s boots=%d%s" % (c["role"], cause, n, " SAFE MODE" if safe else ""))
     if c.get("wdt_ms"):
         hal.wdt_enable(c["wdt_ms"])
-    return app.role_module(c["role"])
+    return c["role"]

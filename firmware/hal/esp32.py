@@ -11,7 +11,6 @@ Notes on the choices:
   what the caller keeps (RTC memory or flash) for the next wake.
 - deepsleep() switches the radio off first: Wi-Fi left on draws mA, not uA.
 """
-import gc
 import time as _t
 
 import machine
@@ -134,8 +133,8 @@ def ntp_sync(host="pool.ntp.org"):
         return False
 
 
-def free_heap():
-    return gc.mem_free()
+# free_heap() is gc.mem_free itself: no function of its own on the heap
+from gc import mem_free as free_heap
 
 
 def machine_id():

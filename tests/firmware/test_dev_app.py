@@ -168,3 +168,14 @@ def test_unwritable_boot_counter_does_not_stop_the_role():
     from dev import log
     text = "\n".join(log.recent(5))
     assert "boot counter not saved" in text and "boot counter not cleared" not in text
+
+
+def test_role_gets_the_validated_config_with_defaults():
+    # dev.boot hands over a copy of the loaded config made after the boot's
+    # collect (low in the heap): equal to what dev.config.load() returns
+    _setup("healthy")
+    assert _boot() is None
+    import app
+    from dev import config
+    assert app.cfg == config.load() and app.cfg["gateway"] == CFG["gateway"]
+    assert app.cfg["role"] == "lamp" and app.cfg["wdt_ms"] == 30000
