@@ -234,3 +234,18 @@ async def test_no_heap_for_the_network_lamp_runs_stand_alone():
             ballast.clear()
         return undo
     await _stand_alone(breaker)
+
+
+def test_a_step_inside_a_command_leaves_the_due_report_to_the_next_step():
+    # lamp/control.py step(report=False): an override applies its level at
+    # once; a report due then is queued by the loop's next step, so that the
+    # report's code is not loaded on top of the command's (the night's peak)
+    _at(NIGHT)
+    c = Controller(CFG)
+    _run(c, 2)
+    c.next = int(hal.time())  # a report is due
+    n = len(c.outbox)
+    c.set_override(30)
+    assert c.dim.target == 30 and len(c.outbox) == n
+    _run(c, 1)
+    assert len(c.outbox) == n + 1 and c.next > hal.time()
