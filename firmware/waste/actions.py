@@ -21,64 +21,68 @@ KEYS = {
 }
 
 
-class Actions:
-    def __init__(self, c):
-        self.c = c
-        self.cmds = Commands({"geometry": self.geometry, "thresholds": self.thresholds,
-                              "intervals": self.intervals, "config": self.config,
-                              "report": self.report, "reboot": self.reboot}, now=_now)
+# the cycle the commands apply to (set by run(); the module is dropped
+# after it): plain functions as handlers rather than the bound methods of
+# an object, which cost a class, an instance and one object per handler
+# while the command phase (a co-peak of the wake's heap) runs
+_c = None
 
-    def apply(self, cmds):
-        return [self.cmds.apply(x) for x in cmds]
 
-    def _settings(self, action, p):
-        keys = KEYS[action]
-        if not p:
-            raise ValueError(action + ": no parameters")
-        for k in p:
-            if k not in keys:
-                raise ValueError("%s: unknown parameter %s" % (action, k))
-        c = self.c
-        new = conf.merged(c.s, p)     # ValueError(reason): nothing changed
-        # only the bin section changes and it was just validated whole, so
-        # write config.json directly (atomic, dev.store) without loading
-        # dev.config into the radio phase's heap
-        from dev import store
-        cfg = dict(c.cfg)
-        b = dict(cfg.get("bin") or {})
-        b.update(p)
-        cfg["bin"] = b
-        store.save_json("config.json", cfg)
-        c.cfg = cfg
-        c.s = new
-        return p
+def _settings(action, p):
+    keys = KEYS[action]
+    if not p:
+        raise ValueError(action + ": no parameters")
+    for k in p:
+        if k not in keys:
+            raise ValueError("%s: unknown parameter %s" % (action, k))
+    c = _c
+    new = conf.merged(c.s, p)     # ValueError(reason): nothing changed
+    # only the bin section changes and it was just validated whole, so
+    # write config.json directly (atomic, dev.store) without loading
+    # dev.config into the radio phase's heap
+    from dev import store
+    cfg = dict(c.cfg)
+    b = dict(cfg.get("bin") or {})
+    b.update(p)
+    cfg["bin"] = b
+    store.save_json("config.json", cfg)
+    c.cfg = cfg
+    c.s = new
+    return p
 
-    def geometry(self, p):
-        return self._settings("geometry", p)
 
-    def thresholds(self, p):
-        return self._settings("thresholds", p)
+def geometry(p):
+    return _settings("geometry", p)
 
-    def intervals(self, p):
-        return self._settings("intervals", p)
 
-    def config(self, p):
-        from waste.setconf import set_config
-        set_config(self.c, p)
+def thresholds(p):
+    return _settings("thresholds", p)
 
-    def report(self, p):
-        self.c.st["force"] = 1
-        return "queued"
 
-    def reboot(self, p):
-        self.c.reboot = True
-        return "rebooting"
+def intervals(p):
+    return _settings("intervals", p)
+
+
+def config(p):
+    from waste.setconf import set_config
+    set_config(_c, p)
+
+
+def report(p):
+    _c.st["force"] = 1
+    return "queued"
+
+
+def reboot(p):
+    _c.reboot = True
+    return "rebooting"
 
 
 def run(c, answers):
     """Parse the commands of the answers [(payload, content-format)] and
     apply them for cycle c; the results as the CBOR payload for /cr, or
     None when there was no command."""
+    global _c
     from dev.commands import parse
     cmds = []
     for payload, ct in answers:
@@ -88,8 +92,11 @@ def run(c, answers):
             cmds.append(str(e))   # answered "failed: bad command" without an id
     if not cmds:
         return None
+    _c = c
+    h = Commands({"geometry": geometry, "thresholds": thresholds, "intervals": intervals,
+                  "config": config, "report": report, "reboot": reboot}, now=_now)
     from fmt import cbor
-    return cbor.dumps(Actions(c).apply(cmds))
+    return cbor.dumps([h.apply(x) for x in cmds])
 
 
 def _now():

@@ -112,7 +112,7 @@ class Cycle:
             # the heap is at its cleanest now: keep one block for the next
             # session's endpoint buffer, which the command code's leftovers
             # (new settings, results, names) would otherwise split up;
-            # link.window() frees it just before it makes the endpoint
+            # link.window() lets go of it as it makes the endpoint
             # (only a help: a heap without room for it may still fit the
             # session)
             try:

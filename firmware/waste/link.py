@@ -74,10 +74,14 @@ async def window(c, res=None):
                 return None
             st["wifi"] = saved
         # a clean heap for the endpoint: its receive loop needs one
-        # contiguous MAX_MSG block per datagram (measured: ~3 KB less heap);
-        # after commands, the block the cycle kept for it (c.hole) is free again
-        c.hole = None
+        # contiguous MAX_MSG block per datagram (measured: ~3 KB less heap).
+        # After commands, the block the cycle kept for the endpoint's receive
+        # buffer (c.hole) is let go only after the collection: garbage but
+        # not yet free, it cannot be taken by the small objects Endpoint()
+        # makes first, and the allocator's own collection frees it for the
+        # buffer when no other piece fits (as coap.endpoint's run() does)
         gc.collect()
+        c.hole = None
         ep = c.ep = _endpoint(c)
         task = asyncio.create_task(ep.run())
         gw = c.cfg["gateway"]
