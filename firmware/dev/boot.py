@@ -61,7 +61,9 @@ def start():
     app.boots = n
     app.safe = safe = n > _SAFE_AFTER
     app.cfg = c
-    app._log("I", "boot role=%s cause=%s boots=%d%s" % (c["role"], cause, n, " SAFE MODE" if safe else ""))
+    # two whole formats: " SAFE MODE" alone (10 characters) would be interned for good
+    app._log("I", ("boot role=%s cause=%s boots=%d SAFE MODE" if safe else "boot role=%s cause=%s boots=%d")
+             % (c["role"], cause, n))
     if c.get("wdt_ms"):
         hal.wdt_enable(c["wdt_ms"])
     return c["role"]
