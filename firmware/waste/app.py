@@ -33,26 +33,22 @@ def make(cfg, safe=False):
     return Bin(cfg, config.secrets(), safe)
 
 
-def _preload():
-    """The wake's measuring code, first, into the heap as the boot left it
-    (collected): the 301st name of a run allocates a 3.5 KB block (room for
-    the next 320 names, for good), and these modules' names bring it. Later,
-    among the wake's settings, state and HAL, that block found no room at
-    times (a wake failed at 60 KB loading waste.ranger); made now it takes
-    the top of a clean heap. Each wake loads these modules anyway; the
-    cycle drops them before the radio."""
-    import gc
-    gc.collect()
-    from waste import sense, ranger, events
-    sense = ranger = events = None   # no slot keeps them alive
-
-
 def run(cfg, safe=False):
     """One wake cycle, then deep sleep (never returns on a board)."""
     import app
     from dev import store
     from waste.cycle import Cycle
-    _preload()
+    # The wake's measuring code first, into the heap as the boot left it
+    # (collected): the 301st name of a run allocates a 3.5 KB block (room
+    # for the next 320 names, for good), and these modules' names bring it.
+    # Later, among the wake's settings, state and HAL, that block found no
+    # room at times (a wake failed at 60 KB loading waste.ranger); made now
+    # it takes a clean place. Each wake loads these modules anyway; the
+    # cycle drops them before the radio, and no slot here keeps them alive.
+    import gc
+    gc.collect()
+    from waste import sense, ranger, events
+    sense = ranger = events = None
     c = Cycle(cfg, store.load_json("secrets.json", {}))
     c.safe = safe
     ms = c.s["measure_s"] * 1000

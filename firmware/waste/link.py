@@ -62,7 +62,7 @@ async def window(c, res=None):
     the same local port in every session of a wake, so the gateway sees one
     address."""
     st, s = c.st, c.s
-    ep = None
+    ep = task = None
     try:
         if res is None:
             sec = c.secrets
@@ -73,6 +73,7 @@ async def window(c, res=None):
                 st.pop("wifi", None)   # stale channel/BSSID: scan next time
                 return None
             st["wifi"] = saved
+            c.secrets = None   # not needed again in this wake: its dict goes
         # a clean heap for the endpoint: its receive loop needs one
         # contiguous MAX_MSG block per datagram (measured: ~3 KB less heap).
         # After commands, the block the cycle kept for the endpoint's receive
@@ -82,7 +83,24 @@ async def window(c, res=None):
         # buffer when no other piece fits (as coap.endpoint's run() does)
         gc.collect()
         c.hole = None
-        ep = c.ep = _endpoint(c)
+        # the endpoint on this wake's local port: a random one of the
+        # dynamic range (49152..65535) the first time, the same one after
+        p = {"ACK_TIMEOUT": s["ack_timeout_ms"], "MAX_RETRANSMIT": s["max_retransmit"]}
+        if c.port:
+            ep = Endpoint(c.port, p, mid=c.mid)
+        else:
+            import os   # os.urandom: the random module may be seeded by the sim HAL
+            for k in range(8):
+                port = 49152 + (int.from_bytes(os.urandom(2), "big") & 0x3FFF)
+                try:
+                    ep = Endpoint(port, p)
+                    break
+                except OSError:   # in use
+                    if k == 7:
+                        raise
+            c.port = port
+        p = None
+        c.ep = ep
         task = asyncio.create_task(ep.run())
         gw = c.cfg["gateway"]
         c.gw = addr(gw["host"], gw.get("port", 5683))
@@ -117,28 +135,10 @@ async def window(c, res=None):
         if ep:
             c.mid = ep._mid   # the next session of this wake continues the IDs
             ep.close()
-            task.cancel()
             c.ep = None
+        if task:
+            task.cancel()
     return None
-
-
-def _endpoint(c):
-    """The CoAP endpoint on this wake's local port: a random one of the
-    dynamic range (49152..65535) the first time, the same one after."""
-    p = {"ACK_TIMEOUT": c.s["ack_timeout_ms"], "MAX_RETRANSMIT": c.s["max_retransmit"]}
-    if c.port:
-        return Endpoint(c.port, p, mid=c.mid)
-    import os   # os.urandom: the random module may be seeded by the sim HAL
-    for k in range(8):
-        port = 49152 + (int.from_bytes(os.urandom(2), "big") & 0x3FFF)
-        try:
-            ep = Endpoint(port, p)
-        except OSError:   # in use
-            if k == 7:
-                raise
-            continue
-        c.port = port
-        return ep
 
 
 async def post(c, path, payload, ct):
