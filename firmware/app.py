@@ -107,7 +107,11 @@ def main():
     cfg = None
     try:
         # the boot steps (dev/boot.py) are one-shot code: loaded, run and
-        # forgotten before the role starts
+        # forgotten before the role starts. The imports' garbage (the
+        # modules' top-level code) is collected first, so that the boot's
+        # code and the config load low in the heap
+        import gc
+        gc.collect()
         from dev import boot
         m = boot.start()
         boot = None
@@ -119,7 +123,6 @@ def main():
         # imported, so that the role's modules (resident while it runs) fill
         # the heap from the bottom instead of landing above that garbage and
         # leaving a hole below them once it is collected (fragmentation)
-        import gc
         gc.collect()
         r = role_module(m).run(cfg, safe)
         if r is not None and hasattr(r, "send"):
