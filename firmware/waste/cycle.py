@@ -48,7 +48,7 @@ STATE = "data/bin.json"
 class Cycle:
     # __init__, the measurement, the queueing of a pack and the back-off
     # bookkeeping are in waste/sense.py and waste/queue.py: the radio phase
-    # holds this module throughout (wake() and transmit() run), not them
+    # holds this module throughout (wake() runs), not them
     def __init__(self, cfg, secrets=None, hw=None):
         from waste import sense
         sense.init(self, cfg, secrets, hw)
@@ -60,7 +60,15 @@ class Cycle:
         return self.ob
 
     async def wake(self):
-        """Measure, queue, maybe transmit; returns the ms to deep-sleep."""
+        """Measure, queue, maybe transmit; returns the ms to deep-sleep.
+
+        The radio phase is in here rather than in a method of its own: its
+        coroutine frame and function would be held all through it, the
+        peak of the wake's heap (~0.5 KB). Commands in the gateway's
+        answers are applied between two CoAP sessions (waste/link.py
+        window()), with the link and CoAP code dropped: the command code
+        (dev.commands, waste.actions, waste.conf) and the CoAP stack are
+        never on the heap together. Wi-Fi stays on throughout."""
         from waste import sense
         go = sense.run(self)
         sense = None
@@ -69,7 +77,58 @@ class Cycle:
             # measurement code (reloaded if used again)
             self.ob = None          # re-opened after the registration
             unload("waste.sense", "waste.queue", "dev.outbox", "fmt.cbor")
-            await self.transmit()
+            t_on = hal.ticks_ms()
+            res = None
+            rounds = 0
+            while True:
+                try:
+                    from waste import link
+                    cmds = await link.window(self, res)
+                except Exception as e:   # MemoryError loading it: never skip the deep sleep
+                    self.error = "%s: %s" % (type(e).__name__, e)
+                    cmds = None
+                link = None
+                # let the endpoint's cancelled receive task end (it holds the
+                # CoAP code), then forget the modules
+                await asyncio.sleep_ms(0)
+                unload("waste.link", "waste.dp", "coap.endpoint", "coap.codec")
+                if not cmds or rounds == _MAX_CMD_ROUNDS:
+                    break
+                rounds += 1
+                # the outbox is empty here (the /dp session took it all): its
+                # code goes first, and a `report` command re-opens it
+                self.ob = None
+                unload("dev.outbox")
+                # the heap is at its cleanest now: keep one block for the next
+                # session's endpoint buffer, which the command code's leftovers
+                # (new settings, results, names) would otherwise split up;
+                # link.window() lets go of it as it makes the endpoint
+                # (only a help: a heap without room for it may still fit the
+                # session)
+                try:
+                    self.hole = bytearray(_HOLE)
+                except MemoryError:
+                    pass
+                try:
+                    from waste import actions
+                    res = actions.run(self, cmds)
+                    # no dead slot may keep the command code alive for the GC
+                    # (it scans stacks conservatively)
+                    actions = None
+                except Exception as e:   # MemoryError...: never skip the deep sleep
+                    self.error = "%s: %s" % (type(e).__name__, e)
+                    cmds = None
+                    break
+                finally:
+                    unload("waste.actions", "waste.setconf", "waste.conf", "dev.commands", "fmt.cbor")
+                    self.s = _settled(self.s)
+                if res is None:          # the answers held no command after all
+                    break
+            hal.wifi_off()
+            self.radio_ms += hal.ticks_diff(hal.ticks_ms(), t_on)
+            # the back-off (waste/sense.py, loaded again now)
+            from waste import sense
+            sense.backoff(self, cmds is not None)
         if self.deferred is not None:
             # the clock could not be set: queue with the RTC's time anyway
             # rather than lose the reading
@@ -78,67 +137,6 @@ class Cycle:
             queue = None
         from waste import sense   # again after a transmission
         return sense.finish(self)
-
-    async def transmit(self):
-        """The wake window (waste/link.py), then the back-off bookkeeping.
-
-        Commands in the gateway's answers are applied between two CoAP
-        sessions, with the link and CoAP code dropped: the command code
-        (dev.commands, waste.actions, waste.conf) and the CoAP stack are
-        never on the heap together, which made the peak of a wake that gets
-        commands. Wi-Fi stays on throughout."""
-        t_on = hal.ticks_ms()
-        res = None
-        rounds = 0
-        while True:
-            try:
-                from waste import link
-                cmds = await link.window(self, res)
-            except Exception as e:   # MemoryError loading it: never skip the deep sleep
-                self.error = "%s: %s" % (type(e).__name__, e)
-                cmds = None
-            link = None
-            # let the endpoint's cancelled receive task end (it holds the
-            # CoAP code), then forget the modules
-            await asyncio.sleep_ms(0)
-            unload("waste.link", "waste.dp", "coap.endpoint", "coap.codec")
-            if not cmds or rounds == _MAX_CMD_ROUNDS:
-                break
-            rounds += 1
-            # the outbox is empty here (the /dp session took it all): its
-            # code goes first, and a `report` command re-opens it
-            self.ob = None
-            unload("dev.outbox")
-            # the heap is at its cleanest now: keep one block for the next
-            # session's endpoint buffer, which the command code's leftovers
-            # (new settings, results, names) would otherwise split up;
-            # link.window() lets go of it as it makes the endpoint
-            # (only a help: a heap without room for it may still fit the
-            # session)
-            try:
-                self.hole = bytearray(_HOLE)
-            except MemoryError:
-                pass
-            try:
-                from waste import actions
-                res = actions.run(self, cmds)
-                # no dead slot may keep the command code alive for the GC
-                # (it scans stacks conservatively)
-                actions = None
-            except Exception as e:   # MemoryError...: never skip the deep sleep
-                self.error = "%s: %s" % (type(e).__name__, e)
-                cmds = None
-                break
-            finally:
-                unload("waste.actions", "waste.setconf", "waste.conf", "dev.commands", "fmt.cbor")
-                self.s = _settled(self.s)
-            if res is None:          # the answers held no command after all
-                break
-        hal.wifi_off()
-        self.radio_ms += hal.ticks_diff(hal.ticks_ms(), t_on)
-        # the back-off (waste/sense.py, loaded after the radio phase)
-        from waste import sense
-        sense.backoff(self, cmds is not None)
 
     def sleep(self, ms):
         if self.hw is None:
