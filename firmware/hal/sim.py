@@ -52,10 +52,9 @@ process is not resident: the state file is read at import by a function
 deleted after its one call (its code freed with the module's top-level
 code), and written at the end (deep sleep, reboot, watchdog) by
 hal/simstate.py, loaded for that moment -- json and binascii only there.
-What only tests
-and hosts use -- set_speed, true_time, set_true_time, set_inputs, radio_on,
-the public constants EXIT_DEEPSLEEP, EXIT_REBOOT, RTC_EPOCH_2000,
-WIFI_*_MS -- is in hal/simctl.py, reached by the same names through this
+What only tests and hosts use -- set_speed, true_time, set_true_time,
+set_inputs, radio_on, the public constants EXIT_DEEPSLEEP, EXIT_REBOOT,
+RTC_EPOCH_2000, WIFI_*_MS -- is in hal/simctl.py, reached by the same names through this
 module's __getattr__ (loaded on first use: never on a device run). The
 hooks on_deepsleep / on_reboot are not defined here either: a host sets
 them, hal/simstate.py looks them up in this module's dict by a built string
@@ -65,9 +64,8 @@ import os
 import time as _t
 from micropython import const
 
-# public values in hal/simctl.py (EXIT_DEEPSLEEP... same numbers)
-_EXIT_DEEPSLEEP = const(3)
-_EXIT_REBOOT = const(4)
+# public values in hal/simctl.py (RTC_EPOCH_2000... same numbers); the exit
+# statuses are hal/simstate.py's
 _RTC_EPOCH_2000 = const(946684800)
 _RTC_MEMORY_MAX = const(2048)
 # documented physical durations (ms) spent on the simulated clock
@@ -252,7 +250,6 @@ from gc import mem_free as free_heap
 
 def machine_id():
     return os.getenv("ECLOR_SIM_ID") or "5e0000000001"
-
 
 
 def _load():

@@ -12,7 +12,7 @@ re-imports hal.sim for a fresh board drives the new one).
 import sys
 from micropython import const
 
-# exit statuses of deepsleep() and reboot() / a watchdog reset (hal.sim's _EXIT_*)
+# exit statuses of deepsleep() and reboot() / a watchdog reset (hal.simstate's _EXIT_*)
 EXIT_DEEPSLEEP = 3
 EXIT_REBOOT = 4
 RTC_EPOCH_2000 = 946684800  # what the RTC reads after power-on (hal.sim's _RTC_EPOCH_2000)
