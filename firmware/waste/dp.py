@@ -7,7 +7,8 @@ dropped, and the cycle drops it with the link (docs/bin.md "Memory").
 """
 import hal
 from micropython import const
-from waste.link import post, register
+from waste.link import post
+from waste.cycle import unload
 
 _MAX_POST = const(1024)    # bytes per /dp POST: one datagram, no block-wise
 _CHANGED = const(68)       # 2.04 (coap.codec.CHANGED)
@@ -35,7 +36,11 @@ async def flush(c):
             # rebinding, its data reset): register anew, resend the same
             c.rereg = True
             c.st.pop("rd", None)
-            if not await register(c):
+            from waste.reg import register
+            ok = await register(c)
+            register = None
+            unload("waste.reg", "coap.rd")
+            if not ok:
                 return None
             continue
         if 128 <= r.code < 160:

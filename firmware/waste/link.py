@@ -105,10 +105,15 @@ async def window(c, res=None):
         gw = c.cfg["gateway"]
         c.gw = addr(gw["host"], gw.get("port", 5683))
         if res is None:
-            # register() drops its code and coap.rd after: room for
-            # dev.clock, which is loaded only when the time is unknown
-            # (after a power-on), then for the flush
-            if not await register(c):
+            # the registration (waste/reg.py), called from here (no frame
+            # of its own held through it); its code and coap.rd dropped
+            # after: room for dev.clock, which is loaded only when the time
+            # is unknown (after a power-on), then for the flush
+            from waste.reg import register
+            ok = await register(c)
+            register = None
+            unload("waste.reg", "coap.rd")
+            if not ok:
                 return None
             if hal.time() < _T_VALID:
                 from dev import clock
@@ -159,13 +164,3 @@ async def post(c, path, payload, ct):
         return None
     _spend(c, 1, ep.retx - retx)
     return r
-
-
-async def register(c):
-    """Register or update (waste/reg.py); its code and coap.rd are
-    dropped after, so that the /dp POSTs do not hold them."""
-    from waste import reg
-    ok = await reg.register(c)
-    reg = None
-    unload("waste.reg", "coap.rd")
-    return ok

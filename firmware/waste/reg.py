@@ -1,6 +1,6 @@
-"""The registration of a CoAP session (waste/link.py register()):
-register, or update with the location kept from an earlier wake, in queue
-mode (b=UQ) -- coap.rd.
+"""The registration of a CoAP session (waste/link.py window(), and
+waste/dp.py after a 4.04): register, or update with the location kept
+from an earlier wake, in queue mode (b=UQ) -- coap.rd.
 
 A module of its own, dropped with coap.rd once the bin is registered, so
 that the /dp POSTs that come next (the peak of a wake's heap) do not hold
