@@ -135,7 +135,10 @@ base = gc.mem_alloc()
 out = []
 for part, mods in %(parts)r:
     for m in mods:
-        __import__(m)
+        try:
+            __import__(m)
+        except ImportError:  # an older tree (ECLOR_FIRMWARE) without it
+            pass
     gc.collect()
     a = gc.mem_alloc()
     out.append((part, a - base))
