@@ -73,7 +73,7 @@ print("IMPORTED", gc.mem_alloc())
 
 async def main():
     # local server, no loss: a short timeout makes a starved run fail fast
-    ep = Endpoint(params={"ACK_TIMEOUT": 300, "MAX_RETRANSMIT": 2})
+    ep = %(cls)s(params={"ACK_TIMEOUT": 300, "MAX_RETRANSMIT": 2})
 %(setup)s
     asyncio.create_task(ep.run())
     a = addr("127.0.0.1", %(port)d)
@@ -97,7 +97,7 @@ asyncio.run(main())
 # what the "all features resident" run adds (the client run has none of it,
 # so that neither pays for the other's script)
 STACK_IMPORTS = "from coap import block, observe, watch, linkformat, rd"
-ALL_IMPORTS = "from coap.rd import Registration"
+ALL_IMPORTS = "from coap.rd import Registration\nfrom coap.observe import Server"
 ALL_SETUP = """    ep.add("state", lambda r: (codec.CONTENT, b"%%d" %% ok, 0), obs=True, attrs=b'rt="x"')
     reg = Registration(ep, ("127.0.0.1", %(port)d), "bench", "eclor.lamp", 60)
     reg.start()"""
@@ -202,10 +202,11 @@ async def run_client(fw, port, heap, n, all_, rom=None):
     if all_ == "micro":
         text = MICRO_CLIENT % {"port": port, "n": n}
     elif all_ == "stack":  # heap after importing every module, nothing run
-        text = CLIENT % {"port": port, "n": n, "imports": STACK_IMPORTS, "setup": "",
+        text = CLIENT % {"port": port, "n": n, "imports": STACK_IMPORTS, "setup": "", "cls": "Endpoint",
                          "wait": "", "each": "", "check": ""}
     else:
         text = CLIENT % {"port": port, "n": n, "imports": ALL_IMPORTS if all_ else "",
+                         "cls": "Server" if all_ else "Endpoint",
                          "setup": ALL_SETUP % {"port": port} if all_ else "",
                          "wait": ALL_WAIT if all_ else "", "each": ALL_EACH if all_ else "",
                          "check": ALL_CHECK if all_ else ""}

@@ -8,10 +8,13 @@ binding the device opened carries them.
 Design notes in the comments below (comments cost nothing to compile on
 the board; a long docstring is buffered whole by the lexer)."""
 #
-#     ep = Endpoint(port=5683, params={"ACK_TIMEOUT": 200})
-#     ep.add("state", handler, obs=True, attrs=b'rt="eclor.lamp.state";ct=112')
+#     ep = Endpoint(port=5683, params={"ACK_TIMEOUT": 200})   # a client (a bin)
 #     asyncio.create_task(ep.run())
 #     r = await ep.request(codec.POST, ("192.0.2.10", 5683), "dp", body, ct=112)
+#
+#     from coap.observe import Server        # serves resources too (a lamp)
+#     ep = Server(port=5683)
+#     ep.add("state", handler, obs=True, attrs=b'rt="eclor.lamp.state";ct=112')
 #
 # Handlers take the request `Msg` (`req.method`, `req.path`, `req.query`,
 # `req.payload` with Block1 already reassembled, `req.ct`, `req.accept`,
@@ -39,10 +42,13 @@ the board; a long docstring is buffered whole by the lexer)."""
 # All times are milliseconds; `params` overrides any of the defaults
 # (Endpoint.__init__); `ep.p` holds the values in force.
 #
-# Footprint: the serving code (dispatch, answers, Observe server side)
-# lives in coap/observe.py and is loaded by the first add(); client-side
-# observe (coap/watch.py) and block.py load on first use, linkformat.py for
-# each filtered /.well-known/core query and is dropped after it.  A client-only endpoint is codec + this.
+# Footprint: the serving code (add, dispatch, answers, Observe server side)
+# lives in coap/observe.py, whose Server subclass a device that serves
+# resources creates; an Endpoint alone is a client (a bin), which answers
+# any request with 4.04 and holds none of that code.  Client-side observe
+# (coap/watch.py, Server.observe) and block.py load on first use,
+# linkformat.py for each filtered /.well-known/core query and is dropped
+# after it.  A client is codec + this.
 # Option and code numbers are private const()s here (no RAM at run time);
 # the public names are in coap.codec.
 #
@@ -135,7 +141,7 @@ class Endpoint:
         self._seen = []
         self._mid = random.getrandbits(16) if mid is None else mid & 0xFFFF
         self._tok = random.getrandbits(30)
-        self._srv = None  # the serving code (coap.observe), loaded by add()
+        self._srv = None  # the serving code (coap.observe module) of a Server
         self._obs = []  # observers of our resources, see coap.observe
         self._b1 = None  # Block1 reassembly [peer, path, buffer, length]
         self._cobs = []  # our observations, see coap.watch
@@ -146,49 +152,8 @@ class Endpoint:
         self.retx = 0  # retransmissions sent
         self.oom = 0  # datagrams delayed or lost for want of memory
 
-    # ---- server side -------------------------------------------------------
-
-    def add(self, path, handler, obs=False, attrs=b""):
-        """Serve `path` (no leading slash) with handler; obs=True allows Observe."""
-        self._res[path.strip("/")] = [handler, obs, attrs]
-        if self._srv is None:
-            from coap import observe
-            self._srv = observe
-
-    def links(self, filt=None):
-        """The /.well-known/core document (RFC 6690) for the served resources."""
-        # built by the serving code (coap.observe): without a resource
-        # there is nothing to list
-        return self._srv.links(self._res, filt) if self._srv else b""
-
-    def notify(self, path):
-        """Send the current state of `path` to its observers (in a task)."""
-        if self._obs:
-            self._srv.notify(self, path.strip("/"))
-
-    def observers(self, path=None):
-        """Number of observers (of `path`, or in total)."""
-        n = 0
-        for o in self._obs:  # a loop: a comprehension is one more function in RAM
-            if path is None or o[2] == path.strip("/"):
-                n += 1
-        return n
-
     # ---- client side -------------------------------------------------------
-
-    async def observe(self, peer, path, cb, query=None, accept=None):
-        """GET+Observe as a client; cb(msg) gets each newer notification.
-        Returns the first response.  See coap.watch."""
-        from coap.watch import watch
-        return await watch(self, peer, path, cb, query, accept)
-
-    def unobserve(self, r):
-        """End the observation started with response r (RST to the next)."""
-        l = []
-        for o in self._cobs:  # a loop: a comprehension is one more function in RAM
-            if o[1] != r.token:
-                l.append(o)
-        self._cobs = l
+    # (serving resources and client Observe: coap.observe.Server, a subclass)
 
     async def request(self, method, peer, path, payload=b"", ct=None, query=None, con=True, accept=None, options=None):
         """Send a request and return the response Msg (`code`, `payload`,
@@ -440,9 +405,9 @@ class Endpoint:
         if self._srv:
             self._srv.serve(self, m, e)
             return
-        # The serving code lives in coap/observe.py, loaded by the first
-        # add(): a client-only endpoint (a bin) never pays for it and answers
-        # any request with 4.04 here.
+        # The serving code lives in coap/observe.py (a Server's, set by its
+        # first add()): a client (a bin) never pays for it and answers any
+        # request with 4.04 here.
         mid = m.mid
         if t != _CON:  # a NON answer has a message ID of its own
             mid = self._mid = (self._mid + 1) & 0xFFFF

@@ -1,8 +1,16 @@
-"""The serving side of an Endpoint: request dispatch and RFC 7641 Observe,
-server side."""
+"""The serving side of an endpoint: `Server`, an Endpoint that serves
+resources, with request dispatch and RFC 7641 Observe, server side."""
 #
-# Loaded by the first `Endpoint.add()`, so a client-only device (a bin) does
-# not carry it.  Dispatch: Uri-Path routing, /.well-known/core, Block1
+#     ep = Server(port=5683, params=...)          # Endpoint's arguments
+#     ep.add(path, handler, obs=False, attrs=b"") # serve path (no leading slash)
+#     ep.links(filt=None)                         # the /.well-known/core document
+#     ep.notify(path)                             # notify path's observers (tasks)
+#     ep.observers(path=None)                     # how many (of path, or in all)
+#     r = await ep.observe(peer, path, cb, query=None, accept=None)
+#     ep.unobserve(r)                             # client Observe (coap/watch.py)
+#
+# A module of its own, so that a client (a bin: a plain coap.endpoint
+# Endpoint) holds none of this code.  Dispatch: Uri-Path routing, /.well-known/core, Block1
 # reassembly (coap.block), piggybacked answers for plain handlers, an empty
 # ACK then a separate CON response for coroutine handlers, 5.00 for a handler
 # that raises, 4.00 for a non-UTF-8 path.
@@ -24,9 +32,9 @@ server side."""
 # * If the state changes while a notification is still being retransmitted,
 #   the newest state is sent when it completes (no queue of stale states).
 #
-# The client side of Observe is coap/watch.py.  Plain functions over the
-# endpoint's state, no class: each class and method costs RAM when loaded
-# from .mpy.
+# The client side of Observe is coap/watch.py.  Besides the Server class
+# with the API above, plain functions over the endpoint's state: each class
+# and method costs RAM when loaded from .mpy.
 import asyncio
 import gc
 import sys
@@ -34,6 +42,7 @@ import time
 from micropython import const
 
 from coap.codec import Msg, decode
+from coap.endpoint import Endpoint
 
 _CON = const(0)
 _NON = const(1)
@@ -54,6 +63,44 @@ _CT_LINK = const(40)
 _OOM_RETRY_MS = const(200)  # a notification that found no heap: next try
 
 _seq = 2  # the notification sequence counter (24 bits)
+
+
+class Server(Endpoint):
+    def add(self, path, handler, obs=False, attrs=b""):
+        """Serve `path` (no leading slash) with handler; obs=True allows Observe."""
+        self._res[path.strip("/")] = [handler, obs, attrs]
+        self._srv = sys.modules[__name__]  # requests are dispatched by serve()
+
+    def links(self, filt=None):
+        """The /.well-known/core document (RFC 6690) for the served resources."""
+        return links(self._res, filt)
+
+    def notify(self, path):
+        """Send the current state of `path` to its observers (in a task)."""
+        if self._obs:
+            notify(self, path.strip("/"))
+
+    def observers(self, path=None):
+        """Number of observers (of `path`, or in total)."""
+        n = 0
+        for o in self._obs:  # a loop: a comprehension is one more function in RAM
+            if path is None or o[2] == path.strip("/"):
+                n += 1
+        return n
+
+    async def observe(self, peer, path, cb, query=None, accept=None):
+        """GET+Observe as a client; cb(msg) gets each newer notification.
+        Returns the first response.  See coap.watch."""
+        from coap.watch import watch
+        return await watch(self, peer, path, cb, query, accept)
+
+    def unobserve(self, r):
+        """End the observation started with response r (RST to the next)."""
+        l = []
+        for o in self._cobs:  # a loop: a comprehension is one more function in RAM
+            if o[1] != r.token:
+                l.append(o)
+        self._cobs = l
 
 
 def notify(ep, path):

@@ -5,7 +5,8 @@
 #     ... or, in a wake window:  ok = await reg.ensure()
 #
 # * register: POST /rd?ep=NAME&lt=LT&et=ET[&b=UQ], link-format payload (ct 40)
-#   of the device's resources (`ep.links()` unless `links` is given);
+#   of the device's resources (`ep.links()` of a coap.observe Server with
+#   resources, unless `links` is given);
 #   2.01 Created with Location-Path -> `reg.location` ("rd/ID").
 # * update: POST /<location> with no payload at 3/4 of the lifetime (at least
 #   UPDATE_MARGIN_S before it runs out) -> 2.04; 4.04 means the gateway forgot
@@ -90,7 +91,7 @@ class Registration:
                 q = ("ep=%s lt=%d et=%s b=UQ" % (self.name, self.lt, self.et)).split()
                 if not self.queue:
                     q.pop()
-                links = self.links if self.links is not None else ep.links()
+                links = self.links if self.links is not None else (ep.links() if ep._srv else b"")
                 r = await ep.request(_POST, self.gw, "rd", links, ct=_CT_LINK, query=q)
                 self.last_code = r.code
                 if r.code == _CREATED:

@@ -110,7 +110,7 @@ async def run_micropython(fw, script, args, tmp_path, timeout=60):
 FW_CLIENT = r"""
 import asyncio, sys, json
 from coap import codec
-from coap.endpoint import Endpoint
+from coap.observe import Server
 
 BIG = bytes((i * 31 + 7) & 255 for i in range(3072))
 
@@ -121,7 +121,7 @@ def whole(p):
     return len(p) == 3000 and all(p[2 + i] == (i * 7 + n) & 255 for i in range(2998))
 
 async def main():
-    ep = Endpoint(params={"ACK_TIMEOUT": 100, "MAX_RETRANSMIT": 8, "RESPONSE_TIMEOUT": 10000})
+    ep = Server(params={"ACK_TIMEOUT": 100, "MAX_RETRANSMIT": 8, "RESPONSE_TIMEOUT": 10000})
     asyncio.create_task(ep.run())
     a = ("127.0.0.1", int(sys.argv[1]))
     out = {}
@@ -318,7 +318,7 @@ async def _firmware_client(firmware, tmp_path):
 FW_SERVER = r"""
 import asyncio, sys
 from coap import codec
-from coap.endpoint import Endpoint
+from coap.observe import Server
 
 BIG = bytes((i * 31 + 7) & 255 for i in range(3072))
 text = [b""]
@@ -346,7 +346,7 @@ def h_quit(req):
     return codec.DELETED, b"", None
 
 async def main():
-    ep = Endpoint(port=int(sys.argv[1]), host="127.0.0.1",
+    ep = Server(port=int(sys.argv[1]), host="127.0.0.1",
                   params={"ACK_TIMEOUT": 100, "MAX_RETRANSMIT": 8, "OBS_CON_N": 2, "MAX_BODY": 4096})
     ep.add("text", h_text)
     ep.add("big", lambda req: (codec.CONTENT, BIG, 42))

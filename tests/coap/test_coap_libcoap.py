@@ -21,7 +21,7 @@ BIG = bytes((i * 31 + 7) & 255 for i in range(3072))
 FW_SERVER = r"""
 import asyncio, sys
 from coap import codec
-from coap.endpoint import Endpoint
+from coap.observe import Server
 
 BIG = bytes((i * 31 + 7) & 255 for i in range(3072))
 text = [b"init"]
@@ -36,7 +36,7 @@ def h_text(req):
     return codec.METHOD_NOT_ALLOWED, b"", None
 
 async def main():
-    ep = Endpoint(port=int(sys.argv[1]), host="127.0.0.1")
+    ep = Server(port=int(sys.argv[1]), host="127.0.0.1")
     ep.add("text", h_text, attrs=b'rt="eclor.text";ct=0')
     ep.add("big", lambda req: (codec.CONTENT, BIG, 42))
     ep.add("upload", lambda req: (codec.CHANGED, b"%d:%d" % (len(req.payload), req.payload == BIG), 0))
@@ -112,10 +112,10 @@ def test_firmware_rd_client_against_libcoap_rd(tmp_path):
         script.write_text(r"""
 import asyncio, sys
 from coap import codec, rd
-from coap.endpoint import Endpoint
+from coap.observe import Server
 
 async def main():
-    ep = Endpoint(params={"ACK_TIMEOUT": 500})
+    ep = Server(params={"ACK_TIMEOUT": 500})
     ep.add("state", lambda r: (codec.CONTENT, b"", None), obs=True, attrs=b'rt="eclor.lamp.state";ct=112')
     asyncio.create_task(ep.run())
     gw = ("127.0.0.1", int(sys.argv[1]))

@@ -281,7 +281,7 @@ async def test_junk_traffic_never_stops_the_server():
 
 async def test_client_only_endpoint_answers_404_without_loading_the_server_side():
     import sys
-    c, port = server()
+    c, port = server(cls=Endpoint)  # a client: no coap.observe.Server
     asyncio.create_task(c.run())
     raw = Raw()
     raw.sendm(Msg(CON, codec.GET, 0x4242, b"q", [[codec.URI_PATH, "cmd"]]), port)

@@ -3,7 +3,7 @@ import asyncio
 
 from coap import codec
 from coap.codec import Msg, CON, NON, ACK, RST
-from coap.endpoint import Endpoint
+from coap.observe import Server
 from coap.block import parse
 from test_coap_util import server, Raw, FAST
 
@@ -142,7 +142,7 @@ async def test_block2_fetch_whole_and_szx_negotiation():
     s.add("big", lambda r: (codec.CONTENT, big, codec.CT_OCTET))
     asyncio.create_task(s.run())
     for szx in (6, 4, 2):
-        c = Endpoint(params=dict(FAST, SZX=szx))
+        c = Server(params=dict(FAST, SZX=szx))
         sent = []
         c.wrap = lambda m, peer: sent.append(m.opt(codec.BLOCK2)) or m  # the OSCORE seam as a tap
         asyncio.create_task(c.run())
@@ -164,7 +164,7 @@ async def test_block1_upload_server_asks_smaller_blocks():
     got = []
     s.add("up", lambda r: got.append(r.payload) or (codec.CHANGED, b"ok", 0))
     asyncio.create_task(s.run())
-    c = Endpoint(params=FAST)  # SZX 6: starts with 1024-byte blocks
+    c = Server(params=FAST)  # SZX 6: starts with 1024-byte blocks
     sizes = []
     c.wrap = lambda m, peer: sizes.append((parse(m.opt(codec.BLOCK1))[2], len(m.payload))) or m
     asyncio.create_task(c.run())
@@ -181,7 +181,7 @@ async def test_block1_too_large_is_413_with_size1_and_gap_is_408():
     s, port = server({"MAX_BODY": 2048})
     s.add("up", lambda r: (codec.CHANGED, b"", None))
     asyncio.create_task(s.run())
-    c = Endpoint(params=FAST)
+    c = Server(params=FAST)
     asyncio.create_task(c.run())
     r = await c.request(codec.POST, ("127.0.0.1", port), "up", bytes(3000))
     assert r.code == codec.REQUEST_ENTITY_TOO_LARGE and r.uopt(codec.SIZE1) == 2048
@@ -195,7 +195,7 @@ async def test_block1_too_large_is_413_with_size1_and_gap_is_408():
 
 async def test_client_observe_orders_notifications_and_unobserve_resets():
     s, port, st = _state_server({"OBS_CON_N": 2})
-    c = Endpoint(params=FAST)
+    c = Server(params=FAST)
     asyncio.create_task(c.run())
     got = []
     r = await c.observe(("127.0.0.1", port), "state", lambda m: got.append(m.payload))
@@ -276,7 +276,7 @@ async def test_client_observe_multiblock_notifications_fetched_whole():
         return (codec.CONTENT, st["rep"], 42, [[codec.ETAG, bytes((st["n"],))]])
     s.add("big", h, obs=True)
     asyncio.create_task(s.run())
-    c = Endpoint(params=FAST)
+    c = Server(params=FAST)
     asyncio.create_task(c.run())
     got = []
 
@@ -315,7 +315,7 @@ async def test_block2_fetch_rejects_a_changed_etag():
         return (codec.CONTENT, bytes(3000), 42, [[codec.ETAG, bytes((n[0],))]])
     s.add("moving", h)
     asyncio.create_task(s.run())
-    c = Endpoint(params=FAST)
+    c = Server(params=FAST)
     asyncio.create_task(c.run())
     try:
         await c.request(codec.GET, ("127.0.0.1", port), "moving")
@@ -345,7 +345,7 @@ async def test_client_observe_first_answer_changing_between_blocks_comes_whole()
         return (codec.CONTENT, st["rep"], 42, [[codec.ETAG, bytes((st["n"],))]])
     s.add("big", h, obs=True)
     asyncio.create_task(s.run())
-    c = Endpoint(params=FAST)
+    c = Server(params=FAST)
     asyncio.create_task(c.run())
     r = await c.observe(("127.0.0.1", port), "big", lambda m: None)
     assert r.code == codec.CONTENT and r.opt(codec.OBSERVE) is not None

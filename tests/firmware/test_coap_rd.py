@@ -5,6 +5,7 @@ import time
 
 from coap import codec, rd
 from coap.endpoint import Endpoint
+from coap.observe import Server
 from coap.linkformat import parse
 from test_coap_util import server, FAST
 
@@ -48,7 +49,7 @@ async def test_register_update_reregister_on_404_and_deregister():
     gw, port = server()
     rdir = FakeRD(gw)
     asyncio.create_task(gw.run())
-    dev = Endpoint(params=FAST)
+    dev = Server(params=FAST)
     dev.add("state", lambda r: (codec.CONTENT, b"", None), obs=True, attrs=b'rt="eclor.lamp.state";ct=112')
     asyncio.create_task(dev.run())
     reg = rd.Registration(dev, ("127.0.0.1", port), "lamp-1", "eclor.lamp", lt=120)

@@ -4,22 +4,24 @@ import asyncio
 import random
 import socket
 
-from coap.endpoint import Endpoint, addr
+from coap.endpoint import addr
 from coap import codec
 from coap.codec import Msg
 
 FAST = {"ACK_TIMEOUT": 60, "MAX_RETRANSMIT": 3, "RESPONSE_TIMEOUT": 2000}
 
 
-def server(params=None, **kw):
-    """An Endpoint bound to a free port on 127.0.0.1 -> (ep, port)."""
+def server(params=None, cls=None, **kw):
+    """A Server (coap.observe), or cls, bound to a free port on 127.0.0.1 -> (ep, port)."""
+    if cls is None:
+        from coap.observe import Server as cls  # imported here: a client test loads no serving code
     p = dict(FAST)
     if params:
         p.update(params)
     for _ in range(50):
         port = 20000 + random.getrandbits(15)
         try:
-            return Endpoint(port=port, params=p, host="127.0.0.1", **kw), port
+            return cls(port=port, params=p, host="127.0.0.1", **kw), port
         except OSError:
             pass
     raise OSError("no free port")

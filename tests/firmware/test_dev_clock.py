@@ -40,9 +40,10 @@ async def test_ntp_first():
 
 async def test_gateway_time_over_coap_when_no_ntp():
     from coap.endpoint import Endpoint, addr
+    from coap.observe import Server
     sim.set_inputs(ntp=False)
     port = 20000 + random.getrandbits(12)
-    gw = Endpoint(port=port, host="127.0.0.1")
+    gw = Server(port=port, host="127.0.0.1")
     gw.add("time", lambda req: (69, cbor.dumps(T + 0.25), 60))
     dev = Endpoint(port=0, params={"ACK_TIMEOUT": 200})
     tasks = [asyncio.create_task(gw.run()), asyncio.create_task(dev.run())]

@@ -7,7 +7,7 @@ import asyncio
 import random
 import hal
 from coap import codec
-from coap.endpoint import Endpoint
+from coap.observe import Server
 from fmt import senml, cbor
 from lamp import tz, schedule
 from lamp import app as lamp_app
@@ -21,7 +21,7 @@ DAY = tz.days_from_civil(2026, 12, 21)
 
 class Gateway:
     def __init__(self, port):
-        self.ep = ep = Endpoint(port=port, host="127.0.0.1", params=FAST)
+        self.ep = ep = Server(port=port, host="127.0.0.1", params=FAST)
         self.dp = 0  # packs received; keep only what the checks need (heap)
         self.levels = []  # times of the "level" records
         self.events = []  # (name, value)

@@ -13,7 +13,8 @@ from gw_core_harness import running
 
 DEVICE = r'''
 import sys, asyncio, time
-from coap.endpoint import Endpoint, addr
+from coap.endpoint import addr
+from coap.observe import Server
 from coap import codec
 from coap.rd import Registration
 from fmt import senml, cbor
@@ -22,7 +23,7 @@ from dev.commands import Commands
 GW = addr("127.0.0.1", int(sys.argv[1]))
 
 async def main():
-    ep = Endpoint(port=0, params={"ACK_TIMEOUT": 500})
+    ep = Server(port=0, params={"ACK_TIMEOUT": 500})
     applied = []
     def level(p):
         applied.append(p["level"])
