@@ -84,12 +84,9 @@ def network(ctl, cfg, tasks):
     import gc
     gc.collect()  # the CoAP stack's code packs low, after the controller's boot garbage
     from coap.endpoint import addr
-    try:  # the serving endpoint: coap.observe.Server where the CoAP stack
-        # has it (the client Endpoint without the serving code), else the
-        # Endpoint that serves too
-        from coap.observe import Server as Endpoint
-    except ImportError:
-        from coap.endpoint import Endpoint
+    # the serving endpoint (resources, Observe): a plain coap.endpoint.Endpoint
+    # is a client only
+    from coap.observe import Server as Endpoint
     from coap.rd import Registration
     from lamp.resources import Server
     from lamp.app import sender, upkeep, _wifi, waker
