@@ -27,17 +27,23 @@ def start():
     """Config, boot counter, log line, watchdog; the role's name ("lamp",
     "bin"), or None without a valid config (logged: the board stays at the
     REPL). app.main() imports the role once this module is dropped."""
-    from dev import config
+    # dev.schema loads the config without dev.config (dev.config.load() is
+    # this call): dev.config's names are not interned at every boot, and its
+    # code not loaded. No role has registered its section yet (config.SCHEMA
+    # is empty at boot): role sections are checked as maps here, with their
+    # rules when a role changes them. One-shot work: dev.schema and dev.check
+    # forgotten after the call; a role or the shell imports dev.config when
+    # it validates a change
+    from dev import schema
     try:
-        c = config.load()
+        c = schema.load("config.json", {})
     except ValueError as e:
         app._log("E", "no valid config, staying at the REPL: %s" % e)
         return None
-    # loading is one-shot work at boot: forget dev.config (dev.schema is
-    # dropped by load() itself); the role or the shell imports it again
-    # when it validates a change
-    config = None
-    forget("dev.config")
+    finally:
+        schema = None
+        forget("dev.schema")
+        forget("dev.check")
     # collected now, so that what outlives the boot (the log line's names,
     # the role's modules) fills the space the schema's code took, low in the
     # heap, rather than landing above it with a hole left below (fragmentation)

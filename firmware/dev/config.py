@@ -18,8 +18,9 @@ The base keys (ep, role, gateway...), the defaults and the required keys are
 in dev/schema.py.
 
 Memory: the base schema (dev/schema.py) and the checker (dev/check.py) are loaded
-only while validating -- load() at boot, apply() for a change -- and
-forgotten right after; what stays resident is this small module. Roles add
+only while validating -- load(), apply() for a change -- and forgotten
+right after. The boot (dev/boot.py) loads dev.schema itself, without this
+module: its names are not interned at every boot. Roles add
 their section here: `config.SCHEMA["lamp"] = {...}` (or "bin"), a rule that
 takes the place of the base schema's "any dict" for that key.
 
@@ -49,10 +50,19 @@ def _use(name, *args):
         forget("dev.check")
 
 
-def validate(cfg, schema=None, prefix=""):
+def validate(cfg, schema=None, key=""):
     """Raise ValueError("key: reason") unless cfg fits schema (default: the
-    whole config, base schema plus SCHEMA)."""
-    _use("validate", cfg, schema, prefix, SCHEMA)
+    whole config, base schema plus SCHEMA); key: the keys above cfg in the
+    messages ("gateway.")."""
+    if schema is None:
+        _use("validate", cfg, SCHEMA)
+        return
+    from dev import check
+    try:
+        check.validate(cfg, schema, key)
+    finally:
+        from dev import forget
+        forget("dev.check")
 
 
 def load(path=_PATH):
