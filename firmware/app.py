@@ -34,15 +34,14 @@ import hal
 from dev import store
 from micropython import const
 
-# Memory: the boot steps (dev/boot.py), dev.log and dev.config (the schema)
-# are loaded on use and dropped after (dev.forget): a boot logs one line, a
-# crash one more; none of them needs its code resident while the role runs
-# (the role imports dev.log itself if it logs). Constants are const() where
+# Memory: the boot steps (dev/boot.py, with the role -> module table), dev.log
+# and the config schema are loaded on use and dropped after (dev.forget): a
+# boot logs one line, a crash one more; none of them needs its code resident
+# while the role runs (the role imports dev.log itself if it logs). Constants are const() where
 # nothing outside reads them.
 HEALTHY_MS = 60000  # a global: tests shorten it
 _RESTART_DELAY_MS = const(5000)
 _MAX_RESTART_DELAY_MS = const(600000)
-ROLES = {"lamp": "lamp.app", "bin": "waste.app"}
 
 current = None  # the running role object (set by the role)
 cfg = None
@@ -77,14 +76,6 @@ def mark_healthy():
     except OSError as e:
         _log("E", "boot counter not cleared: %r" % e)
     boots = 0
-
-
-def role_module(role):
-    name = ROLES.get(role)
-    if name is None:
-        raise ValueError("unknown role %r" % role)
-    m = __import__(name)
-    return getattr(m, name.split(".")[1])
 
 
 async def _supervise(coro):
@@ -124,7 +115,9 @@ def main():
         # the heap from the bottom instead of landing above that garbage and
         # leaving a hole below them once it is collected (fragmentation)
         gc.collect()
-        r = role_module(m).run(cfg, safe)
+        # m: the role's module name (dev.boot.ROLES); a non-empty fromlist
+        # makes __import__ return the module itself, not its package
+        r = __import__(m, None, None, ("run",)).run(cfg, safe)
         if r is not None and hasattr(r, "send"):
             import asyncio
             asyncio.run(_supervise(r))

@@ -29,7 +29,14 @@ def _cfg():
 
 def _role():
     if app.current is None:
-        app.current = app.role_module(_cfg()["role"]).make(_cfg(), app.safe)
+        # the role's module from dev.boot's table, loaded for the lookup (the
+        # table is not resident in app)
+        from dev import boot, forget
+        try:
+            m = boot.role(_cfg()["role"])
+        finally:
+            forget("dev.boot")
+        app.current = m.make(_cfg(), app.safe)
     return app.current
 
 

@@ -10,6 +10,17 @@ from micropython import const
 from dev import store, forget
 
 _SAFE_AFTER = const(3)  # unhealthy boots in a row before safe mode
+# the role's module by config "role" (here, not in the resident app: only the
+# boot and the shell's role() look it up; tests point a role at a stand-in)
+ROLES = {"lamp": "lamp.app", "bin": "waste.app"}
+
+
+def role(name):
+    """The role's module (run, make), imported: eclor's bare REPL."""
+    m = ROLES.get(name)
+    if m is None:
+        raise ValueError("unknown role %r" % name)
+    return __import__(m, None, None, ("make",))
 
 
 def _copy(o):
@@ -24,9 +35,10 @@ def _copy(o):
 
 
 def start():
-    """Config, boot counter, log line, watchdog; the role's name ("lamp",
-    "bin"), or None without a valid config (logged: the board stays at the
-    REPL). app.main() imports the role once this module is dropped."""
+    """Config, boot counter, log line, watchdog; the role's module name
+    ("lamp.app", "waste.app"), or None without a valid config (logged: the
+    board stays at the REPL). app.main() imports the role once this module
+    is dropped."""
     # dev.schema loads the config without dev.config (dev.config.load() is
     # this call): dev.config's names are not interned at every boot, and its
     # code not loaded. No role has registered its section yet (config.SCHEMA
@@ -72,4 +84,6 @@ def start():
              % (c["role"], cause, n))
     if c.get("wdt_ms"):
         hal.wdt_enable(c["wdt_ms"])
-    return c["role"]
+    # the schema allows only the roles of ROLES: an unknown one is a KeyError,
+    # a crash of the boot as before (logged, reboot)
+    return ROLES[c["role"]]

@@ -51,8 +51,15 @@ def _fresh_app():
         if m in sys.modules:
             del sys.modules[m]
     import app
-    app.ROLES["lamp"] = "fakerole.app"
+    _role("fakerole.app")
     return app
+
+
+def _role(name):
+    # the role -> module table is dev.boot's: app.main() imports dev.boot,
+    # finds this one already loaded (patched) and forgets it after the boot
+    from dev import boot
+    boot.ROLES["lamp"] = name
 
 
 def _boot():
@@ -141,7 +148,7 @@ def test_no_valid_config_returns_to_the_repl():
 def test_unknown_role_module_is_a_crash_not_a_hang():
     _setup("healthy")
     app = _fresh_app()
-    app.ROLES["lamp"] = "no_such_role.app"
+    _role("no_such_role.app")
     try:
         app.main()
         assert False

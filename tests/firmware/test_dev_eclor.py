@@ -49,7 +49,8 @@ def test_status_without_a_loadable_role_still_prints_the_device():
     store.save_json("config.json", CFG)
     import app
     import eclor
-    app.ROLES["lamp"] = "no_such_role.app"
+    from dev import boot  # the role -> module table (eclor loads dev.boot for it)
+    boot.ROLES["lamp"] = "no_such_role.app"
     _, out = _capture(eclor.status)
     assert "lamp-7" in out and "unavailable" in out, out
 
@@ -63,7 +64,8 @@ def test_bare_repl_builds_role_from_config():
     store.save_json("config.json", dict(CFG, role="bin"))
     import app
     import eclor
-    app.ROLES["bin"] = "fakerole.app"
+    from dev import boot
+    boot.ROLES["bin"] = "fakerole.app"
     assert eclor.measure() == 0.42
 
 
