@@ -79,14 +79,15 @@ def mark_healthy():
 
 
 async def _supervise(coro):
+    # coro: the role's coroutine, run with the healthy mark as a task beside
+    # it; None: that task (one function for both: no nested coroutine)
     import asyncio
-
-    async def health():
+    if coro is None:
         await asyncio.sleep_ms(HEALTHY_MS)
         mark_healthy()
         _log("I", "healthy")
-
-    h = asyncio.create_task(health())
+        return
+    h = asyncio.create_task(_supervise(None))
     try:
         await coro
     finally:
