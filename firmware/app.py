@@ -31,8 +31,13 @@ Role module contract (lamp/app.py, waste/app.py):
   status() -> dict, selftest() -> dict, level(x) (lamp), measure() (bin).
 """
 import hal
-from dev import store
 from micropython import const
+
+# the module's dict holds at most 12 entries (a 12-slot table; a 13th grows it
+# to 17 slots, +96 B resident in both roles): const is folded by the compiler
+# and not needed at run time, dev.store is imported where it is used (it is
+# resident anyway), no global for the reset cause (hal.reset_cause())
+del const
 
 # Memory: the boot steps (dev/boot.py, with the role -> module table), dev.log
 # and the config schema are loaded on use and dropped after (dev.forget): a
@@ -47,7 +52,6 @@ current = None  # the running role object (set by the role)
 cfg = None
 safe = False
 boots = 0
-cause = None
 
 
 def _log(level, msg, e=None):
@@ -68,6 +72,7 @@ def _log(level, msg, e=None):
 def mark_healthy():
     """The role runs well: clear the boot counter (one write, only if set). Never raises."""
     global boots
+    from dev import store
     try:
         # the file, not `boots`: a counter the boot could not write stays
         # unwritten (and unlogged) here too

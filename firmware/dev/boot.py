@@ -1,7 +1,7 @@
 """The boot steps of app.main(), loaded once at boot and forgotten before
 the role runs: their code (~1.1 KB on the 64-bit host) is not on the heap
 of a running lamp or a bin's wake. See app.py for the sequence and the
-state it sets (app.cfg, app.safe, app.boots, app.cause).
+state it sets (app.cfg, app.safe, app.boots).
 """
 import gc
 import hal
@@ -65,7 +65,7 @@ def start():
     # included; a deep-sleep wake is no new boot (no flash write). A flash
     # that cannot be written must not keep the lamp dark: logged, and the
     # role still runs (normal mode)
-    app.cause = cause = hal.reset_cause()
+    cause = hal.reset_cause()
     try:
         n = int(store.read("data/boots") or 0)
     except ValueError:
