@@ -11,19 +11,35 @@
 
 Generic functions delegate to the running role object (app.current, set by
 the role) or, at a REPL with nothing running, to one built by the role
-module's make(cfg). Kept tiny on purpose: it is imported on a busy heap.
+module's make(cfg). Kept tiny on purpose: it is imported on a busy heap
+(a running lamp), so dev.config and dev.log are loaded for the call that
+needs them and forgotten after it (unless a role holds them), not held for
+as long as the shell is imported.
 """
 import app
 import hal
-from dev import log as _log
-from dev import config as _config
 
 _out = print  # where the shell writes (tests capture it)
 
 
+def _use(mod, name, *a):
+    # dev.<mod>.<name>(*a), the module loaded for the call
+    import sys
+    full = "dev." + mod
+    held = full in sys.modules
+    m = getattr(__import__(full, None, None, (name,)), name)
+    try:
+        return m(*a)
+    finally:
+        m = None
+        if not held:
+            from dev import forget
+            forget(full)
+
+
 def _cfg():
     if app.cfg is None:
-        app.cfg = _config.load()
+        app.cfg = _use("config", "load")
     return app.cfg
 
 
@@ -87,18 +103,18 @@ def config(key=None, value=None):
     try:
         if live is not None:
             live(ch)  # the running role validates, persists and applies it now
-            app.cfg = getattr(app.current, "cfg", None) or _config.load()
+            app.cfg = getattr(app.current, "cfg", None) or _use("config", "load")
         else:  # nothing running: the file, used at the next start or wake
-            app.cfg = _config.apply(c, ch)
+            app.cfg = _use("config", "apply", c, ch)
     except ValueError as e:
         _out("refused:", e)
         return False
-    _log.event("config %s=%r (shell)" % (key, value))
+    app._log("I", "config %s=%r (shell)" % (key, value))
     return True
 
 
 def log(n=20):
-    for line in _log.recent(n):
+    for line in _use("log", "recent", n):
         _out(line)
 
 
