@@ -3,10 +3,12 @@
 Enough for SenML packs, command maps and config: unsigned/negative integers
 up to 64 bits, byte and text strings, arrays, maps, floats, true/false/null.
 
-Encoding writes into a `Writer`, a bytearray with a fill index: a role that
-sends the same kind of pack every few minutes keeps one Writer and calls
-`reset()` instead of building a new bytes object each time (less heap
-fragmentation on the ESP32). `dumps(obj)` is the convenient one-shot form.
+`dumps(obj)` encodes small objects (command results, a calendar) into a new
+bytes object. Packs are written into a `Writer` (fmt/cborw.py, loaded on
+the first `cbor.Writer`: see __getattr__ below), a bytearray with a fill
+index: a role that sends the same kind of pack every few minutes keeps one
+Writer and calls `reset()` instead of building a new bytes object each time
+(less heap fragmentation on the ESP32).
 
 Floats are encoded as the shortest of single/double that gives back the same
 value (on the ESP32 floats are 32-bit, so that is always single). Half
@@ -27,132 +29,89 @@ try:
 except ImportError:  # also imported by CPython tools
     const = lambda x: x  # noqa: E731
 
-_MAX_DEPTH = const(16)  # nesting limit of any() and decode()
+_MAX_DEPTH = const(16)  # nesting limit of dumps() and decode()
 # built once: a tuple literal of names in isinstance() would be allocated per call
 BYTES_LIKE = (bytes, bytearray, memoryview)
 _SEQ = (list, tuple)
 
 
-class Writer:
-    """Encode into a reusable bytearray. `grow=False` makes overflow a ValueError."""
+def _head(b, major, v):
+    # the initial byte and the argument (RFC 8949 3.1) appended to bytearray b:
+    # the value itself below 24, else 24..27 and 1, 2, 4 or 8 big-endian bytes
+    if v < 0 or v >> 64:
+        raise ValueError("cbor: integer out of 64-bit range")
+    if v < 24:
+        b.append(major << 5 | v)
+        return
+    k = 1 if v < 0x100 else 2 if v < 0x10000 else 4 if v < 0x100000000 else 8
+    b.append(major << 5 | (24 if k == 1 else 25 if k == 2 else 26 if k == 4 else 27))
+    b.extend(v.to_bytes(k, "big"))
 
-    def __init__(self, size=128, grow=True):
-        self.buf = bytearray(size)
-        self.n = 0
-        self.grow = grow
 
-    def reset(self):
-        self.n = 0
-        return self
-
-    def value(self):
-        """The bytes written so far, as a memoryview into the buffer (valid until reset)."""
-        return memoryview(self.buf)[:self.n]
-
-    def _room(self, k):
-        need = self.n + k
-        if need > len(self.buf):
-            if not self.grow:
-                raise ValueError("cbor: buffer full")
-            self.buf.extend(bytearray(max(need - len(self.buf), len(self.buf))))
-
-    def raw(self, b):
-        k = len(b)
-        self._room(k)
-        self.buf[self.n:self.n + k] = b
-        self.n += k
-
-    def head(self, major, v):
-        if v < 0 or v >> 64:
-            raise ValueError("cbor: integer out of 64-bit range")
-        # additional info: the value itself below 24, else 24..27 for 1, 2, 4
-        # or 8 big-endian bytes after the initial byte (written by a loop: no
-        # struct format string per size, each one an interned name)
-        ai = v if v < 24 else 24 if v < 0x100 else 25 if v < 0x10000 else 26 if v < 0x100000000 else 27
-        k = 1 if ai < 24 else 1 + (1 << (ai - 24))
-        self._room(k)
-        b, n = self.buf, self.n
-        b[n] = major << 5 | ai
-        i = n + k
-        while i > n + 1:
-            i -= 1
-            b[i] = v & 0xFF
-            v >>= 8
-        self.n = n + k
-
-    def int(self, v):
-        if v >= 0:
-            self.head(0, v)
+def _enc(b, o, depth):
+    if depth > _MAX_DEPTH:
+        raise ValueError("cbor: nesting too deep")
+    if o is None or o is True or o is False:
+        b.append(0xF6 if o is None else (0xF5 if o else 0xF4))
+    elif isinstance(o, int):
+        if o >= 0:
+            _head(b, 0, o)
         else:
-            self.head(1, -1 - v)
-
-    def float(self, v):
-        # single precision when exact (always on the ESP32); NaN/inf are exact
-        # too. Packed in place: no bytes object per call
-        self._room(5)
-        b, n = self.buf, self.n
-        struct.pack_into(">f", b, n + 1, v)
-        if v != v or struct.unpack_from(">f", b, n + 1)[0] == v:
-            b[n] = 0xFA
-            self.n = n + 5
+            _head(b, 1, -1 - o)
+    elif isinstance(o, float):
+        # single precision when exact (always on the ESP32); NaN/inf are exact too
+        f = struct.pack(">f", o)
+        if o != o or struct.unpack(">f", f)[0] == o:
+            b.append(0xFA)
+            b.extend(f)
         else:
-            self._room(9)  # grows b in place (or ValueError on a fixed buffer)
-            b[n] = 0xFB
-            struct.pack_into(">d", b, n + 1, v)
-            self.n = n + 9
-
-    def text(self, s):
-        s = s.encode() if isinstance(s, str) else s
-        self.head(3, len(s))
-        self.raw(s)
-
-    def bytes(self, s):
-        self.head(2, len(s))
-        self.raw(s)
-
-    def array(self, n):
-        self.head(4, n)
-
-    def map(self, n):
-        self.head(5, n)
-
-    def simple(self, v):
-        # False/True/None -> 0xF4/0xF5/0xF6
-        self._room(1)
-        self.buf[self.n] = 0xF6 if v is None else (0xF5 if v else 0xF4)
-        self.n += 1
-
-    def any(self, o, depth=0):
-        """Encode any supported object; ValueError for the rest."""
-        if depth > _MAX_DEPTH:
-            raise ValueError("cbor: nesting too deep")
-        if o is None or o is True or o is False:
-            self.simple(o)
-        elif isinstance(o, int):
-            self.int(o)
-        elif isinstance(o, float):
-            self.float(o)
-        elif isinstance(o, str):
-            self.text(o)
-        elif isinstance(o, BYTES_LIKE):
-            self.bytes(o)
-        elif isinstance(o, _SEQ):
-            self.array(len(o))
-            for x in o:
-                self.any(x, depth + 1)
-        elif isinstance(o, dict):
-            self.map(len(o))
-            for k in o:
-                self.any(k, depth + 1)
-                self.any(o[k], depth + 1)
-        else:
-            raise ValueError("cbor: cannot encode %s" % type(o).__name__)
-        return self
+            b.append(0xFB)
+            b.extend(struct.pack(">d", o))
+    elif isinstance(o, str):
+        o = o.encode()
+        _head(b, 3, len(o))
+        b.extend(o)
+    elif isinstance(o, BYTES_LIKE):
+        _head(b, 2, len(o))
+        b.extend(o)
+    elif isinstance(o, _SEQ):
+        _head(b, 4, len(o))
+        for x in o:
+            _enc(b, x, depth + 1)
+    elif isinstance(o, dict):
+        _head(b, 5, len(o))
+        for k in o:
+            _enc(b, k, depth + 1)
+            _enc(b, o[k], depth + 1)
+    else:
+        raise ValueError("cbor: cannot encode %s" % type(o).__name__)
 
 
 def dumps(o):
-    """Encode o to bytes."""
-    return bytes(Writer(32).any(o).value())
+    """Encode o to bytes; ValueError for what CBOR here cannot carry."""
+    b = bytearray()
+    _enc(b, o, 0)
+    return bytes(b)
+
+
+def __getattr__(name):
+    # cbor.Writer: its class is in fmt/cborw.py, loaded on first use and
+    # kept in this module's globals, not in sys.modules -- so it is on the
+    # heap as long as this module (lamp.use() and the bin's cycle drop
+    # fmt.cbor after a call) and only for the users that write packs
+    # (fmt.senml, waste.sense): a command, a calendar, a clock sync decode
+    # and dumps() small maps without it (~2 KB less at a calendar command)
+    if name != "Writer":
+        raise AttributeError(name)
+    import sys
+    w = __import__("fmt.cborw", None, None, ("Writer",)).Writer
+    sys.modules.pop("fmt.cborw", None)
+    try:
+        delattr(sys.modules["fmt"], "cborw")
+    except (KeyError, AttributeError):
+        pass
+    globals()["Writer"] = w
+    return w
 
 
 def _need(data, pos, k):

@@ -249,3 +249,34 @@ def test_a_step_inside_a_command_leaves_the_due_report_to_the_next_step():
     assert c.dim.target == 30 and len(c.outbox) == n
     _run(c, 1)
     assert len(c.outbox) == n + 1 and c.next > hal.time()
+
+
+def test_a_report_command_queues_its_report_after_the_command_modules():
+    # lamp/cmd.py: the report of a `report` command is queued once the
+    # command's result is stored and encoded, with dev.commands and fmt.cbor
+    # dropped (from .mpy) first, so that lamp/state.py, fmt.senml and the
+    # CBOR Writer do not load on top of them; still before the answer
+    import sys
+    from fmt import cbor
+    from lamp.resources import Server
+    _at(NIGHT)
+    c = Controller(CFG)
+    _run(c, 2)
+    srv = Server(c)
+    seen = []
+    real = c.report
+
+    def report():
+        seen.append("dev.commands" in sys.modules)
+        real()
+    c.report = report
+    n = len(c.outbox)
+    req = type("R", (), {"path": "cmd", "method": 2, "ct": 60,
+                         "payload": cbor.dumps({"id": "rep-1", "a": "report"})})()
+    code, out, ct = srv(req)
+    assert code == 68 and ct == 60, code
+    assert cbor.loads(out) == {"id": "rep-1", "s": "done", "r": None}
+    assert len(c.outbox) == n + 1 and len(seen) == 1
+    assert seen == [False] or not sys.modules["lamp.control"].__file__.endswith(".mpy")
+    code, out, ct = srv(req)  # sent again: answered from data/cmds.json, no second report
+    assert cbor.loads(out)["s"] == "done" and len(c.outbox) == n + 1 and len(seen) == 1
