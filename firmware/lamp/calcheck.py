@@ -177,17 +177,19 @@ def load(ctl):
     return validate(cbor.loads(_DEFAULT_CAL))
 
 
-def set_calendar(ctl, raw, data=None):
+def set_calendar(ctl, raw, data=None, quiet=False):
     """Validate and install; ValueError(reason) keeps the old one.
-    data: the same calendar as CBOR bytes when the caller has them."""
+    data: the same calendar as CBOR bytes when the caller has them. quiet:
+    the caller logs the installation (a calendar command: lamp/cmd.py, once
+    the command is answered and its modules dropped; the night's peak)."""
     cal = validate(raw)
     store.write(_CAL, data if data is not None else cbor.dumps(raw))
     ctl.cal = cal
-    # dev.log only now, after the validation's garbage (a calendar command
-    # holds the command's modules too: its peak is the night's)
-    from dev import log
-    log.event("calendar %s installed" % cal[0])
     ctl.step(False)  # the level now, a due report at the next step
+    if not quiet:
+        # dev.log only now, after the validation's garbage
+        from dev import log
+        log.event("calendar %s installed" % cal[0])
     return cal[0]
 
 

@@ -24,23 +24,26 @@ def serve(srv, data, ct):
     # srv: the Server, whose get(action) is the action table. ValueError,
     # TypeError, KeyError for an unparsable payload (answered 4.00)
     from dev.commands import Commands, encode
+    srv.due = []  # what the actions leave for after the answer (lamp/resources.py)
     res = Commands(srv, now=now).apply_payload(data, ct)
     out = encode(res[0] if len(res) == 1 else res, ct)
-    if getattr(srv, "due", False):  # a report command was applied
-        srv.due = False
+    due, srv.due = srv.due, None
+    if due:
         res = Commands = encode = None
-        _report(srv.ctl)
+        _after(srv.ctl, due)
     return out
 
 
-def _report(ctl):
-    # A report command's report (lamp/resources.py), queued here: once the
-    # command's result is stored and encoded, and with dev.commands and
+def _after(ctl, due):
+    # What the commands left (lamp/resources.py): a report command's report
+    # (None), an installed calendar's log line (its id), done here once the
+    # command's results are stored and encoded, with dev.commands and
     # fmt.cbor dropped first (as lamp.use() drops them after this call), so
-    # that lamp/state.py, fmt.senml and the CBOR Writer do not load on top
-    # of them (the report command was the night's peak). Still before the
-    # answer is sent. A failure is logged (the benches look for a
-    # MemoryError there): the endpoint would swallow it.
+    # that lamp/state.py, fmt.senml and the CBOR Writer, or dev.log, do not
+    # load on top of them (the report and calendar commands were the
+    # night's peak). Still before the answer is sent. A failed report is
+    # logged (the benches look for a MemoryError there): the endpoint would
+    # swallow it.
     import sys
     import gc
     from dev import forget
@@ -48,8 +51,13 @@ def _report(ctl):
         if getattr(sys.modules.get(n), "__file__", "").endswith(".mpy"):
             forget(n)
     gc.collect()
-    try:
-        ctl.report()
-    except Exception as e:
-        from lamp.app import _log
-        _log("exception", "report command", e)
+    for x in due:
+        if x is None:
+            try:
+                ctl.report()
+            except Exception as e:
+                from lamp.app import _log
+                _log("exception", "report command", e)
+        else:  # as lamp/calcheck.py logs it, without loading that module again
+            from dev import log
+            log.event("calendar %s installed" % x)

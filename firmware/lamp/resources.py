@@ -69,7 +69,10 @@ class Server:
         if a == "resume":
             return ctl.resume()
         if a == "calendar":
-            return {"calendar": ctl.set_calendar(p.get("calendar"))}
+            # logged by lamp/cmd.py after the answer (see below)
+            cid = ctl.set_calendar(p.get("calendar"), None, True)
+            self.due.append(cid)
+            return {"calendar": cid}
         if a == "lamp_type":
             return ctl.set_type(p)
         if a == "config":
@@ -77,6 +80,6 @@ class Server:
         if a == "report":
             # queued by lamp/cmd.py once the command is answered, after
             # dev.commands and fmt.cbor are dropped (the night's peak)
-            self.due = True
+            self.due.append(None)
             return None
         ctl.reboot()  # "reboot": lamp/admin.py

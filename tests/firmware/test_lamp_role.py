@@ -280,3 +280,24 @@ def test_a_report_command_queues_its_report_after_the_command_modules():
     assert seen == [False] or not sys.modules["lamp.control"].__file__.endswith(".mpy")
     code, out, ct = srv(req)  # sent again: answered from data/cmds.json, no second report
     assert cbor.loads(out)["s"] == "done" and len(c.outbox) == n + 1 and len(seen) == 1
+
+
+def test_a_calendar_command_logs_the_installation_after_the_answer_is_made():
+    # lamp/cmd.py writes the "installed" line once the command is answered
+    # (dev.log not loaded on top of dev.commands and lamp/calcheck.py)
+    from fmt import cbor
+    from lamp.resources import Server
+    _at(NIGHT)
+    c = Controller(CFG)
+    _run(c, 2)
+    srv = Server(c)
+    req = type("R", (), {"path": "cmd", "method": 2, "ct": 60, "payload": cbor.dumps(
+        [{"id": "cal-1", "a": "calendar", "p": {"calendar": PRES}},
+         {"id": "cal-2", "a": "calendar", "p": {"calendar": {"id": "bad"}}}])})()
+    code, out, ct = srv(req)
+    res = cbor.loads(out)
+    assert code == 68 and res[0] == {"id": "cal-1", "s": "done", "r": {"calendar": "pres"}}, res
+    assert res[1]["s"] == "failed" and "programs" in res[1]["r"], res
+    assert c.cal[0] == "pres"
+    log = open("data/log.txt").read()
+    assert log.count("calendar pres installed") == 1 and "calendar bad" not in log, log
