@@ -71,7 +71,11 @@ def status():
     t = hal.time()
     _out("ep       ", c["ep"], "(%s)" % c["role"], "firmware", version.VERSION)
     _out("mode     ", "SAFE" if app.safe else "normal", "boots", app.boots, "reset", hal.reset_cause())
-    _out("time     ", clock.iso(t), "" if clock.time_known() else "(NOT KNOWN)", clock.source or "")
+    src = clock.source
+    if src is None:
+        import sys  # a lamp loads dev.clock per sync and keeps the answer in lamp.app
+        src = getattr(sys.modules.get("lamp.app"), "source", None)
+    _out("time     ", clock.iso(t), "" if clock.time_known() else "(NOT KNOWN)", src or "")
     _out("heap free", hal.free_heap(), "rssi", hal.rssi())
     _out("gateway  ", c["gateway"]["host"], c["gateway"]["port"])
     try:

@@ -45,6 +45,20 @@ def test_status_with_running_role():
     assert r is None and "not available" in out
 
 
+def test_status_shows_where_a_lamp_got_its_time():
+    # a lamp loads dev.clock for each sync and drops it: the source it
+    # answered is kept by lamp.app, and the shell shows that one
+    store.save_json("config.json", CFG)
+    import app
+    import eclor
+    from lamp import app as lamp_app
+    app.current = Role()
+    lamp_app.source = "gateway"
+    _, out = _capture(eclor.status)
+    line = [l for l in out.split("\n") if l.startswith("time")]
+    assert line and line[0].endswith("gateway"), out
+
+
 def test_status_without_a_loadable_role_still_prints_the_device():
     store.save_json("config.json", CFG)
     import app
