@@ -87,8 +87,11 @@ class Registration:
             if not self.location:
                 # one literal longer than 10 characters: short ones such as
                 # "ep=" would each be interned for good (names and types
-                # carry no spaces)
-                q = ("ep=%s lt=%d et=%s b=UQ" % (self.name, self.lt, self.et)).split()
+                # carry no spaces); bytes, not str: the endpoint sizes the
+                # request it keeps for the exchange by 4 bytes a character
+                # for a str (UTF-8 at worst) and the codec encodes each str
+                # afresh: the register request held 256 B instead of 128 B
+                q = ("ep=%s lt=%d et=%s b=UQ" % (self.name, self.lt, self.et)).encode().split()
                 if not self.queue:
                     q.pop()
                 links = self.links if self.links is not None else (ep.links() if ep._srv else b"")
