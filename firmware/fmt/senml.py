@@ -9,10 +9,11 @@ A reading is a tuple (name, unit, value, time):
         so 1.8e9 s as a float is off by up to a minute)
   names and units may be given as bytes (pre-encoded: nothing to allocate)
 
-`encode(readings, bn, bt, w)` writes one pack into the cbor.Writer `w`
-(reset first) and returns a memoryview of it: the first record carries bn and
+`encode(readings, bn, bt, w=None)` writes one pack into a new bytearray
+(returned), or into the cbor.Writer `w` (reset first; its memoryview
+returned): the first record carries bn and
 bt, each later record only n/u/value and t relative to bt when its time
-differs. Roles keep one Writer for their reports.
+differs.
 
 `concat(packs)` joins several encoded CBOR packs into one, decoding only
 their first records: each pack's first record must carry its own bn and bt
@@ -47,19 +48,55 @@ _T = const(6)
 _VD = const(8)
 _NUM = (int, float)  # built once: a tuple literal in isinstance() is allocated per call
 
-def _num(w, x):
-    if isinstance(x, int):
-        w.int(x)
+# The pack is written into a bytearray with fmt.cbor's _head/_enc, or into
+# a cbor.Writer given by the caller (reused: nothing allocated per pack):
+# without a Writer a lamp's report and each observe notification do not load
+# its class (fmt/cborw.py, ~2.2 KB of heap) on top of lamp/state.py and this
+# module (docs/lamp.md "Footprint"). The bytes are the same either way.
+
+def _hd(b, major, n):
+    # a CBOR head: array or map of n items, text of n bytes
+    if isinstance(b, bytearray):
+        cbor._head(b, major, n)
     else:
-        w.float(x)
+        b.head(major, n)
+
+
+def _put(b, x):
+    # an item: int, float, bool, str (text), bytes-like (byte string)
+    if isinstance(b, bytearray):
+        cbor._enc(b, x, 0)
+    elif x is True or x is False:
+        b.simple(x)
+    elif isinstance(x, int):
+        b.int(x)
+    elif isinstance(x, float):
+        b.float(x)
+    elif isinstance(x, str):
+        b.text(x)
+    else:
+        b.bytes(x)
+
+
+def _text(b, s):
+    # a name or unit as text: str, or bytes pre-encoded (nothing to allocate)
+    if isinstance(s, str):
+        s = s.encode()
+    _hd(b, 3, len(s))
+    if isinstance(b, bytearray):
+        b.extend(s)
+    else:
+        b.raw(s)
 
 
 def encode(readings, bn=None, bt=None, w=None):
-    """Encode readings as a SenML CBOR pack into Writer w; returns its memoryview."""
+    """Encode readings as a SenML CBOR pack into Writer w (reset first) and
+    return its memoryview; without w into a new bytearray (returned)."""
     if w is None:
-        w = cbor.Writer(64)
-    w.reset()
-    w.array(len(readings))
+        b = bytearray()
+    else:
+        b = w.reset()
+    _hd(b, 4, len(readings))
     first = True
     for r in readings:
         name, unit, val, t = r
@@ -70,38 +107,35 @@ def encode(readings, bn=None, bt=None, w=None):
             k += 1
         if t is not None and t != bt:
             k += 1
-        w.map(k)
+        _hd(b, 5, k)
         if first:
             if bn is not None:
-                w.int(_BN)
-                w.text(bn)
+                _put(b, _BN)
+                _text(b, bn)
             if bt is not None:
-                w.int(_BT)
-                _num(w, bt)
+                _put(b, _BT)
+                _put(b, bt)
             first = False
-        w.int(_N)
-        w.text(name)
+        _put(b, _N)
+        _text(b, name)
         if unit:
-            w.int(_U)
-            w.text(unit)
+            _put(b, _U)
+            _text(b, unit)
         if val is True or val is False:
-            w.int(_VB)
-            w.simple(val)
+            _put(b, _VB)
         elif isinstance(val, str):
-            w.int(_VS)
-            w.text(val)
+            _put(b, _VS)
         elif isinstance(val, cbor.BYTES_LIKE):
-            w.int(_VD)
-            w.bytes(val)
+            _put(b, _VD)
         elif isinstance(val, _NUM):
-            w.int(_V)
-            _num(w, val)
+            _put(b, _V)
         else:
             raise ValueError("senml: bad value type for a record")
+        _put(b, val)
         if t is not None and t != bt:
-            w.int(_T)
-            _num(w, t - bt if bt is not None else t)
-    return w.value()
+            _put(b, _T)
+            _put(b, t - bt if bt is not None else t)
+    return b if w is None else w.value()
 
 
 def encode_json(readings, bn=None, bt=None):
@@ -134,7 +168,6 @@ def encode_json(readings, bn=None, bt=None):
 
 def concat(packs):
     """Join encoded CBOR packs (bytes-like) into one pack (bytes)."""
-    w = cbor.Writer(16)
     total = 0
     bodies = []
     for p in packs:
@@ -158,10 +191,11 @@ def concat(packs):
                 raise ValueError("senml: concat needs bn and bt on each pack's first record")
         total += n
         bodies.append(memoryview(p)[pos:])
-    w.array(total)
+    out = bytearray()  # no cbor.Writer (fmt/cborw.py): see encode()
+    cbor._head(out, 4, total)
     for b in bodies:
-        w.raw(b)
-    return bytes(w.value())
+        out.extend(b)
+    return bytes(out)
 
 
 def decode(data, ct=CT_CBOR):

@@ -135,5 +135,14 @@ class Controller:
         # between a report, an event or a command and the next.
         for m, names in _ON_USE:
             if name in names:
-                return lambda *a, **k: use(m, name, self, *a, **k)
+                def call(*a, **k):
+                    r = use(m, name, self, *a, **k)
+                    if r is not None and r is self.on_change:
+                        # lamp/state.py's report(), push(), on_event(): the
+                        # observe notification now, with that module, fmt.senml
+                        # and the pack off the heap (use() dropped them)
+                        r()
+                        r = None
+                    return r
+                return call
         raise AttributeError(name)

@@ -10,7 +10,7 @@ lamp/control.py does): a report or a notification loads only this module,
 fmt.senml and fmt.cbor (lamp.use drops them after).
 """
 import hal
-from fmt import senml, cbor
+from fmt import senml
 from micropython import const
 
 _GET = const(1)  # CoAP numbers (RFC 7252): no name lookups in coap.codec
@@ -48,31 +48,35 @@ def _bn(ctl):
 
 
 def pack(ctl, r):
-    # a writer for this pack only: one kept in the controller was 0.5 KB of
-    # heap all night for a report every 15 minutes
-    return senml.encode(r, _bn(ctl), now(ctl), cbor.Writer(192))
+    # a bytearray for this pack only (no cbor.Writer: its class, fmt/cborw.py,
+    # is not loaded for a report or a notification; one kept in the
+    # controller was 0.5 KB of heap all night for a report every 15 minutes)
+    return senml.encode(r, _bn(ctl), now(ctl))
 
 
 def report(ctl):
     """Queue a report now (also the `report` command)."""
-    push(ctl, readings(ctl))
+    return push(ctl, readings(ctl))
 
 
 def push(ctl, r):
+    # Returns ctl.on_change (the observe notification and the sender's
+    # wake-up), called by the Controller (lamp/control.py __getattr__) once
+    # lamp.use() has dropped this module and fmt.senml: the notification's
+    # task was the allocation that failed first with them on the heap.
     try:
         ctl.outbox.push(pack(ctl, r))
     except OSError as e:
         from dev import log
         log.error("outbox push: %s" % e)
-    if ctl.on_change:
-        ctl.on_change()
+    return ctl.on_change
 
 
 def on_event(ctl, name, active):
     # lamp/faults.py's callback: a fault raised or cleared
     from dev import log
     log.event("%s %s" % ("RAISED" if active else "cleared", name), "W" if active else "I")
-    push(ctl, [("ev:" + name, None, active, None)])
+    return push(ctl, [("ev:" + name, None, active, None)])
 
 
 def serve(ctl, req):
