@@ -19,6 +19,7 @@ retransmission parameters) and the answer is corrected by half the round trip.
 float cannot carry 1.8e9 s to better than ~2 minutes.
 """
 import hal
+from dev import now  # clock.now(): UTC seconds, or None while unknown (kept in dev)
 
 from micropython import const
 
@@ -28,12 +29,6 @@ source = None  # "ntp" | "gateway" | "rtc" | None: where the time last came from
 
 def time_known():
     return hal.time() >= _MIN_VALID
-
-
-def now():
-    """UTC seconds, or None while the time is unknown."""
-    t = hal.time()
-    return t if t >= _MIN_VALID else None
 
 
 def parse_time(payload, ct=None):

@@ -28,7 +28,7 @@ Expiry: a command whose "exp" (UTC seconds) is past is answered failed
 """
 import json
 from micropython import const
-from dev import store
+from dev import store, now
 from fmt import cbor
 
 _CT_JSON = const(50)  # private const(): no name, no dict slot
@@ -81,7 +81,7 @@ class Commands:
     def __init__(self, handlers, path="data/cmds.json", now=None):
         self.handlers = handlers
         self.path = path
-        self.now = now  # () -> UTC seconds, or None when unknown; None: dev.clock.now
+        self.now = now  # () -> UTC seconds, or None when unknown; None: dev.now
 
     def _recent(self):
         r = store.load_json(self.path, [])  # [[id, result], ...] oldest first
@@ -133,11 +133,7 @@ class Commands:
         elif exp is not None and not isinstance(exp, (int, float)):
             res["r"] = _why(7)
         else:
-            if self.now:
-                t = self.now()
-            else:
-                from dev import clock
-                t = clock.now()
+            t = self.now() if self.now else now()
             if exp is not None and t is not None and t > exp:
                 res["r"] = "expired"
             else:

@@ -7,25 +7,12 @@ its stored results are read per command anyway).
 """
 
 
-from micropython import const
-
-_MIN_VALID = const(1704067200)  # dev.clock's "time known" (2024-01-01)
-
-
-def now():
-    # dev.clock.now() for the commands' expiry, without loading dev.clock
-    # (1.7 KB) on top of the command's modules
-    import hal
-    t = hal.time()
-    return t if t >= _MIN_VALID else None
-
-
 def serve(srv, data, ct):
     # srv: the Server, whose get(action) is the action table. ValueError,
     # TypeError, KeyError for an unparsable payload (answered 4.00)
     from dev.commands import Commands, encode
     srv.due = []  # what the actions leave for after the answer (lamp/resources.py)
-    res = Commands(srv, now=now).apply_payload(data, ct)
+    res = Commands(srv).apply_payload(data, ct)
     out = encode(res[0] if len(res) == 1 else res, ct)
     due, srv.due = srv.due, None
     if due:

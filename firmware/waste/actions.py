@@ -94,14 +94,6 @@ def run(c, answers):
         return None
     _c = c
     h = Commands({"geometry": geometry, "thresholds": thresholds, "intervals": intervals,
-                  "config": config, "report": report, "reboot": reboot}, now=_now)
+                  "config": config, "report": report, "reboot": reboot})
     from fmt import cbor
     return cbor.dumps([h.apply(x) for x in cmds])
-
-
-def _now():
-    # dev.clock.now() without loading dev.clock again (it was dropped after
-    # the registration to make room): UTC seconds, None while unknown
-    import hal
-    t = hal.time()
-    return t if t >= 1704067200 else None
