@@ -23,6 +23,7 @@ time) and reports pile up in the bounded outbox (oldest dropped, counted).
 import asyncio
 import hal
 from micropython import const
+import dev
 from lamp import use
 from lamp.control import Controller
 # The network modules (endpoint, registration, resources) are imported in
@@ -43,7 +44,6 @@ _NOT_FOUND = const(132)  # 4.04
 _SERVICE_UNAVAILABLE = const(163)  # 5.03
 _MAX_AGE = const(14)  # option
 _CT_SENML = const(112)  # SenML CBOR (fmt.senml.CT_CBOR)
-_MIN_VALID = const(1704067200)  # dev.clock's "time known": the RTC past 2024-01-01
 
 
 current = None
@@ -177,7 +177,7 @@ async def upkeep(cfg, sec, ep, gw, reg, ms):
                 # dev.clock for the sync only (its coroutine keeps it alive
                 # until done); the source it found is kept here
                 source = await use("dev.clock", "sync", ep, gw, cfg.get("ntp"))
-                next_sync = hal.ticks_ms() + (30000 if hal.time() < _MIN_VALID else 6 * 3600000)
+                next_sync = hal.ticks_ms() + (30000 if dev.now() is None else 6 * 3600000)
         except Exception as e:  # MemoryError included: try again next round
             _log("exception", "upkeep", e)
         await asyncio.sleep_ms(ms)

@@ -5,18 +5,17 @@ lamp/resources.py for lamp/state) and dropped afterwards: a report is due
 every 15 minutes and a notification at each change of level, relay or
 source, so this code need not sit on the heap all night in between
 (docs/lamp.md "Footprint"). dev.log is imported by the functions that log
-(an event, a failed push) and dev.clock not at all (the RTC is read here as
-lamp/control.py does): a report or a notification loads only this module,
+(an event, a failed push) and dev.clock not at all (the time is dev.now(),
+in the dev package): a report or a notification loads only this module,
 fmt.senml and fmt.cbor (lamp.use drops them after).
 """
-import hal
+import dev
 from fmt import senml
 from micropython import const
 
 _GET = const(1)  # CoAP numbers (RFC 7252): no name lookups in coap.codec
 _CONTENT = const(69)  # 2.05
 _METHOD_NOT_ALLOWED = const(133)  # 4.05
-_MIN_VALID = const(1704067200)  # dev.clock's "time known" (2024-01-01)
 
 
 def readings(ctl):
@@ -37,8 +36,8 @@ def readings(ctl):
 
 def now(ctl):
     """The UTC time as an int, None while unknown."""
-    t = hal.time()  # dev.clock.now()
-    return int(t) if t >= _MIN_VALID else None
+    t = dev.now()
+    return int(t) if t is not None else None
 
 
 def _bn(ctl):
