@@ -109,6 +109,17 @@ def _wake(ex, st, m):
 
 
 class Endpoint:
+    # What only a Server (coap.observe) fills, read here as class defaults: a
+    # client's instance dict then holds 12 attributes, which fit the 17-slot
+    # table (the next size is 37 slots: +320 B on the 64-bit host).
+    _srv = None  # the serving code (coap.observe module) of a Server
+    _res = ()  # path -> [handler, obs, attrs] (a Server's first add())
+    _obs = ()  # observers of our resources, see coap.observe
+    _b1 = None  # Block1 reassembly [peer, path, buffer, length]
+    _cobs = ()  # our observations, see coap.watch
+    wrap = None  # the OSCORE seam, set on the instance (see above)
+    unwrap = None
+
     def __init__(self, port=0, params=None, host="0.0.0.0", mid=None):
         # mid: the last message ID of a previous endpoint on the same port,
         # so that a new session continues its IDs (the peer's dedup cache
@@ -134,20 +145,13 @@ class Endpoint:
         s.bind(addr(host, port))
         s.setblocking(False)
         self._hole = bytearray(_RX)  # see run()
-        self._res = {}  # path -> [handler, obs, attrs]
         self._ex = []  # outstanding exchanges, see exchange()
         # dedup ring, flat: peer, mid, expiry, reply bytes, peer, ... (no
         # list per entry: 64 B each on the 64-bit host)
         self._seen = []
         self._mid = random.getrandbits(16) if mid is None else mid & 0xFFFF
         self._tok = random.getrandbits(30)
-        self._srv = None  # the serving code (coap.observe module) of a Server
-        self._obs = []  # observers of our resources, see coap.observe
-        self._b1 = None  # Block1 reassembly [peer, path, buffer, length]
-        self._cobs = []  # our observations, see coap.watch
         self._task = None
-        self.wrap = None
-        self.unwrap = None
         self.bad = 0  # malformed datagrams dropped
         self.retx = 0  # retransmissions sent
         self.oom = 0  # datagrams delayed or lost for want of memory
@@ -155,12 +159,15 @@ class Endpoint:
     # ---- client side -------------------------------------------------------
     # (serving resources and client Observe: coap.observe.Server, a subclass)
 
-    async def request(self, method, peer, path, payload=b"", ct=None, query=None, con=True, accept=None, options=None):
+    def request(self, method, peer, path, payload=b"", ct=None, query=None, con=True, accept=None, options=None):
         """Send a request and return the response Msg (`code`, `payload`,
-        `ct`, `options`).  `peer` is a socket address from `addr()` or a
-        (host, port) tuple.  A body larger than the block size goes out in
-        Block1 blocks; a Block2 response is fetched whole.  Raises Timeout
-        after MAX_RETRANSMIT, Reset on RST."""
+        `ct`, `options`): `await ep.request(...)`.  `peer` is a socket
+        address from `addr()` or a (host, port) tuple.  A body larger than
+        the block size goes out in Block1 blocks; a Block2 response is
+        fetched whole.  Raises Timeout after MAX_RETRANSMIT, Reset on RST."""
+        # A plain function that returns the exchange's coroutine: no
+        # coroutine frame of its own held through the exchange (~250 B on
+        # the 64-bit host for every request in flight).
         if isinstance(peer, tuple):
             peer = addr(peer[0], peer[1])
         # options as (number, value) tuples: 32 B each on the 64-bit host
@@ -180,17 +187,14 @@ class Endpoint:
             opts.extend(options)
         if len(payload) > (16 << self.szx) or self.szx < 6:
             from coap import block
-            return await block.request(self, method, peer, opts, payload, con)
-        r = await self.exchange(Msg(_CON if con else _NON, method, 0, b"", opts, payload), peer)
-        if r.opt(_BLOCK2) is not None:
-            from coap import block
-            return await block.fetch(self, method, peer, opts, r, con)
-        return r
+            return block.request(self, method, peer, opts, payload, con)
+        return self.exchange(Msg(_CON if con else _NON, method, 0, b"", opts, payload), peer, 2)
 
     async def exchange(self, m, peer, response=True):
         """One message exchange: send m (fresh mid and token), retransmit a CON
         until ACKed, then (response=True) wait for the matching response.
-        Returns the response Msg (or True when response=False)."""
+        Returns the response Msg (or True when response=False); response=2
+        (request()) fetches the rest of a Block2 response too."""
         con = m.mtype == _CON
         while con:
             # NSTART = 1: one unacknowledged CON per peer.  Rare enough
@@ -226,7 +230,8 @@ class Endpoint:
                 if st == 3:
                     raise Reset()
                 if st == 2:
-                    return ex[4]
+                    r = ex[4]
+                    break
                 if st == 1:
                     if not response:
                         return True
@@ -250,6 +255,10 @@ class Endpoint:
                 ex[5] = None
         finally:
             self._ex.remove(ex)
+        if response == 2 and r.opt(_BLOCK2) is not None:
+            from coap import block
+            return await block.fetch(self, m.code, peer, m.options, r, con)
+        return r
 
     def _pack(self, m, peer):
         # Every message we send is kept (for retransmission or as the
@@ -328,7 +337,8 @@ class Endpoint:
             t.cancel()
         if s:
             s.close()
-        self._obs = []
+        if self._obs:
+            self._obs = []  # ends the observers' notification tasks
 
     def _rx(self, data, peer):
         # a datagram longer than MAX_MSG was cut by recvfrom: malformed

@@ -68,12 +68,17 @@ _seq = 2  # the notification sequence counter (24 bits)
 class Server(Endpoint):
     def add(self, path, handler, obs=False, attrs=b""):
         """Serve `path` (no leading slash) with handler; obs=True allows Observe."""
+        if not self._srv:
+            # the first resource: the serving state (made here, not in an
+            # __init__ of Server's own: one function less in RAM)
+            self._res = {}  # path -> [handler, obs, attrs]
+            self._obs = []  # observers [see above]
+            self._srv = sys.modules[__name__]  # requests are dispatched by serve()
         self._res[path.strip("/")] = [handler, obs, attrs]
-        self._srv = sys.modules[__name__]  # requests are dispatched by serve()
 
     def links(self, filt=None):
         """The /.well-known/core document (RFC 6690) for the served resources."""
-        return links(self._res, filt)
+        return links(self._res or {}, filt)
 
     def notify(self, path):
         """Send the current state of `path` to its observers (in a task)."""

@@ -49,6 +49,8 @@ async def watch(ep, peer, path, cb, query, accept):
     r = await ep.exchange(Msg(_CON, _GET, 0, b"", opts + [[_OBSERVE, 0]]), peer)
     v = r.uopt(_OBSERVE)
     if v is not None and r.code < 96:
+        if not ep._cobs:
+            ep._cobs = []  # the first observation (the class default is ())
         ep._cobs.append([r.peer, r.token, cb, v, time.ticks_ms(), opts, 0, None])
     m = r
     for i in range(3):
