@@ -36,6 +36,10 @@ def _settings(action, p):
         if k not in keys:
             raise ValueError("%s: unknown parameter %s" % (action, k))
     c = _c
+    # c.s holds the lean settings of the radio phase (waste/radio.py
+    # lean()): merged() checks them with the defaults of the keys they
+    # lack, and the new ones are lean too (every key p sets goes into the
+    # config's bin section below)
     new = conf.merged(c.s, p)     # ValueError(reason): nothing changed
     # only the bin section changes and it was just validated whole, so
     # write config.json directly (atomic, dev.store) without loading

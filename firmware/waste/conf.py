@@ -50,7 +50,8 @@ def defaults():
 
 
 def check(new):
-    """Reason (str) why the settings `new` are invalid, or None."""
+    """Reason (str) why the settings `new` (whole, or lean: the keys it
+    lacks hold their defaults) are invalid, or None."""
     for k, v in new.items():
         r = row(k) if isinstance(k, str) else None
         if r is None:
@@ -61,19 +62,25 @@ def check(new):
             return k + " must be an integer"
         if v < r[1] or v > r[2]:
             return "%s=%s out of range %s..%s" % (k, v, r[1], r[2])
-    if new["min_valid"] > new["pings"]:
+    if _v(new, "min_valid") > _v(new, "pings"):
         return "min_valid > pings"
-    if new["offset_m"] + new["depth_m"] > new["max_range_m"]:
+    if _v(new, "offset_m") + _v(new, "depth_m") > _v(new, "max_range_m"):
         return "offset_m + depth_m beyond max_range_m"
-    if new["heartbeat_s"] < new["measure_s"]:
+    if _v(new, "heartbeat_s") < _v(new, "measure_s"):
         return "heartbeat_s < measure_s"
-    if new["backoff_max_s"] < new["backoff_s"]:
+    if _v(new, "backoff_max_s") < _v(new, "backoff_s"):
         return "backoff_max_s < backoff_s"
     return None
 
 
+def _v(s, key):
+    """Setting key of s, whole or lean (its default when s lacks it)."""
+    return s[key] if key in s else row(key)[0]
+
+
 def merged(cur, changes):
-    """cur updated with changes, or raise ValueError(reason); cur untouched."""
+    """cur updated with changes, or raise ValueError(reason); cur untouched.
+    cur may be lean (waste/radio.py lean()): so is the result."""
     if not isinstance(changes, dict):
         raise ValueError("params must be a map")
     new = dict(cur)

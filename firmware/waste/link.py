@@ -35,7 +35,6 @@ from waste.cycle import unload
 
 _RTT_MS = const(30)        # one CoAP exchange on the local Wi-Fi incl. gateway work
 _RANDOM_FACTOR = 1.25      # mean of ACK_RANDOM_FACTOR 1.5's uniform draw
-_T_VALID = const(1704067200)  # RTC readings before 2024 mean "time unknown"
 
 _advance = getattr(hal, "advance", None)   # sim only: spend documented time
 
@@ -61,19 +60,17 @@ async def window(c, res=None):
     reading if a `report` asked for it, then res to /cr. The endpoint binds
     the same local port in every session of a wake, so the gateway sees one
     address."""
-    st, s = c.st, c.s
     ep = task = None
     try:
         if res is None:
-            sec = c.secrets
-            saved = hal.wifi_connect(sec.get("ssid", ""), sec.get("psk", ""), saved=st.get("wifi"),
-                                     ip=c.cfg.get("ip"))
-            if not saved:
-                c.error = "wifi"
-                st.pop("wifi", None)   # stale channel/BSSID: scan next time
+            # Wi-Fi on, the settings made lean (waste/radio.py, dropped
+            # before the endpoint is made)
+            from waste.radio import connect
+            ok = connect(c)
+            connect = None
+            unload("waste.radio")
+            if not ok:
                 return None
-            st["wifi"] = saved
-            c.secrets = None   # not needed again in this wake: its dict goes
         # a clean heap for the endpoint: its receive loop needs one
         # contiguous MAX_MSG block per datagram (measured: ~3 KB less heap).
         # After commands, the block the cycle kept for the endpoint's receive
@@ -85,7 +82,10 @@ async def window(c, res=None):
         c.hole = None
         # the endpoint on this wake's local port: a random one of the
         # dynamic range (49152..65535) the first time, the same one after
+        # (c.s read here: connect() made it lean; no local keeps the old one)
+        s = c.s
         p = {"ACK_TIMEOUT": s["ack_timeout_ms"], "MAX_RETRANSMIT": s["max_retransmit"]}
+        s = None
         if c.port:
             ep = Endpoint(c.port, p, mid=c.mid)
         else:
@@ -105,27 +105,15 @@ async def window(c, res=None):
         gw = c.cfg["gateway"]
         c.gw = addr(gw["host"], gw.get("port", 5683))
         if res is None:
-            # the registration (waste/reg.py), called from here (no frame
-            # of its own held through it); its code and coap.rd dropped
-            # after: room for dev.clock, which is loaded only when the time
-            # is unknown (after a power-on), then for the flush
-            from waste.reg import register
-            ok = await register(c)
-            register = None
+            # the registration, the time if unknown and a pack that waited
+            # for it (waste/reg.py first()): its code dropped after, with
+            # coap.rd, so that the /dp POSTs do not hold it
+            from waste.reg import first
+            ok = await first(c)
+            first = None
             unload("waste.reg", "coap.rd")
             if not ok:
                 return None
-            if hal.time() < _T_VALID:
-                from dev import clock
-                await clock.sync(ep, c.gw, c.cfg.get("ntp", "pool.ntp.org"))
-                _spend(c, 1, 0)
-                clock = None
-                unload("dev.clock")
-            if c.deferred is not None and hal.time() >= _T_VALID:
-                from waste.queue import queue
-                queue(c, int(hal.time()), c.deferred)
-                queue = None
-                unload("waste.queue")
             # the outbox to /dp (waste/dp.py, loaded only now: not on the
             # heap during the registration; the cycle drops it with us)
             from waste.dp import flush

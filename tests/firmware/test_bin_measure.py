@@ -177,3 +177,36 @@ def test_settings_validation():
             raise AssertionError("accepted %r" % bad)
     assert s == conf.defaults()            # old settings untouched
     assert conf.merged(s, {"depth_m": 1.2})["depth_m"] == 1.2
+
+
+def test_lean_settings_of_the_radio_phase_check_like_whole_ones():
+    # a transmitting wake holds only the settings it reads and those the
+    # config sets (waste/radio.py lean()); a command's change is checked
+    # against the defaults of the others, exactly as with the whole dict
+    from waste.radio import lean
+    cfg = {"bin": {"depth_m": 2.0, "ack_timeout_ms": 200}}
+    whole = conf.from_config(cfg)[0]
+    s = lean(whole, cfg)
+    assert len(s) < len(whole) and s["depth_m"] == 2.0 and s["ack_timeout_ms"] == 200
+    for k in ("max_retransmit", "heartbeat_s", "outbox", "measure_s", "backoff_s", "backoff_max_s"):
+        assert s[k] == whole[k], k
+    assert all(whole[k] == v for k, v in s.items())
+    assert all(conf.defaults()[k] == v for k, v in whole.items() if k not in s)
+    for change in ({"min_valid": 8}, {"offset_m": 2.0}, {"measure_s": 86400}, {"backoff_s": 86400},
+                   {"step_pct": 15}, {"max_range_m": 3.0}, {"depth_m": 0}):
+        try:
+            want = conf.merged(whole, change)
+        except ValueError as e:
+            want = str(e)
+        try:
+            got = conf.merged(s, change)
+        except ValueError as e:
+            got = str(e)
+        if isinstance(want, dict):
+            assert got == lean(want, {"bin": dict(cfg["bin"], **change)}), (change, got)
+        else:
+            assert got == want, (change, got, want)
+    # a bin section that is not valid: the defaults, and lean ones of them
+    assert lean(conf.defaults(), {"bin": {"depth_m": 0}}) == {
+        k: conf.defaults()[k] for k in ("depth_m", "ack_timeout_ms", "max_retransmit", "heartbeat_s", "outbox",
+                                        "measure_s", "backoff_s", "backoff_max_s")}
