@@ -76,7 +76,7 @@ class Cycle:
             # the radio phase needs the CoAP stack: drop the rest of the
             # measurement code (reloaded if used again)
             self.ob = None          # re-opened after the registration
-            unload("waste.sense", "waste.queue", "dev.outbox", "fmt.cbor")
+            unload("waste.sense", "waste.queue", "dev.outbox", "fmt.cbor", "fmt")
             t_on = hal.ticks_ms()
             res = None
             rounds = 0
@@ -91,7 +91,7 @@ class Cycle:
                 # let the endpoint's cancelled receive task end (it holds the
                 # CoAP code), then forget the modules
                 await asyncio.sleep_ms(0)
-                unload("waste.link", "waste.dp", "coap.endpoint", "coap.codec")
+                unload("waste.link", "waste.cr", "waste.dp", "coap.endpoint", "coap.codec")
                 if not cmds or rounds == _MAX_CMD_ROUNDS:
                     break
                 rounds += 1
@@ -120,7 +120,7 @@ class Cycle:
                     cmds = None
                     break
                 finally:
-                    unload("waste.actions", "waste.setconf", "waste.conf", "dev.commands", "fmt.cbor")
+                    unload("waste.actions", "waste.setconf", "waste.conf", "dev.commands", "fmt.cbor", "fmt")
                     self.s = _settled(self.s)
                 if res is None:          # the answers held no command after all
                     break

@@ -1,11 +1,11 @@
-"""What a session POSTs (loaded by waste/link.py after the registration):
-the backlog to /dp, command results to /cr.
+"""What the first session POSTs (loaded by waste/link.py after the
+registration): the backlog to /dp; and the commands in the answers, for
+the cycle (a later session's /cr POST: waste/cr.py).
 
 A module of its own so that the registration, the peak of a wake's heap
 (coap.rd loaded), does not hold this code: it comes after coap.rd was
 dropped, and the cycle drops it with the link (docs/bin.md "Memory").
 """
-import hal
 from micropython import const
 from waste.link import post
 from waste.cycle import unload
@@ -53,32 +53,6 @@ async def flush(c):
             return None
         ob.ack(last)        # durable at the gateway: never sent again
         c.sent += n
-        cmds += _cmds(r)
-    return cmds
-
-
-async def results(c, res):
-    """A session after commands: this wake's reading if a `report` asked
-    for it, then the results res (CBOR) to /cr; the commands in the
-    answers, or None when a POST failed."""
-    st = c.st
-    cmds = []
-    if st.get("force") and c.reading:
-        # "report": this wake's reading goes out in this window;
-        # queued already unless the wake only retried a backlog
-        if c.queued:
-            st["force"] = 0
-        else:
-            from waste.queue import queue
-            queue(c, int(hal.time()), False)
-            queue = None
-        cmds = await flush(c)
-        if cmds is None:
-            return None
-    r = await post(c, "cr", res, 60)    # CBOR
-    if r is None:
-        return None
-    if r.code == _CHANGED:
         cmds += _cmds(r)
     return cmds
 

@@ -35,6 +35,7 @@ from waste.cycle import unload
 
 _RTT_MS = const(30)        # one CoAP exchange on the local Wi-Fi incl. gateway work
 _RANDOM_FACTOR = 1.25      # mean of ACK_RANDOM_FACTOR 1.5's uniform draw
+_T_VALID = const(1704067200)  # RTC readings before 2024 mean "time unknown"
 
 _advance = getattr(hal, "advance", None)   # sim only: spend documented time
 
@@ -105,20 +106,27 @@ async def window(c, res=None):
         gw = c.cfg["gateway"]
         c.gw = addr(gw["host"], gw.get("port", 5683))
         if res is None:
-            # the registration, the time if unknown and a pack that waited
-            # for it (waste/reg.py first()): its code dropped after, with
-            # coap.rd, so that the /dp POSTs do not hold it
-            from waste.reg import first
-            ok = await first(c)
-            first = None
+            # the registration (waste/reg.py), called from here (no frame
+            # of its own held through it); its code and coap.rd dropped
+            # after: room for dev.clock, which is loaded only when the time
+            # is unknown (after a power-on), then for the flush
+            from waste.reg import register
+            ok = await register(c)
+            register = None
             unload("waste.reg", "coap.rd")
             if not ok:
                 return None
+            if c.deferred is not None or hal.time() < _T_VALID:
+                # after a power-on: the time, the pack that waited for it
+                from waste.radio import timed
+                await timed(c)
+                timed = None
+                unload("waste.radio")
             # the outbox to /dp (waste/dp.py, loaded only now: not on the
             # heap during the registration; the cycle drops it with us)
             from waste.dp import flush
             return await flush(c)
-        from waste.dp import results
+        from waste.cr import results
         return await results(c, res)
     except Timeout:
         c.error = "timeout"

@@ -34,3 +34,7 @@ def queue(c, now, hb):
         st["hb"] = now
         st["hb_awake"] = st["hb_radio"] = st["hb_wakes"] = 0
     store.save_json(STATE, st)
+    # the pack is in the outbox: nothing reads this wake's reading again (a
+    # `report` command queues no second one, waste/dp.py), ~0.3 KB less
+    # through the radio phase
+    c.reading = c.changes = None

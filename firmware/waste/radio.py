@@ -1,11 +1,17 @@
-"""The start of a transmitting wake's radio phase (waste/link.py window(),
-before its first endpoint is made): Wi-Fi on, and the settings made lean.
+"""The first CoAP session's own steps around its registration (waste/link.py
+window()): before the endpoint is made, Wi-Fi on and the settings made
+lean (connect()); after the registration, on a wake after a power-on, the
+clock set and the pack that waited for it queued (timed()).
 
-A module of its own, dropped as soon as it ran: neither the registration
-nor the /dp POSTs that come next (the peaks of a wake's heap) hold its
-code (docs/bin.md "Memory").
+A module of its own, loaded for each and dropped right after: neither the
+registration nor the /dp POSTs that come next (the peaks of a wake's heap)
+hold its code (docs/bin.md "Memory").
 """
 import hal
+from micropython import const
+from waste.cycle import unload
+
+_T_VALID = const(1704067200)  # RTC readings before 2024 mean "time unknown"
 
 
 def connect(c):
@@ -44,3 +50,20 @@ def lean(s, cfg):
             n[k] = v
     return n
 
+
+async def timed(c):
+    """After the registration of cycle c's first session: the clock set if
+    unknown (NTP, else GET /time, dev.clock), then this wake's pack queued
+    if it waited for it."""
+    if hal.time() < _T_VALID:
+        from dev import clock
+        from waste.link import _spend
+        await clock.sync(c.ep, c.gw, c.cfg.get("ntp", "pool.ntp.org"))
+        _spend(c, 1, 0)
+        clock = None
+        unload("dev.clock")
+    if c.deferred is not None and hal.time() >= _T_VALID:
+        from waste.queue import queue
+        queue(c, int(hal.time()), c.deferred)
+        queue = None
+        unload("waste.queue")

@@ -30,16 +30,21 @@ def init(c, cfg, secrets, hw):
     c.t0 = hal.ticks_ms()
     c.cfg = cfg
     c.secrets = secrets or {}
-    from waste import conf
-    c.s, c.cfg_error = conf.from_config(cfg)
-    conf = None
-    unload("waste.conf")     # the command code reloads it to validate changes
-    c.s = _settled(c.s)
+    # the bin HAL first, before the settings: its names may bring the 301st
+    # of the run, which allocates a 3.5 KB qstr pool block for good; the
+    # settings' copies below (floats, long key strings) are made amid the
+    # garbage of the originals and leave the free space above them in
+    # pieces, where that block found no room (wakes failed at 49.6 KB)
     c._own_hw = hw is None
     if hw is None:
         from waste.cycle import _open_hw
         hw = _open_hw(cfg)
     c.hw = hw
+    from waste import conf
+    c.s, c.cfg_error = conf.from_config(cfg)
+    conf = None
+    unload("waste.conf")     # the command code reloads it to validate changes
+    c.s = _settled(c.s)
     c.ranger = None
     c.st = store.load_json(STATE, None) or {}
     c.ob = None
