@@ -29,7 +29,6 @@ Expiry: a command whose "exp" (UTC seconds) is past is answered failed
 import json
 from micropython import const
 from dev import store, now
-from fmt import cbor
 
 _CT_JSON = const(50)  # private const(): no name, no dict slot
 _CT_CBOR = const(60)
@@ -55,6 +54,7 @@ def _why(i, *args):
 def parse(data, ct=_CT_CBOR):
     """Payload -> list of command maps (one map or an array of maps). ValueError."""
     if ct == _CT_CBOR:
+        from fmt import cbor  # here, not at the top: see begin()
         obj = cbor.loads(data)
     elif ct == _CT_JSON:
         try:
@@ -74,6 +74,7 @@ def encode(obj, ct=_CT_CBOR):
     """Result map(s) -> payload bytes in ct (60 CBOR or 50 JSON)."""
     if ct == _CT_JSON:
         return json.dumps(obj).encode()
+    from fmt import cbor
     return cbor.dumps(obj)
 
 
@@ -111,14 +112,30 @@ class Commands:
 
     def apply(self, cmd):
         """Apply one command map; returns its result map (never raises)."""
+        res, h, p = self.begin(cmd)
+        if h is not None:
+            self.run(res, h, p)
+            self.end(res)
+        return res
+
+    # apply() in three steps, for a role that runs the handler with fmt.cbor
+    # off the heap (lamp/cmd.py; it is imported only by parse() and encode()
+    # for that): the payload is decoded, begin() checks the command, the role
+    # drops fmt.cbor, run() and end(), and encode() loads it again.
+
+    def begin(self, cmd):
+        """apply()'s checks: (res, h, p). h None: res is the final result
+        (invalid, known -- answered again, not applied again --, expired).
+        Else run(res, h, p), then end(res): the id is already stored as
+        "interrupted by a restart" (poison commands)."""
         if not isinstance(cmd, dict):
-            return {"id": None, "s": "failed", "r": _why(3)}
+            return {"id": None, "s": "failed", "r": _why(3)}, None, None
         cid = cmd.get("id")
         if not isinstance(cid, (str, int)) or cid is True or cid is False or cid == "":
-            return {"id": None, "s": "failed", "r": _why(4)}
+            return {"id": None, "s": "failed", "r": _why(4)}, None, None
         e = self._known(cid)
         if e is not None:
-            return e  # known: answered again, not applied again
+            return e, None, None
         res = {"id": cid, "s": "failed", "r": None}
         a = cmd.get("a")
         p = cmd.get("p", {})
@@ -138,15 +155,24 @@ class Commands:
                 res["r"] = "expired"
             else:
                 self._remember(cid, {"id": cid, "s": "failed", "r": "interrupted by a restart"})
-                try:
-                    res["r"] = h(p)
-                    res["s"] = "done"
-                except ValueError as e:
-                    res["r"] = str(e) or "refused"
-                except Exception as e:
-                    res["r"] = "error: %s %s" % (type(e).__name__, e)
+                return res, h, p
         self._remember(cid, res)
-        return res
+        return res, None, None
+
+    def run(self, res, h, p):
+        """The handler h(p) of a command begin() let through, its result or
+        its refusal into res (never raises)."""
+        try:
+            res["r"] = h(p)
+            res["s"] = "done"
+        except ValueError as e:
+            res["r"] = str(e) or "refused"
+        except Exception as e:
+            res["r"] = "error: %s %s" % (type(e).__name__, e)
+
+    def end(self, res):
+        """Store the result of a command begin() let through."""
+        self._remember(res["id"], res)
 
     def apply_payload(self, data, ct=_CT_CBOR):
         """Parse and apply; returns the list of results. ValueError if unparsable."""

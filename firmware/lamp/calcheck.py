@@ -3,10 +3,12 @@ lamp/schedule.py evaluates, or ValueError with a reason a technician can act
 on; and its storage: load at boot, install, read back (Controller's
 set_calendar and calendar_cbor). Loaded only when a calendar arrives, is
 read, or at boot, then dropped: a calendar command loads this module only.
+fmt.cbor is imported by the functions that decode or encode: a calendar
+command hands the calendar over already encoded (lamp/cmd.py), so its
+validation and install run without fmt.cbor on the heap.
 """
 from micropython import const
 from dev import store
-from fmt import cbor
 from lamp import tz
 
 _MAX_PROGRAMS = const(8)
@@ -166,6 +168,7 @@ _DEFAULT_CAL = const(b"\xa3hprograms\xa1enight\x82\xa2batfsunsetelevel\x18d\xa2b
 def load(ctl):
     """The stored calendar, validated, at boot (lamp/setup.py): the last good
     copy if the file is torn, else the default."""
+    from fmt import cbor
     for path in (_CAL, _CAL + ".bak"):
         data = store.read(path) if store.exists(path) else None
         if data is not None:
@@ -183,7 +186,11 @@ def set_calendar(ctl, raw, data=None, quiet=False):
     the caller logs the installation (a calendar command: lamp/cmd.py, once
     the command is answered and its modules dropped; the night's peak)."""
     cal = validate(raw)
-    store.write(_CAL, data if data is not None else cbor.dumps(raw))
+    if data is None:
+        from fmt import cbor
+        data = cbor.dumps(raw)
+    store.write(_CAL, data)
+    data = None
     ctl.cal = cal
     ctl.step(False)  # the level now, a due report at the next step
     if not quiet:
@@ -195,6 +202,7 @@ def set_calendar(ctl, raw, data=None, quiet=False):
 
 def calendar_cbor(ctl):
     """The installed calendar as CBOR bytes (as received), or the default."""
+    from fmt import cbor
     data = store.read(_CAL)
     if data is not None:
         try:

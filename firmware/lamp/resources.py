@@ -69,8 +69,9 @@ class Server:
         if a == "resume":
             return ctl.resume()
         if a == "calendar":
-            # logged by lamp/cmd.py after the answer (see below)
-            cid = ctl.set_calendar(p.get("calendar"), None, True)
+            # logged by lamp/cmd.py after the answer (see below); self.cbor:
+            # the calendar as CBOR, encoded by lamp/cmd.py before the action
+            cid = ctl.set_calendar(p.get("calendar"), self.cbor, True)
             self.due.append(cid)
             return {"calendar": cid}
         if a == "lamp_type":

@@ -301,3 +301,36 @@ def test_a_calendar_command_logs_the_installation_after_the_answer_is_made():
     assert c.cal[0] == "pres"
     log = open("data/log.txt").read()
     assert log.count("calendar pres installed") == 1 and "calendar bad" not in log, log
+
+
+def test_a_command_action_runs_without_fmt_cbor():
+    # lamp/cmd.py drops fmt.cbor (from .mpy) while the action runs: the
+    # calendar comes encoded already (stored as received), the validation
+    # and the install do not load it again; the answer is still CBOR
+    import sys
+    from fmt import cbor
+    from lamp.resources import Server
+    _at(NIGHT)
+    c = Controller(CFG)
+    _run(c, 2)
+    srv = Server(c)
+    seen = []
+    real = c.set_calendar
+
+    def set_calendar(raw, data=None, quiet=False):
+        seen.append(("fmt.cbor" in sys.modules, data))
+        return real(raw, data, quiet)
+    c.set_calendar = set_calendar
+    req = type("R", (), {"path": "cmd", "method": 2, "ct": 60, "payload": cbor.dumps(
+        {"id": "cal-3", "a": "calendar", "p": {"calendar": PRES}})})()
+    code, out, ct = srv(req)
+    assert code == 68 and ct == 60 and cbor.loads(out) == {"id": "cal-3", "s": "done", "r": {"calendar": "pres"}}
+    assert len(seen) == 1 and cbor.loads(seen[0][1]) == PRES, seen
+    assert seen[0][0] is False or not sys.modules["lamp.control"].__file__.endswith(".mpy")
+    assert open("data/calendar.cbor", "rb").read() == seen[0][1] and c.cal[0] == "pres"
+    # as JSON: the answer in JSON, the calendar stored as CBOR all the same
+    import json
+    req.ct, req.payload = 50, json.dumps({"id": "cal-4", "a": "calendar", "p": {"calendar": PRES}}).encode()
+    code, out, ct = srv(req)
+    assert code == 68 and ct == 50 and json.loads(out)["s"] == "done", out
+    assert cbor.loads(open("data/calendar.cbor", "rb").read()) == PRES
