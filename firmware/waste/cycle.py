@@ -140,7 +140,8 @@ class Cycle:
 
     def sleep(self, ms):
         if self.hw is None:
-            self.hw = _open_hw(self.cfg)
+            from waste.sense import open_hw   # loaded by finish() already
+            self.hw = open_hw(self.cfg)
         self.hw.arm_tilt_wake(True)
         hal.wifi_off()
         if self.reboot:
@@ -172,11 +173,3 @@ def _settled(d):
         n["%s" % k] = v + 0
     return n
 
-
-def _open_hw(cfg):
-    import sys
-    if sys.platform == "esp32":
-        from hal import bin_esp32 as m
-    else:
-        from hal import bin_sim as m
-    return m.open(cfg.get("pins"))

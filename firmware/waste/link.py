@@ -34,7 +34,6 @@ from coap.endpoint import Endpoint, Timeout, addr
 from waste.cycle import unload
 
 _RTT_MS = const(30)        # one CoAP exchange on the local Wi-Fi incl. gateway work
-_RANDOM_FACTOR = 1.25      # mean of ACK_RANDOM_FACTOR 1.5's uniform draw
 _T_VALID = const(1704067200)  # RTC readings before 2024 mean "time unknown"
 
 _advance = getattr(hal, "advance", None)   # sim only: spend documented time
@@ -44,10 +43,13 @@ def _spend(c, rtts, n):
     """Sim only: rtts CoAP exchanges plus the expected wait of n
     retransmission timeouts (ACK_TIMEOUT doubling, mean random factor)."""
     if _advance:
+        # in quarters of a ms: 5/4, the mean of ACK_RANDOM_FACTOR 1.5's
+        # uniform draw, in integers (the same sum as in floats, no float
+        # global held through the radio phase)
         t = 0
         for k in range(n):
-            t += c.s["ack_timeout_ms"] * _RANDOM_FACTOR * (1 << k)
-        _advance(rtts * _RTT_MS + int(t))
+            t += c.s["ack_timeout_ms"] * 5 << k
+        _advance(rtts * _RTT_MS + t // 4)
 
 
 async def window(c, res=None):

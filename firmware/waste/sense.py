@@ -37,8 +37,7 @@ def init(c, cfg, secrets, hw):
     # pieces, where that block found no room (wakes failed at 49.6 KB)
     c._own_hw = hw is None
     if hw is None:
-        from waste.cycle import _open_hw
-        hw = _open_hw(cfg)
+        hw = open_hw(cfg)
     c.hw = hw
     from waste import conf
     c.s, c.cfg_error = conf.from_config(cfg)
@@ -64,6 +63,17 @@ def init(c, cfg, secrets, hw):
     c.queued = False      # this wake's pack is in the outbox
     c.hole = None         # room kept for the next session's endpoint
     c.ep = c.gw = None    # a CoAP session's endpoint and gateway address (waste/link.py)
+
+
+def open_hw(cfg):
+    """The bin HAL of this platform (waste/cycle.py sleep() opens it again
+    for the deep sleep: here, not in the module the radio phase holds)."""
+    import sys
+    if sys.platform == "esp32":
+        from hal import bin_esp32 as m
+    else:
+        from hal import bin_sim as m
+    return m.open(cfg.get("pins"))
 
 
 def run(c):
