@@ -121,7 +121,6 @@ class Cycle:
                     break
                 finally:
                     unload("waste.actions", "waste.setconf", "waste.conf", "dev.commands", "fmt.cbor", "fmt")
-                    self.s = _settled(self.s)
                 if res is None:          # the answers held no command after all
                     break
             hal.wifi_off()
@@ -158,18 +157,3 @@ def unload(*names):
         if n:
             forget(n)
     gc.collect()
-
-
-def _settled(d):
-    """A copy of the settings dict d, keys and float values included, made
-    after the code that built it was dropped and collected. waste.conf
-    parses its table into ~20 key strings and floats amid its own garbage,
-    at the top of the heap: kept there, they split the free space the CoAP
-    stack loads into later into ~350-byte pieces (the endpoint needs one
-    1,153-byte block). Made now, the copies fill the low holes; the
-    originals go. "%s" % k gives the interned name where there is one."""
-    n = {}
-    for k, v in d.items():
-        n["%s" % k] = v + 0
-    return n
-

@@ -26,7 +26,7 @@ def init(c, cfg, secrets, hw):
     radio phase, which holds waste.cycle throughout, does not hold it."""
     import hal
     from dev import store
-    from waste.cycle import STATE, unload, _settled
+    from waste.cycle import STATE, unload
     c.t0 = hal.ticks_ms()
     c.cfg = cfg
     c.secrets = secrets or {}
@@ -63,6 +63,20 @@ def init(c, cfg, secrets, hw):
     c.queued = False      # this wake's pack is in the outbox
     c.hole = None         # room kept for the next session's endpoint
     c.ep = c.gw = None    # a CoAP session's endpoint and gateway address (waste/link.py)
+
+
+def _settled(d):
+    """A copy of the settings dict d, keys and float values included, made
+    after the code that built it was dropped and collected. waste.conf
+    parses its table into ~20 key strings and floats amid its own garbage,
+    at the top of the heap: kept there, they split the free space the CoAP
+    stack loads into later into ~350-byte pieces (the endpoint needs one
+    1,153-byte block). Made now, the copies fill the low holes; the
+    originals go. "%s" % k gives the interned name where there is one."""
+    n = {}
+    for k, v in d.items():
+        n["%s" % k] = v + 0
+    return n
 
 
 def open_hw(cfg):
