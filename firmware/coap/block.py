@@ -66,6 +66,12 @@ async def request(ep, method, peer, opts, body, con):
     return r
 
 
+def rest(ep, m, peer, r):
+    # fetch() for request m's answer r (Endpoint.exchange): four arguments
+    # there keep the stack of the coroutine frame every request holds short
+    return fetch(ep, m.code, peer, m.options, r, m.mtype == _CON)
+
+
 async def fetch(ep, method, peer, opts, r, con):
     """Fetch the remaining Block2 blocks of response r; the last block's
     response comes back with the whole body (a bytearray).  Raises

@@ -195,70 +195,81 @@ class Endpoint:
         until ACKed, then (response=True) wait for the matching response.
         Returns the response Msg (or True when response=False); response=2
         (request()) fetches the rest of a Block2 response too."""
-        con = m.mtype == _CON
-        while con:
-            # NSTART = 1: one unacknowledged CON per peer.  Rare enough
-            # (concurrent requests to one peer) for a short poll to do.
-            for ex in self._ex:
-                if ex[0] == peer and ex[3] == 0:
-                    break
-            else:
-                break
-            await asyncio.sleep_ms(5)
-        # the next message ID, written out where needed (here, in _rx and
-        # in coap.observe) rather than a method: one function less resident
-        m.mid = self._mid = (self._mid + 1) & 0xFFFF
-        if response and not m.token:
-            self._tok += 1
-            m.token = self._tok.to_bytes(4, "big")
-        data = self._pack(m, peer)
-        # [peer, mid, token, state 0 unacked/1 acked/2 answered/3 reset, response, sleeping task]
-        ex = [peer, m.mid, m.token if response else None, 0 if con else 1, None, None]
+        # [peer, mid, token, state -1 waiting for NSTART/0 unacked/1 acked/
+        #  2 answered/3 reset, response, sleeping task, the datagram (kept
+        #  to retransmit)]
+        ex = [peer, None, None, -1 if m.mtype == _CON else 1, None, None, None]
         self._ex.append(ex)
-        p = self.p
-        t = p["ACK_TIMEOUT"]
-        t = int(t + t * (p["ACK_RANDOM_FACTOR"] - 1) * random.getrandbits(10) / 1024)
-        if not con:
-            t *= (2 << p["MAX_RETRANSMIT"]) - 1  # MAX_TRANSMIT_WAIT
-        tries = 0
-        acked = not con  # a NON waits MAX_TRANSMIT_WAIT for its answer
-        due = time.ticks_add(time.ticks_ms(), t)
         try:
-            self._send(data, peer)
+            # NSTART = 1: one unacknowledged CON per peer, in turn: the first
+            # CON to peer in _ex that is waiting or unacknowledged goes (so
+            # a task sending CON after CON cannot starve another's).  A
+            # short poll: concurrent CONs to one peer are rare.
+            while ex[3] < 0:
+                for st in self._ex:  # (st: no local of its own, see below)
+                    if st[0] == peer and st[3] <= 0:
+                        break
+                if st is ex:
+                    ex[3] = 0
+                else:
+                    await asyncio.sleep_ms(5)
+            # the next message ID, written out where needed (here, in _rx
+            # and in coap.observe) rather than a method: one function less
+            m.mid = ex[1] = self._mid = (self._mid + 1) & 0xFFFF
+            if response:
+                if not m.token:
+                    self._tok += 1
+                    m.token = self._tok.to_bytes(4, "big")
+                ex[2] = m.token
+            ex[6] = self._pack(m, peer)
+            if response != 2:
+                m = None  # sent as ex[6]; only a request()'s Block2 answer reads it again
+            # Few locals (the datagram in ex, no flags): this coroutine's
+            # frame is held for every request in flight, in one piece.
+            t = self.p["ACK_TIMEOUT"]
+            t = int(t + t * (self.p["ACK_RANDOM_FACTOR"] - 1) * random.getrandbits(10) / 1024)
+            # tries: retransmissions so far; -1 once acknowledged (a NON at
+            # once: it waits MAX_TRANSMIT_WAIT for its answer)
+            tries = 0
+            if ex[3]:
+                t *= (2 << self.p["MAX_RETRANSMIT"]) - 1  # MAX_TRANSMIT_WAIT
+                tries = -1
+            due = time.ticks_add(time.ticks_ms(), t)
+            self._send(ex[6], peer)
             while True:
                 st = ex[3]
                 if st == 3:
                     raise Reset()
                 if st == 2:
-                    r = ex[4]
-                    break
+                    if response == 2 and ex[4].opt(_BLOCK2) is not None:
+                        break  # a request()'s Block2 answer: the rest below
+                    return ex[4]
                 if st == 1:
                     if not response:
                         return True
-                    if not acked:  # empty ACK: now wait for the separate response
-                        acked = True
-                        due = time.ticks_add(time.ticks_ms(), p["RESPONSE_TIMEOUT"])
-                left = time.ticks_diff(due, time.ticks_ms())
-                if left <= 0:
-                    if st or tries >= p["MAX_RETRANSMIT"]:
+                    if tries >= 0:  # empty ACK: now wait for the separate response
+                        tries = -1
+                        due = time.ticks_add(time.ticks_ms(), self.p["RESPONSE_TIMEOUT"])
+                # st: now the milliseconds left (one local less in the frame)
+                st = time.ticks_diff(due, time.ticks_ms())
+                if st <= 0:
+                    if tries < 0 or tries >= self.p["MAX_RETRANSMIT"]:
                         raise Timeout()
                     tries += 1
                     t *= 2
                     due = time.ticks_add(due, t)
                     self.retx += 1
-                    self._send(data, peer)
+                    self._send(ex[6], peer)
                     continue
                 # sleep until the deadline; _rx wakes us early when something
                 # arrives for this exchange: no Event, no extra task
                 ex[5] = asyncio.current_task()
-                await asyncio.sleep_ms(left)
+                await asyncio.sleep_ms(st)
                 ex[5] = None
         finally:
             self._ex.remove(ex)
-        if response == 2 and r.opt(_BLOCK2) is not None:
-            from coap import block
-            return await block.fetch(self, m.code, peer, m.options, r, con)
-        return r
+        from coap import block
+        return await block.rest(self, m, peer, ex[4])
 
     def _pack(self, m, peer):
         # Every message we send is kept (for retransmission or as the

@@ -141,17 +141,20 @@ async def _push(ep, o):
                     m.code = 0  # build() must not treat this as a new registration
                     code, payload, opts = build(ep, m, r, res)
                     m = r = None
-                    now = time.ticks_ms()
-                    p = ep.p
                     end = code >= 128
                     if not end:
                         global _seq
                         _seq = (_seq + 1) & 0xFFFFFF
                         opts.append([_OBSERVE, _seq])
-                    if end or o[4] + 1 >= p["OBS_CON_N"] or time.ticks_diff(now, o[5]) >= p["OBS_CON_MS"]:
+                    now = time.ticks_ms()
+                    if end or o[4] + 1 >= ep.p["OBS_CON_N"] or time.ticks_diff(now, o[5]) >= ep.p["OBS_CON_MS"]:
                         o[4] = 0
                         o[5] = now
-                        await ep.exchange(Msg(_CON, code, 0, o[1], opts, payload), o[0], False)
+                        # while it waits for its ACK the exchange holds the
+                        # datagram alone: not the message, options, payload
+                        r = ep.exchange(Msg(_CON, code, 0, o[1], opts, payload), o[0], False)
+                        opts = payload = None
+                        await r
                     else:
                         o[4] += 1
                         o[6] = ep._mid = (ep._mid + 1) & 0xFFFF

@@ -15,6 +15,7 @@
 # * while the gateway is unreachable: exponential back-off from BACKOFF_MIN_MS
 #   to BACKOFF_MAX_MS with random jitter (50-100 %), so a fleet that lost its
 #   gateway does not come back in lock-step.
+# * a MemoryError on our side is retried after 200 ms, without back-off.
 # * `ensure()` never raises; `run()`/`start()` keep it going in their own task
 #   so the application is never blocked by an absent gateway.
 # * `kick()` forces an update at the next chance (e.g. after Wi-Fi came back
@@ -36,6 +37,7 @@ _CT_LINK = const(40)
 BACKOFF_MIN_MS = 5000  # a module global so that tests can shorten it
 _BACKOFF_MAX_MS = const(900000)
 _UPDATE_MARGIN_S = const(30)
+_OOM_RETRY_MS = const(200)  # after a MemoryError on our side
 
 
 class Registration:
@@ -69,7 +71,7 @@ class Registration:
             self.registered = False
         if time.ticks_diff(self._due, now) > 0 or self._busy:
             return self.registered  # not due, or another task is at it
-        ok = False
+        ok = oom = False
         self._busy = True
         ep = self.ep
         try:
@@ -100,8 +102,9 @@ class Registration:
                 if r.code == _CREATED:
                     self.location = "/".join(r.opts(_LOCATION_PATH)) or None
                     ok = self.location is not None
-        except Exception as e:  # Timeout, Reset, OSError...
-            self.last_code = repr(e)
+        except Exception as e:  # Timeout, Reset, OSError, MemoryError...
+            oom = isinstance(e, MemoryError)
+            self.last_code = "MemoryError" if oom else repr(e)
         finally:
             self._busy = False
         now = time.ticks_ms()
@@ -110,6 +113,10 @@ class Registration:
             self.registered = True
             self._expires = time.ticks_add(now, self.lt * 1000)
             self._due = time.ticks_add(now, min(self.lt * 750, max(self.lt - _UPDATE_MARGIN_S, 1) * 1000))
+        elif oom:
+            # no heap for the request here: not the gateway's fault, so no
+            # back-off from it; the heap moves on, try again soon
+            self._due = time.ticks_add(now, _OOM_RETRY_MS)
         else:
             self.fails += 1
             b = min(_BACKOFF_MAX_MS, BACKOFF_MIN_MS << min(self.fails - 1, 12))

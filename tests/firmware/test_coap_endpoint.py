@@ -139,6 +139,35 @@ async def test_nstart_one_outstanding_con_per_peer():
     raw.close()
 
 
+async def test_nstart_waiting_con_is_not_starved_by_back_to_back_cons():
+    # NSTART in turn (FIFO per peer): a CON that waits goes next, even while
+    # another task sends CON after CON to the same peer -- a lamp's CON
+    # notification between its report POSTs to the gateway.  Before, the
+    # waiter polled and lost every race to the next POST.
+    s, port = server()
+    s.add("x", lambda r: (codec.CHANGED, b"", None))
+    c = Endpoint(params=FAST)
+    asyncio.create_task(s.run())
+    asyncio.create_task(c.run())
+    a = ("127.0.0.1", port)
+    done = []
+
+    async def posts():
+        for i in range(40):
+            assert (await c.request(codec.POST, a, "x")).code == codec.CHANGED
+            done.append(i)
+    t = asyncio.create_task(posts())
+    while len(done) < 3:
+        await asyncio.sleep_ms(1)
+    n = len(done)
+    assert (await c.request(codec.POST, a, "x")).code == codec.CHANGED
+    assert len(done) <= n + 2, (n, len(done))  # the one in flight, not the 40
+    await t
+    assert len(done) == 40 and not c._ex
+    c.close()
+    s.close()
+
+
 async def test_separate_response_for_coroutine_handler():
     s, port = server()
 

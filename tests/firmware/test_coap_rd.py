@@ -156,3 +156,30 @@ async def test_concurrent_ensure_calls_register_once():
     assert [x[0] for x in rdir.log] == ["reg"], rdir.log
     dev.close()
     gw.close()
+
+
+async def test_memory_error_is_retried_soon_without_backoff():
+    # A MemoryError on our side (a full heap) is not the gateway's fault: no
+    # back-off from it, another try 200 ms later, and ensure() still never
+    # raises.
+    rd.BACKOFF_MIN_MS = 5000
+    gw, port = server()
+    rdir = FakeRD(gw)
+    asyncio.create_task(gw.run())
+    dev = Endpoint(params=FAST)
+    asyncio.create_task(dev.run())
+    reg = rd.Registration(dev, ("127.0.0.1", port), "lamp-5", "eclor.lamp", lt=60)
+    real = dev.request
+
+    def starved(*a, **k):
+        raise MemoryError("memory allocation failed, allocating 224 bytes")
+    dev.request = starved
+    assert await reg.ensure() is False
+    assert reg.last_code == "MemoryError" and reg.fails == 0, (reg.last_code, reg.fails)
+    assert 100 <= reg.due_ms() <= 200, reg.due_ms()
+    assert not rdir.log
+    dev.request = real
+    await asyncio.sleep_ms(reg.due_ms() + 5)
+    assert await reg.ensure() is True and reg.location == "rd/1"
+    dev.close()
+    gw.close()
