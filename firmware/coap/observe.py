@@ -114,7 +114,13 @@ def notify(ep, path):
             if o[7]:
                 o[8] = 1  # busy: send the newest state when done
             else:
-                asyncio.create_task(_push(ep, o))
+                try:
+                    asyncio.create_task(_push(ep, o))
+                except MemoryError:
+                    # no heap for the task: this state is skipped (RFC 7641
+                    # lets a server skip states; the next notify() sends the
+                    # newest), the caller is not the one to fail
+                    ep.oom += 1
 
 
 async def _push(ep, o):

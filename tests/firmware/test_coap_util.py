@@ -72,3 +72,13 @@ class Raw:
 
     def close(self):
         self.s.close()
+
+
+def state_server(params=None):
+    """A Server with an observable "state" resource: its payload is
+    b"n=<st['n']>".  Returns (server, port, st)."""
+    s, port = server(params)
+    st = {"n": 0}
+    s.add("state", lambda r: (codec.CONTENT, b"n=%d" % st["n"], 0), obs=True)
+    asyncio.create_task(s.run())
+    return s, port, st
