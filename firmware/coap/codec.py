@@ -4,7 +4,8 @@ Design notes in the comments below (comments cost nothing to compile on
 the board; a long docstring is buffered whole by the lexer)."""
 #
 # A message is a `Msg`: type, code, message id, token, options, payload.
-# Options are a list of `[number, value]` pairs in wire order; a value is
+# Options are a list of `(number, value)` pairs in wire order (tuples when
+# decoded; lists are accepted when encoding); a value is
 # `bytes` after decoding, and may be `int` (uint), `str` (UTF-8) or bytes when
 # encoding.  Repeatable options (Uri-Path, Uri-Query, Location-Path, ETag...)
 # simply appear several times.
@@ -168,7 +169,9 @@ def decode(data):
         if i + ln > n:
             return "truncated option"
         num += d
-        opts.append([num, bytes(data[i:i + ln])])
+        # a tuple: 32 B on the 64-bit host against 64 B for a 2-item list
+        # (its own item array), for every option of every message received
+        opts.append((num, bytes(data[i:i + ln])))
         i += ln
     return m
 

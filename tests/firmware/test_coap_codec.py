@@ -33,7 +33,7 @@ def test_extended_delta_and_length_nibbles():
     data = _enc(m, 512)
     d = codec.decode(data)
     assert not isinstance(d, str), d
-    assert d.options == [[11, long13], [11, b"x"], [60, b"\x03\xe8"], [2000, long14]], d.options
+    assert d.options == [(11, long13), (11, b"x"), (60, b"\x03\xe8"), (2000, long14)], d.options
     # delta 49 from Uri-Path(11) to Size1(60): nibble 13, ext byte 36
     i = 4 + 22 + 2  # after the two Uri-Path options
     assert data[i] == 0xD2 and data[i + 1] == 49 - 13
