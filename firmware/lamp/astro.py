@@ -92,3 +92,9 @@ def sun_event(day, lat, lon, rising):
     (what lamp/schedule.py memoizes: one call per operating day and event)."""
     t = event(day, lat, lon, rising)
     return polar_day(day, lat, lon) if t is None else t
+
+
+def night(day, lat, lon):
+    """The night of operating day `day`: (sun_event of its sunset, of day+1's
+    sunrise), computed together (lamp/schedule.py memoizes both at once)."""
+    return sun_event(day, lat, lon, False), sun_event(day + 1, lat, lon, True)

@@ -90,7 +90,14 @@ def _sun(day, lat, lon, rising, start, end):
     k = d * 2 + (1 if rising else 0)
     t = m[2].get(k)
     if t is None:
-        t = m[2][k] = use("astro", "sun_event", d, lat, lon, rising)
+        # both events of the night with one load of lamp/astro.py: the
+        # sunrise's alone was computed at the first step after dusk, inside
+        # whatever ran then (in the bench night: an operator command, whose
+        # modules are the night's peak -- lamp/astro.py failed to load there)
+        t = use("astro", "night", day, lat, lon)
+        m[2][day * 2] = t[0]
+        m[2][day * 2 + 3] = t[1]  # (day + 1) * 2 + 1
+        t = m[2][k]
     if t is True or t is False:  # polar: True when the sun stays up
         if rising:
             return start if t else end
