@@ -2,7 +2,7 @@
 measured microCoAPy.
 
 * mpy_bytes: the stack as shipped (.mpy, -march=xtensawin): codec, endpoint,
-  observe, block, linkformat, rd (+ the package marker).
+  observe, watch, block, linkformat, rd, register (+ the package marker).
 * heap_after_import: gc.mem_alloc() in unix MicroPython after importing the
   stack (asyncio and socket included: the stack needs them) — every module
   of the stack at once, and the client-only part (codec + endpoint)
@@ -56,7 +56,7 @@ import aiocoap.resource
 from eclor.tools import mpy, romfs
 
 N_POSTS = 50
-STACK = ["__init__", "codec", "endpoint", "observe", "watch", "block", "linkformat", "rd"]
+STACK = ["__init__", "codec", "endpoint", "observe", "watch", "block", "linkformat", "rd", "register"]
 # microCoAPy as measured for the design brief (.mpy code, heap after import,
 # heap needed for 50 CON POSTs: 24-28 KB, the upper end is taken)
 REFERENCE = {"mpy_bytes": 8700, "heap_after_import": 18200, "min_heap_bytes": 28 * 1024}
@@ -96,7 +96,7 @@ asyncio.run(main())
 """
 # what the "all features resident" run adds (the client run has none of it,
 # so that neither pays for the other's script)
-STACK_IMPORTS = "from coap import block, observe, watch, linkformat, rd"
+STACK_IMPORTS = "from coap import block, observe, watch, linkformat, rd, register"
 ALL_IMPORTS = "from coap.rd import Registration\nfrom coap.observe import Server"
 ALL_SETUP = """    ep.add("state", lambda r: (codec.CONTENT, b"%%d" %% ok, 0), obs=True, attrs=b'rt="x"')
     reg = Registration(ep, ("127.0.0.1", %(port)d), "bench", "eclor.lamp", 60)

@@ -4,7 +4,8 @@
 #     reg.start()                   # background task: register, update, retry
 #     ... or, in a wake window:  ok = await reg.ensure()
 #
-# * register: POST /rd?ep=NAME&lt=LT&et=ET[&b=UQ], link-format payload (ct 40)
+# * register (the exchange itself: coap/register.py):
+#   POST /rd?ep=NAME&lt=LT&et=ET[&b=UQ], link-format payload (ct 40)
 #   of the device's resources (`ep.links()` of a coap.observe Server with
 #   resources, unless `links` is given);
 #   2.01 Created with Location-Path -> `reg.location` ("rd/ID").
@@ -26,13 +27,10 @@ import time
 
 from micropython import const
 
-_POST = const(2)
+from coap.register import register
+
 _DELETE = const(4)
-_LOCATION_PATH = const(8)
-_CREATED = const(65)
 _DELETED = const(66)
-_CHANGED = const(68)
-_CT_LINK = const(40)
 
 BACKOFF_MIN_MS = 5000  # a module global so that tests can shorten it
 _BACKOFF_MAX_MS = const(900000)
@@ -71,42 +69,17 @@ class Registration:
             self.registered = False
         if time.ticks_diff(self._due, now) > 0 or self._busy:
             return self.registered  # not due, or another task is at it
-        ok = oom = False
         self._busy = True
-        ep = self.ep
         try:
-            if self.location:
-                r = await ep.request(_POST, self.gw, self.location)
-                self.last_code = r.code
-                ok = r.code == _CHANGED
-                if not ok and r.code < 160:
-                    # 4.04: it forgot us; any other 4.xx (e.g. 4.05 from an
-                    # RD of an older draft): registering again is idempotent
-                    # and always works (5.xx: the directory is in trouble,
-                    # back off)
-                    self.location = None
-                    self.registered = False
-            if not self.location:
-                # one literal longer than 10 characters: short ones such as
-                # "ep=" would each be interned for good (names and types
-                # carry no spaces); bytes, not str: the endpoint sizes the
-                # request it keeps for the exchange by 4 bytes a character
-                # for a str (UTF-8 at worst) and the codec encodes each str
-                # afresh: the register request held 256 B instead of 128 B
-                q = ("ep=%s lt=%d et=%s b=UQ" % (self.name, self.lt, self.et)).encode().split()
-                if not self.queue:
-                    q.pop()
-                links = self.links if self.links is not None else (ep.links() if ep._srv else b"")
-                r = await ep.request(_POST, self.gw, "rd", links, ct=_CT_LINK, query=q)
-                self.last_code = r.code
-                if r.code == _CREATED:
-                    self.location = "/".join(r.opts(_LOCATION_PATH)) or None
-                    ok = self.location is not None
-        except Exception as e:  # Timeout, Reset, OSError, MemoryError...
-            oom = isinstance(e, MemoryError)
-            self.last_code = "MemoryError" if oom else repr(e)
+            ok, self.location, self.last_code = await register(
+                self.ep, self.gw, self.location, self.name, self.et, self.lt, self.queue, self.links)
+        except MemoryError:  # no heap for the exchange's own frame
+            ok, self.last_code = False, "MemoryError"
         finally:
             self._busy = False
+        if not self.location:
+            self.registered = False  # forgotten (a 4.xx to the update), or never
+        oom = self.last_code == "MemoryError"
         now = time.ticks_ms()
         if ok:
             self.fails = 0

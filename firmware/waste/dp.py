@@ -3,7 +3,7 @@ registration): the backlog to /dp; and the commands in the answers, for
 the cycle (a later session's /cr POST: waste/cr.py).
 
 A module of its own so that the registration, the peak of a wake's heap
-(coap.rd loaded), does not hold this code: it comes after coap.rd was
+(coap.register loaded), does not hold this code: it comes after that was
 dropped, and the cycle drops it with the link (docs/bin.md "Memory").
 """
 from micropython import const
@@ -39,7 +39,7 @@ async def flush(c):
             from waste.reg import register
             ok = await register(c)
             register = None
-            unload("waste.reg", "coap.rd")
+            unload("waste.reg", "coap.register")
             if not ok:
                 return None
             continue

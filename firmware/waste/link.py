@@ -2,7 +2,7 @@
 
 Wi-Fi on with the saved channel/BSSID; register (POST /rd?...&b=UQ) or,
 with the location kept from an earlier wake, update (POST /rd/ID; 4.04 ->
-register again, coap.rd); set the RTC if unknown (NTP, else GET /time);
+register again, coap.register); set the RTC if unknown (NTP, else GET /time);
 POST the outbox to /dp, oldest first, as many packs per message as fit in
 one datagram (waste/dp.py), each 2.04 acking exactly the items it carried.
 The commands found in the answers go back to the cycle (waste/cycle.py),
@@ -109,13 +109,13 @@ async def window(c, res=None):
         c.gw = addr(gw["host"], gw.get("port", 5683))
         if res is None:
             # the registration (waste/reg.py), called from here (no frame
-            # of its own held through it); its code and coap.rd dropped
+            # of its own held through it); its code and coap.register dropped
             # after: room for dev.clock, which is loaded only when the time
             # is unknown (after a power-on), then for the flush
             from waste.reg import register
             ok = await register(c)
             register = None
-            unload("waste.reg", "coap.rd")
+            unload("waste.reg", "coap.register")
             if not ok:
                 return None
             if c.deferred is not None or hal.time() < _T_VALID:
