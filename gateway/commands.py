@@ -46,6 +46,13 @@ from . import store as st
 log = logging.getLogger("eclor.gateway.commands")
 
 FINAL = ("done", "failed", "expired")
+# The most bytes of commands in one /dp or /cr answer to a queue-mode device:
+# one CoAP block, so that the answer is one datagram that the device's receive
+# buffer takes (1,024 B of payload, firmware coap/endpoint.py). A longer answer
+# would go Block2, which a bin's wake did not complete (30 commands queued
+# stayed "sent" through its wakes until they expired); the rest now come in
+# the answer to its /cr, or at its next wake.
+PENDING_MAX = 1024
 STATES = ("queued", "sent") + FINAL
 
 
@@ -355,21 +362,33 @@ class Relay:
         return n
 
     # -- queue-mode delivery ------------------------------------------------------
-    def pending_payload(self, ep):
-        """CBOR array of the device's open commands, or b'' (no extra cost when empty)."""
+    def pending_payload(self, ep, limit=None):
+        """CBOR array of the device's open commands, oldest first, at most
+        ``limit`` bytes (PENDING_MAX) of them; or b'' (no extra cost when empty).
+
+        The rest wait for the next answer: a queue-mode device posts the
+        results of what it got to /cr, whose answer carries the next ones
+        (the bin takes up to four rounds in one wake), then the next wake."""
         ids = self.by_dev.get(ep)
         if not ids:
             return b""
+        limit = limit or PENDING_MAX
         now = time.time()
         out = []
+        size = 3  # the array's head: 1 byte up to 23 items, 3 up to 65,535
         for cid in list(ids):
             c = self.open[cid]
             if c["expires"] <= now:
                 continue
+            w = wire(c)
+            n = len(cbor2.dumps(w))
+            if out and size + n > limit:
+                break  # (a first command alone larger than the limit still goes)
+            size += n
             c["attempts"] += 1
             if c["state"] == "queued":
                 self._set(c, "sent")
-            out.append(wire(c))
+            out.append(w)
         return cbor2.dumps(out) if out else b""
 
     # -- always-on delivery ------------------------------------------------------
