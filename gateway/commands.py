@@ -47,12 +47,14 @@ log = logging.getLogger("eclor.gateway.commands")
 
 FINAL = ("done", "failed", "expired")
 # The most bytes of commands in one /dp or /cr answer to a queue-mode device:
-# one CoAP block, so that the answer is one datagram that the device's receive
-# buffer takes (1,024 B of payload, firmware coap/endpoint.py). A longer answer
-# would go Block2, which a bin's wake did not complete (30 commands queued
-# stayed "sent" through its wakes until they expired); the rest now come in
-# the answer to its /cr, or at its next wake.
-PENDING_MAX = 1024
+# what such a sleepy device (a bin) is built to take in one datagram -- its
+# endpoint holds its receive buffer through every session, so the bin sizes it
+# for 256 B of commands + headers (firmware waste/cycle.py MAX_MSG), not for a
+# 1024-byte block. A longer answer would be cut and lost (and a Block2 answer
+# to a POST is not continued by a bin's wake: 30 commands queued stayed "sent"
+# through its wakes until they expired); the next ones come in the answer to
+# its /cr (up to four rounds a wake), or at its next wake.
+PENDING_MAX = 256
 STATES = ("queued", "sent") + FINAL
 
 

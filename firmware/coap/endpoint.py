@@ -65,8 +65,6 @@ from micropython import const
 from coap import codec
 from coap.codec import Msg
 
-_MAX_MSG = const(1152)  # 1024-byte block + header and options
-_RX = const(_MAX_MSG + 1)  # one byte more: a longer datagram is seen cut, and dropped
 _CON = const(0)
 _NON = const(1)
 _ACK = const(2)
@@ -110,7 +108,7 @@ def _wake(ex, st, m):
 
 class Endpoint:
     # What only a Server (coap.observe) fills, read here as class defaults: a
-    # client's instance dict then holds 12 attributes, which fit the 17-slot
+    # client's instance dict then holds 13 attributes, which fit the 17-slot
     # table (the next size is 37 slots: +320 B on the 64-bit host).
     _srv = None  # the serving code (coap.observe module) of a Server
     _res = ()  # path -> [handler, obs, attrs] (a Server's first add())
@@ -134,6 +132,12 @@ class Endpoint:
             "DEDUP": 8,  # entries in the duplicate-detection ring
             "SZX": 6,  # preferred block size 2**(SZX+4): 6 -> 1024 bytes
             "MAX_BODY": 4096,  # largest Block1 request body accepted (else 4.13 + Size1)
+            # largest datagram taken in: a 1024-byte block + header and
+            # options; a longer one is cut, and dropped as malformed.  Its
+            # receive buffer is held all the time (see run()): a client whose
+            # peer never sends it more may set less (a bin: the gateway's
+            # answers to a queue-mode device carry <= 256 B of commands)
+            "MAX_MSG": 1152,
             "OBS_MAX": 4,  # observers kept
             "OBS_CON_N": 5,  # at least every Nth notification is CON
             "OBS_CON_MS": 60000,  # ... or when the last CON one is older than this
@@ -144,7 +148,9 @@ class Endpoint:
         s = self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.bind(addr(host, port))
         s.setblocking(False)
-        self._hole = bytearray(_RX)  # see run()
+        # one byte more than MAX_MSG: a longer datagram is seen cut
+        n = self._rxn = p["MAX_MSG"] + 1
+        self._hole = bytearray(n)  # see run()
         self._ex = []  # outstanding exchanges, see exchange()
         # dedup ring, flat: peer, mid, expiry, reply bytes, peer, ... (no
         # list per entry: 64 B each on the 64-bit host)
@@ -312,7 +318,7 @@ class Endpoint:
             self._hole = None
             try:
                 try:
-                    data, peer = s.recvfrom(_RX)
+                    data, peer = s.recvfrom(self._rxn)
                 except MemoryError:
                     # no MAX_MSG contiguous bytes: collect and retry once,
                     # else drop the datagram (a tiny read discards it) so a
@@ -321,14 +327,14 @@ class Endpoint:
                     gc.collect()
                     self.oom += 1
                     try:
-                        data, peer = s.recvfrom(_RX)
+                        data, peer = s.recvfrom(self._rxn)
                     except MemoryError:
                         s.recvfrom(1)
                         continue
             except OSError:
                 continue
             try:
-                self._hole = bytearray(_RX)
+                self._hole = bytearray(self._rxn)
             except MemoryError:
                 pass
             try:
@@ -353,7 +359,7 @@ class Endpoint:
 
     def _rx(self, data, peer):
         # a datagram longer than MAX_MSG was cut by recvfrom: malformed
-        m = codec.decode(data) if len(data) < _RX else "too large"
+        m = codec.decode(data) if len(data) < self._rxn else "too large"
         if isinstance(m, str):
             self.bad += 1
             if len(data) >= 4 and data[0] & 0xF0 == 0x40:  # v1 CON: RST it

@@ -35,13 +35,13 @@ from micropython import const
 import hal
 
 _MAX_CMD_ROUNDS = const(4)  # answers (/dp, then /cr) whose commands are applied
-# kept for the next session's endpoint: its 1,153-byte receive buffer
-# (coap.endpoint _RX), 37 GC blocks of 32 B (64-bit), no more. Measured
+# kept for the next session's endpoint: its 385-byte receive buffer
+# (waste/link.py _MAX_MSG + 1), 13 GC blocks of 32 B (64-bit), no more. Measured
 # (bench scans by 256 B): 2,048 B, room for what Endpoint() allocates
 # before the buffer too, was often not to be had in one piece after the
 # first session (its names and state are scattered), and when it was, the
 # command code held along with it failed for want of those 864 B
-_HOLE = const(1184)
+_HOLE = const(416)
 STATE = "data/bin.json"
 
 

@@ -34,6 +34,12 @@ from coap.endpoint import Endpoint, Timeout, addr
 from waste.cycle import unload
 
 _RTT_MS = const(30)        # one CoAP exchange on the local Wi-Fi incl. gateway work
+# The largest datagram the bin's endpoint takes in (coap.endpoint MAX_MSG):
+# the gateway's answers to a queue-mode device carry at most 256 B of
+# commands (docs/protocol.md) + 128 B of header and options. Its receive
+# buffer (one byte more, waste.cycle _HOLE) is held through every session:
+# 385 B, not the 1,153 B of a 1024-byte block.
+_MAX_MSG = const(384)
 _T_VALID = const(1704067200)  # RTC readings before 2024 mean "time unknown"
 
 _advance = getattr(hal, "advance", None)   # sim only: spend documented time
@@ -87,7 +93,7 @@ async def window(c, res=None):
         # dynamic range (49152..65535) the first time, the same one after
         # (c.s read here: connect() made it lean; no local keeps the old one)
         s = c.s
-        p = {"ACK_TIMEOUT": s["ack_timeout_ms"], "MAX_RETRANSMIT": s["max_retransmit"]}
+        p = {"ACK_TIMEOUT": s["ack_timeout_ms"], "MAX_RETRANSMIT": s["max_retransmit"], "MAX_MSG": _MAX_MSG}
         s = None
         if c.port:
             ep = Endpoint(c.port, p, mid=c.mid)

@@ -90,6 +90,23 @@ async def test_ping_and_malformed_con_get_rst_others_dropped():
     s.close()
 
 
+async def test_max_msg_bounds_the_datagrams_taken_in():
+    # MAX_MSG sizes the receive buffer, held all the time (a bin sets 384 B):
+    # a datagram of MAX_MSG bytes is served, one byte more is malformed (RST)
+    s, port = server({"MAX_MSG": 384})
+    s.add("x", lambda r: (codec.CHANGED, b"%d" % len(r.payload), None))
+    asyncio.create_task(s.run())
+    raw = Raw()
+    raw.send(b"\x40\x02\x12\x40\xb1x\xff" + bytes(384 - 7), port)
+    m = await raw.recvm()
+    assert m.code == codec.CHANGED and m.payload == b"377", m.payload
+    raw.send(b"\x40\x02\x12\x41\xb1x\xff" + bytes(385 - 7), port)
+    assert await raw.recv() == b"\x70\x00\x12\x41" and s.bad == 1
+    assert len(s._hole) == 385
+    raw.close()
+    s.close()
+
+
 async def test_retransmission_backoff_then_timeout():
     raw = Raw()
     c = Endpoint(params={"ACK_TIMEOUT": 40, "ACK_RANDOM_FACTOR": 1.5, "MAX_RETRANSMIT": 3})
