@@ -228,8 +228,13 @@ class Endpoint:
                     m.token = self._tok.to_bytes(4, "big")
                 ex[2] = m.token
             ex[6] = self._pack(m, peer)
+            # sent as ex[6]: the message is not held (only a request()'s
+            # Block2 continuation reads its code and options again), nor
+            # its payload, which the caller may drop meanwhile
             if response != 2:
-                m = None  # sent as ex[6]; only a request()'s Block2 answer reads it again
+                m = None
+            else:
+                m.payload = b""
             # Few locals (the datagram in ex, no flags): this coroutine's
             # frame is held for every request in flight, in one piece.
             t = self.p["ACK_TIMEOUT"]

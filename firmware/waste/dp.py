@@ -24,8 +24,9 @@ async def flush(c):
     cmds = []
     while len(ob):
         body, n, last = _body(ob.peek(16))
-        r = await post(c, "dp", body, 112)    # SenML CBOR
-        body = None
+        r = post(c, "dp", body, 112)    # SenML CBOR
+        body = None   # not held through the exchange (post() drops it too)
+        r = await r
         if r is None:
             return None
         if r.code == 163:   # 5.03: keep them, retry after Max-Age

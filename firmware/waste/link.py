@@ -161,7 +161,11 @@ async def post(c, path, payload, ct):
     hal.wdt_feed()   # a wake window with retransmissions may pass 60 s
     c.bytes += len(payload)
     try:
-        r = await ep.request(codec.POST, c.gw, path, payload, ct=ct)
+        # the exchange keeps the packed datagram alone: no second copy of
+        # the body held here through it (the caller drops its own too)
+        r = ep.request(codec.POST, c.gw, path, payload, ct=ct)
+        payload = None
+        r = await r
     except Timeout:
         _spend(c, 0, c.s["max_retransmit"] + 1)
         c.error = "timeout"
