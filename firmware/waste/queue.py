@@ -10,7 +10,7 @@ it through the /dp POSTs, the peak of a wake's heap (docs/bin.md
 """
 import struct
 from dev import store
-from waste.cycle import STATE
+from waste.cycle import STATE, unload
 
 
 def queue(c, now, hb):
@@ -26,6 +26,13 @@ def queue(c, now, hb):
     c.queued = True
     struct.pack_into(">I", p[0], p[1], now)
     c.outbox().push(p[0])
+    # neither the pack nor the Outbox's code is needed for the state write
+    # below: after a power-on it comes amid the first CoAP session
+    # (waste/radio.py timed()), where that write found no room beside them
+    # (dev.outbox: 1.9 KB of heap); the outbox is re-opened on use
+    p = None
+    c.ob = None
+    unload("dev.outbox")
     if r["fill"] is not None:
         st["sent_fill"] = r["fill"]
     st["sent_status"] = r["status"]

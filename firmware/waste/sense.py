@@ -211,7 +211,8 @@ def decide(c, now):
             return True
         from waste.queue import queue
         queue(c, now, hb)
-    if not len(c.outbox()):
+    # (a pack queued now: the outbox holds it, no need to re-open it)
+    if not c.queued and not len(c.outbox()):
         return False
     # a fresh event goes out now even during back-off; a routine reading waits
     return why == "event" or now >= st.get("next_try", 0)
