@@ -40,3 +40,48 @@ def test_safe_mode_pack_says_so_and_wake_state_persists():
     assert c.st["last_radio"] >= 5000 and c.st["last_awake"] >= 5000 + 270
     with open("data/bin.json") as f:
         assert json.load(f)["fails"] == 1
+
+
+def test_dp_flush_reads_and_acks_the_outbox_and_counts_refused_packs():
+    # waste/dp.py reads and deletes the outbox's items itself (dev.outbox
+    # dropped through the POSTs): 2.04 acks exactly the items it carried,
+    # a 4.xx drops them and counts them in the (re-opened) Outbox
+    import asyncio
+    import os
+    _setup()
+    hal.set_time(1780000000)
+    from dev import config
+    from dev.outbox import Outbox
+    from waste.cycle import Cycle
+    from waste import dp
+    ob = Outbox("data/outbox", 64)
+    for i in range(3):   # one pack per POST: 600 B each (a 1,024-byte body)
+        ob.push(bytes([0x81, i]) + bytes(598))
+    ob = None
+    c = Cycle(config.load(), {})
+    sent = []
+    codes = [128, 68, 68]   # 4.00, then 2.04 twice
+
+    class R:
+        payload = b""
+        ct = None
+
+    async def answer(code):
+        r = R()
+        r.code = code
+        return r
+
+    def post(c, path, body, ct):
+        sent.append((path, bytes(body[:2]), len(body)))
+        return answer(codes.pop(0))
+
+    old = dp.post
+    dp.post = post
+    try:
+        cmds = asyncio.run(dp.flush(c))
+    finally:
+        dp.post = old
+    assert cmds == [] and c.sent == 2 and c.error == "refused 128", (cmds, c.sent, c.error)
+    assert sent == [("dp", b"\x81\x00", 600), ("dp", b"\x81\x01", 600), ("dp", b"\x81\x02", 600)], sent
+    assert c.ob.dropped == 1 and len(c.ob) == 0
+    assert [n for n in os.listdir("data/outbox") if n.isdigit()] == []
