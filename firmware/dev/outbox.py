@@ -63,7 +63,7 @@ class Outbox:
         return len(self.seqs)
 
     def _file(self, seq):
-        return "%s/%08d" % (self.path, seq)
+        return store.item(self.path, seq)
 
     def _drop(self):
         k = len(self.seqs) - self.bound
@@ -88,21 +88,8 @@ class Outbox:
 
     def peek(self, n=1):
         """The oldest n items as a list of (seq, bytes); unreadable ones are skipped."""
-        out = []
-        for seq in self.seqs[:n]:
-            try:
-                with open(self._file(seq), "rb") as f:
-                    # read() without a size starts from a 256-byte buffer:
-                    # the file's own size (a bin's pack is ~170 B) is a
-                    # smaller piece to find on a busy heap
-                    k = f.seek(0, 2)
-                    f.seek(0)
-                    out.append((seq, f.read(k)))
-            except OSError:
-                pass
-        return out
+        return store.read_items(self.path, self.seqs[:n])
 
     def ack(self, seq):
         """The gateway holds every item up to seq: delete them."""
-        while self.seqs and self.seqs[0] <= seq:
-            store.remove(self._file(self.seqs.pop(0)))
+        store.remove_items(self.path, self.seqs, seq)

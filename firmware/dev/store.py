@@ -69,10 +69,38 @@ def read(path):
     for p in (path, path + ".bak"):
         try:
             with open(p, "rb") as f:
-                return f.read()
+                # with the file's size: read() without one starts from a
+                # 256-byte buffer (a bin's pack is ~170 B: a smaller piece
+                # to find on a busy heap)
+                k = f.seek(0, 2)
+                f.seek(0)
+                return f.read(k)
         except OSError:
             pass
     return None
+
+
+def item(path, seq):
+    """The file of item seq in a directory of numbered items (dev.outbox)."""
+    return "%s/%08d" % (path, seq)
+
+
+def read_items(path, seqs):
+    """[(seq, bytes)] of the items seqs of directory path; unreadable ones
+    are skipped. Here, not in dev.outbox, so that a bin's /dp flush reads
+    its items with the Outbox code dropped (docs/bin.md "Memory")."""
+    out = []
+    for seq in seqs:
+        d = read(item(path, seq))
+        if d is not None:
+            out.append((seq, d))
+    return out
+
+
+def remove_items(path, seqs, last):
+    """Delete the items of the sorted list seqs up to last, popping them."""
+    while seqs and seqs[0] <= last:
+        remove(item(path, seqs.pop(0)))
 
 
 def save_json(path, data):

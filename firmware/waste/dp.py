@@ -9,6 +9,7 @@ dropped, and the cycle drops it with the link (docs/bin.md "Memory").
 from micropython import const
 from waste.link import post
 from waste.cycle import unload
+from dev import store
 
 _MAX_POST = const(1024)    # bytes per /dp POST: one datagram, no block-wise
 _CHANGED = const(68)       # 2.04 (coap.codec.CHANGED)
@@ -22,15 +23,16 @@ async def flush(c):
     not take everything."""
     # the outbox opened (dev.outbox: the listing, leftovers, its bound),
     # then only its list of items kept: the /dp POSTs read and delete
-    # them here (_peek, _ack: its layout, one file per sequence number),
-    # without the Outbox code (1.9 KB of heap) held through the exchanges,
+    # them here (dev.store's numbered items, as the Outbox does), without
+    # the Outbox code (1.9 KB of heap) held through the exchanges,
     # the peak of the wake's heap
-    seqs = c.outbox().seqs
-    c.ob = None       # re-opened on use (a refused pack, a `report`)
+    ob = c.outbox()
+    seqs, path = ob.seqs, ob.path
+    ob = c.ob = None       # re-opened on use (a refused pack, a `report`)
     unload("dev.outbox")
     cmds = []
     while seqs:
-        body, n, last = _body(_peek(seqs[:16]))
+        body, n, last = _body(store.read_items(path, seqs[:16]))
         r = post(c, "dp", body, 112)    # SenML CBOR
         body = None   # not held through the exchange (post() drops it too)
         r = await r
@@ -62,37 +64,10 @@ async def flush(c):
         if r.code != _CHANGED:
             c.error = "dp %d" % r.code
             return None
-        _ack(seqs, last)    # durable at the gateway: never sent again
+        store.remove_items(path, seqs, last)    # durable at the gateway: never sent again
         c.sent += n
         cmds += _cmds(r)
     return cmds
-
-
-def _file(seq):
-    # dev.outbox's item file (Outbox._file, the cycle's "data/outbox")
-    return "data/outbox/%08d" % seq
-
-
-def _peek(seqs):
-    """[(seq, bytes)] of the outbox items seqs, as Outbox.peek() reads
-    them (each with its file's size); unreadable ones are skipped."""
-    out = []
-    for seq in seqs:
-        try:
-            with open(_file(seq), "rb") as f:
-                k = f.seek(0, 2)
-                f.seek(0)
-                out.append((seq, f.read(k)))
-        except OSError:
-            pass
-    return out
-
-
-def _ack(seqs, last):
-    """The gateway holds every item up to last: delete them (Outbox.ack())."""
-    from dev import store
-    while seqs and seqs[0] <= last:
-        store.remove(_file(seqs.pop(0)))
 
 
 def _body(items):
