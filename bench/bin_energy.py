@@ -18,6 +18,8 @@ Power model (docs/bin.md): deep sleep 10 uA; awake CPU 40 mA; radio on
 18650 cell of 3000 mAh derated to 70 % (self-discharge, cold, cut-off).
 
     python bench/bin_energy.py [--days 30] [--per-hour 4]
+    python bench/bin_energy.py --heap-only          # only the two min heaps (seconds)
+    python bench/bin_energy.py --scan 47104 51200   # pass/fail per 256 B: compare trees side by side
 
 Last line: JSON with wakes_per_day, tx_per_day, awake_ms_per_day,
 radio_ms_per_day, bytes_per_day, battery_years, min_heap_bytes (and
@@ -323,6 +325,19 @@ async def month(days, per_hour, fw, flash, static_ip=True):
 CONFIRM = 2  # steps above the bisection's result that must pass too
 
 
+async def _wake_passes(gp, fw, heap, romfs=None):
+    """One wake with a transmission and a command at -X heapsize heap."""
+    with tempfile.TemporaryDirectory() as d:
+        b = BinBoard(d, gp.port, fw, ep="bin-heap-%d" % heap, heapsize=heap,
+                     settings={"ack_timeout_ms": 200, "max_retransmit": 1}, romfs=romfs)
+        gp.gw.pending[b.config()["ep"]] = [{"id": "c-heap", "a": "intervals", "p": {"step_pct": 15}}]
+        gp.gw.results.clear()
+        rc, out = await b.wake(dist=0.8)
+        st = b.state()
+        return (rc == EXIT_DEEPSLEEP and st.get("tot_sent") == 1 and "MemoryError" not in out
+                and any(r.get("id") == "c-heap" and r.get("s") == "done" for r in gp.gw.results))
+
+
 async def min_heap(fw, lo=16 * 1024, hi=100 * 1024, romfs=None):
     """Smallest -X heapsize at which one wake with a transmission (register,
     /dp, a command applied, /cr) completes from .mpy (with romfs: the .mpy
@@ -333,15 +348,7 @@ async def min_heap(fw, lo=16 * 1024, hi=100 * 1024, romfs=None):
     await gp.up()
 
     async def ok(heap):
-        with tempfile.TemporaryDirectory() as d:
-            b = BinBoard(d, gp.port, fw, ep="bin-heap-%d" % heap, heapsize=heap,
-                         settings={"ack_timeout_ms": 200, "max_retransmit": 1}, romfs=romfs)
-            gp.gw.pending[b.config()["ep"]] = [{"id": "c-heap", "a": "intervals", "p": {"step_pct": 15}}]
-            gp.gw.results.clear()
-            rc, out = await b.wake(dist=0.8)
-            st = b.state()
-            return (rc == EXIT_DEEPSLEEP and st.get("tot_sent") == 1 and "MemoryError" not in out
-                    and any(r.get("id") == "c-heap" and r.get("s") == "done" for r in gp.gw.results))
+        return await _wake_passes(gp, fw, heap, romfs)
 
     if not await ok(hi):
         await gp.down()
@@ -362,6 +369,19 @@ async def min_heap(fw, lo=16 * 1024, hi=100 * 1024, romfs=None):
     return hi
 
 
+async def scan(fw, lo, hi, step=256):
+    """Pass (1) or fail (0) of the same wake at every size lo..hi by step:
+    how a change moves the edge, compared side by side with another tree
+    (ECLOR_FIRMWARE), finer and steadier than one bisection."""
+    gp = GatewayProcess()
+    await gp.up()
+    res = {}
+    for heap in range(lo, hi + 1, step):
+        res[heap] = int(await _wake_passes(gp, fw, heap))
+    await gp.down()
+    return res
+
+
 async def heaps(fw):
     """min_heap_bytes (.mpy on the filesystem, the stock firmware) and the same
     with the modules in a ROMFS image (a ROMFS-enabled firmware)."""
@@ -377,6 +397,12 @@ async def heaps(fw):
 
 async def main_async(args):
     fw = firmware_tree("mpy")
+    if args.scan:
+        res = await scan(fw, args.scan[0], args.scan[1])
+        print(" ".join("%d:%d" % kv for kv in res.items()))
+        print(json.dumps({"scan": res, "passes": sum(res.values()), "first_pass_of_the_rest":
+                          next((h for h in res if all(res[k] for k in res if k >= h)), None)}))
+        return res
     if args.heap_only:   # only the min_heap_bytes bisection (seconds, not minutes)
         try:
             heap, heap_rom = await heaps(fw)
@@ -423,6 +449,8 @@ def main(argv=None):
     ap.add_argument("--per-hour", type=int, default=4)
     ap.add_argument("--heap-only", action="store_true",
                     help="skip the month: only the smallest heap of a transmitting wake")
+    ap.add_argument("--scan", type=int, nargs=2, metavar=("LO", "HI"),
+                    help="instead: pass/fail of that wake at every size LO..HI by 256 B")
     args = ap.parse_args(argv)
     asyncio.run(main_async(args))
 

@@ -38,6 +38,7 @@ ratios, or measured in the same run when MICROCOAPY=/path/to/its/dir is set.
 
     python bench/coap_footprint.py
     MICROCOAPY=/path/to/microCoAPy/microcoapy python bench/coap_footprint.py
+    python bench/coap_footprint.py --scan all 32512 35328   # passes per size, six layouts
 
 Last line: JSON.
 """
@@ -193,7 +194,7 @@ def free_udp_port():
         return s.getsockname()[1]
 
 
-async def run_client(fw, port, heap, n, all_, rom=None):
+async def run_client(fw, port, heap, n, all_, rom=None, pad=0):
     # Without ROMFS the script sits in the flash root beside coap/ and runs
     # with -m from there (sys.path ""), as on the board: each module interns
     # its board path ("coap/rd.mpy") as __file__, not a ~35-character host
@@ -210,6 +211,8 @@ async def run_client(fw, port, heap, n, all_, rom=None):
                          "setup": ALL_SETUP % {"port": port} if all_ else "",
                          "wait": ALL_WAIT if all_ else "", "each": ALL_EACH if all_ else "",
                          "check": ALL_CHECK if all_ else ""}
+    if pad:  # another heap layout: pad bytes allocated first and kept (--scan)
+        text = text.replace("import gc, time\n", "import gc, time\n_pad = bytearray(%d)\n" % pad, 1)
     script.write_text(text)
     proc = await asyncio.create_subprocess_exec(
         *mpy.micropython_cmd([str(script)] if rom else ["-m", script.stem], heap, romfs=rom),
@@ -256,6 +259,25 @@ async def bisect(fw, port, all_, lo=4096, hi=64 * 1024, rom=None):
     return hi
 
 
+PADS = (0, 48, 96, 160, 224, 320)  # the heap layouts of --scan
+
+
+async def scan(fw, port, all_, lo, hi, step=256):
+    """How many of the PADS layouts pass at each size lo..hi by step: how a
+    change moves the edge, compared side by side with another tree
+    (ECLOR_FIRMWARE). One bisection moves by +-512 B with any change of code
+    size (where fragmentation puts things); the passes summed over sizes
+    and layouts are steadier."""
+    res = {}
+    for h in range(lo, hi + 1, step):
+        n = 0
+        for pad in PADS:
+            r = await run_client(fw, port, h, N_POSTS, all_, pad=pad)
+            n += bool(r and r["pass"])
+        res[h] = n
+    return res
+
+
 async def measure_microcoapy(src, tmp, port):
     """Compile microCoAPy like our stack and measure it in the same run."""
     import subprocess
@@ -275,9 +297,25 @@ async def measure_microcoapy(src, tmp, port):
 
 
 async def main():
+    args = sys.argv[1:]
     with tempfile.TemporaryDirectory() as tmp:
         fw = Path(tmp) / "fw"
         mpy.compile_tree(fw)
+        if args and args[0] == "--scan":  # --scan all|client LO HI
+            port = free_udp_port()
+            site = aiocoap.resource.Site()
+            site.add_resource(["dp"], Dp())
+            ctxref = []
+            site.add_resource(["rd"], Rd(ctxref))
+            ctx = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", port))
+            ctxref.append(ctx)
+            try:
+                res = await scan(fw, port, args[1] == "all", int(args[2]), int(args[3]))
+            finally:
+                await ctx.shutdown()
+            print(" ".join("%d:%d" % kv for kv in res.items()))
+            print(json.dumps({"scan": res, "layouts": len(PADS), "passes": sum(res.values())}))
+            return
         sizes = {m: (fw / "coap" / (m + ".mpy")).stat().st_size for m in STACK}
         mpy_bytes = sum(sizes.values())
         port = free_udp_port()
