@@ -28,9 +28,10 @@ DEFAULTS = {"wattage": 60, "tolerance": 0.2, "warmup_s": 30, "min_level": 10, "r
 
 
 def controller(ctl, cfg, safe, hw, outbox):
-    """Controller.__init__ (lamp/control.py). Its attributes, 22 with ep and
-    reg (lamp/app.py), fit the 23 slots of an instance dict: a 24th would
-    grow it to 29 slots, one 464-byte block more at the end of the boot."""
+    """Controller.__init__ (lamp/control.py). Its attributes, 17 with ep and
+    reg (lamp/app.py), fit the 17 slots of an instance dict's smaller table:
+    an 18th would grow it to 23 slots (the object 320 -> 416 B on the
+    64-bit host), so the step's small state is one list, ctl.mono."""
     ctl.cfg = cfg
     ctl.safe = safe
     ctl.p = p = dict(DEFAULTS)
@@ -63,19 +64,17 @@ def controller(ctl, cfg, safe, hw, outbox):
     ov = store.load_json("data/override.json", [])  # lamp/control.py's _OVR
     ctl.overrides = ov if isinstance(ov, list) else []
     ctl.outbox = outbox or Outbox("data/outbox", p["outbox"])
-    ctl.presence = None  # the last accepted motion (RTC s)
     ctl.src = "boot"
-    ctl.dark = True
     ctl.power = None
     ctl.voltage = None
     ctl.on_change = None  # () -> None: observe notification, sender wake-up
-    # [monotonic seconds for debouncing and write pacing (the RTC jumps
-    # when the time is set after a power cut, ticks_ms wraps on the board),
-    # ms not yet counted in them, ticks_ms of the last step]
-    ctl.mono = [0, 0, hal.ticks_ms()]
-    ctl.next = None  # the next report's time (UTC s)
-    ctl.relay = False  # the dimmer's relay and fade as of the previous step
-    ctl.fading = False
+    # the step's state (lamp/control.py, its _S.. indices): [monotonic
+    # seconds for debouncing and write pacing (the RTC jumps when the time
+    # is set after a power cut, ticks_ms wraps on the board), ms not yet
+    # counted in them, ticks_ms of the last step, the next report's time
+    # (UTC s), the last accepted motion (RTC s), the dimmer's relay and fade
+    # as of the previous step, dark (the fail-safe's light sensor)]
+    ctl.mono = [0, 0, hal.ticks_ms(), None, None, False, False, True]
 
 
 def network(ctl, cfg, tasks):

@@ -107,18 +107,18 @@ def test_presence_boost_rate_limited_night_only():
     hal.set_inputs(presence=True)
     _run(c, 1)
     assert c.dim.target == 90 and c.src == "presence"
-    t_motion = c.presence
+    t_motion = c.mono[4]  # the last accepted motion (lamp/control.py _PRES)
     hal.set_inputs(presence=False)
     _run(c, 20)
     hal.set_inputs(presence=True)  # 21 s later: inside gap_s, not a new trigger
     _run(c, 1)
-    assert c.presence == t_motion
+    assert c.mono[4] == t_motion
     hal.set_inputs(presence=False)
     _run(c, 45)  # 60 s hold from the first motion is over
     assert c.dim.target == 20
     hal.set_inputs(presence=True)
     _run(c, 1)
-    assert c.dim.target == 90 and c.presence > t_motion
+    assert c.dim.target == 90 and c.mono[4] > t_motion
     hal.set_inputs(presence=False)
     # daytime: motion does not light the lamp
     _at(DAY * 86400 + 11 * 3600)
@@ -243,12 +243,12 @@ def test_a_step_inside_a_command_leaves_the_due_report_to_the_next_step():
     _at(NIGHT)
     c = Controller(CFG)
     _run(c, 2)
-    c.next = int(hal.time())  # a report is due
+    c.mono[3] = int(hal.time())  # the next report (lamp/control.py _NEXT) is due
     n = len(c.outbox)
     c.set_override(30)
     assert c.dim.target == 30 and len(c.outbox) == n
     _run(c, 1)
-    assert len(c.outbox) == n + 1 and c.next > hal.time()
+    assert len(c.outbox) == n + 1 and c.mono[3] > hal.time()
 
 
 def test_a_report_command_queues_its_report_after_the_command_modules():
