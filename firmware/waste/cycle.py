@@ -105,8 +105,10 @@ class Cycle:
                 # link.window() lets go of it as it makes the endpoint
                 # (only a help: a heap without room for it may still fit the
                 # session)
+                # (held in self.ep, which no session uses in between: one
+                # attribute fewer for the cycle, waste/sense.py init())
                 try:
-                    self.hole = bytearray(_HOLE)
+                    self.ep = bytearray(_HOLE)
                 except MemoryError:
                     pass
                 try:
@@ -124,18 +126,20 @@ class Cycle:
                 if res is None:          # the answers held no command after all
                     break
             hal.wifi_off()
-            self.radio_ms += hal.ticks_diff(hal.ticks_ms(), t_on)
+            t_on = hal.ticks_diff(hal.ticks_ms(), t_on)   # the radio time now
             # the back-off (waste/sense.py, loaded again now)
             from waste import sense
             sense.backoff(self, cmds is not None)
-        if self.deferred is not None:
+        else:
+            t_on = 0
+        if self.packed is not None:
             # the clock could not be set: queue with the RTC's time anyway
             # rather than lose the reading
             from waste.queue import queue
-            queue(self, int(hal.time()), self.deferred)
+            queue(self, int(hal.time()), self.packed[2])
             queue = None
         from waste import sense   # again after a transmission
-        return sense.finish(self)
+        return sense.finish(self, t_on)
 
     def sleep(self, ms):
         if self.hw is None:

@@ -83,20 +83,22 @@ async def window(c, res=None):
         # a clean heap for the endpoint: its receive loop needs one
         # contiguous MAX_MSG block per datagram (measured: ~3 KB less heap).
         # After commands, the block the cycle kept for the endpoint's receive
-        # buffer (c.hole) is let go only after the collection: garbage but
+        # buffer (in c.ep, waste/cycle.py) is let go only after the collection: garbage but
         # not yet free, it cannot be taken by the small objects Endpoint()
         # makes first, and the allocator's own collection frees it for the
         # buffer when no other piece fits (as coap.endpoint's run() does)
         gc.collect()
-        c.hole = None
+        c.ep = None
         # the endpoint on this wake's local port: a random one of the
         # dynamic range (49152..65535) the first time, the same one after
         # (c.s read here: connect() made it lean; no local keeps the old one)
         s = c.s
         p = {"ACK_TIMEOUT": s["ack_timeout_ms"], "MAX_RETRANSMIT": s["max_retransmit"], "MAX_MSG": _MAX_MSG}
         s = None
-        if c.port:
-            ep = Endpoint(c.port, p, mid=c.mid)
+        if c.sess:
+            port, mid = c.sess
+            ep = Endpoint(port, p, mid=mid)
+            mid = None
         else:
             import os   # os.urandom: the random module may be seeded by the sim HAL
             for k in range(8):
@@ -107,7 +109,6 @@ async def window(c, res=None):
                 except OSError:   # in use
                     if k == 7:
                         raise
-            c.port = port
         p = None
         c.ep = ep
         task = asyncio.create_task(ep.run())
@@ -124,7 +125,7 @@ async def window(c, res=None):
             unload("waste.reg", "coap.register")
             if not ok:
                 return None
-            if c.deferred is not None or hal.time() < _T_VALID:
+            if c.packed is not None or hal.time() < _T_VALID:
                 # after a power-on: the time, the pack that waited for it
                 from waste.radio import timed
                 await timed(c)
@@ -142,7 +143,7 @@ async def window(c, res=None):
         c.error = "%s: %s" % (type(e).__name__, e)
     finally:
         if ep:
-            c.mid = ep._mid   # the next session of this wake continues the IDs
+            c.sess = (port, ep._mid)   # the next session of this wake continues them
             ep.close()
             c.ep = None
         if task:

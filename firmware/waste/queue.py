@@ -22,7 +22,7 @@ def queue(c, now, hb):
         # a "report" command after a wake that only retried its backlog
         from waste.sense import pack
         p = pack(c, hb)
-    c.packed = c.deferred = None
+    c.packed = None
     c.queued = True
     struct.pack_into(">I", p[0], p[1], now)
     c.outbox().push(p[0])

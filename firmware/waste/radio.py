@@ -62,8 +62,8 @@ async def timed(c):
         _spend(c, 1, 0)
         clock = None
         unload("dev.clock")
-    if c.deferred is not None and hal.time() >= _T_VALID:
+    if c.packed is not None and hal.time() >= _T_VALID:
         from waste.queue import queue
-        queue(c, int(hal.time()), c.deferred)
+        queue(c, int(hal.time()), c.packed[2])
         queue = None
         unload("waste.queue")

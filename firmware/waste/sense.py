@@ -44,25 +44,35 @@ def init(c, cfg, secrets, hw):
     conf = None
     unload("waste.conf")     # the command code reloads it to validate changes
     c.s = _settled(c.s)
-    c.ranger = None
+    # 22 attributes in all: an instance dict holds them in a 23-slot table
+    # (416 B with the object on the 64-bit port), held through the whole
+    # wake; 24..29 take a 29-slot one (512 B). So the ranger is not kept
+    # here (ranger() below), the radio time is a local of Cycle.wake(), a
+    # pack waiting for the time carries its heartbeat flag itself
+    # (`packed`), the port and last message ID of the sessions are one
+    # tuple (`sess`), and `ep` holds the block kept for the next session's
+    # endpoint between sessions (waste/cycle.py)
     c.st = store.load_json(STATE, None) or {}
     c.ob = None
-    c.radio_ms = 0
     c.reading = None
     c.changes = []
-    c.packed = None       # this wake's pack (pack() below), not queued yet
+    # this wake's pack (pack() below) as (bytes, offset of its time), not
+    # queued yet; (bytes, offset, heartbeat flag) while it waits for the
+    # time (after a power-on: waste/queue.py queues it once it is known)
+    c.packed = None
     c.sent = 0            # packs acknowledged this wake
     c.bytes = 0           # CoAP payload bytes sent this wake
     c.reboot = False
     c.error = None        # why the last transmission failed
-    c.deferred = None     # heartbeat flag of a pack waiting for the time
-    c.port = 0            # local UDP port of this wake's CoAP sessions
-    c.mid = None          # last CoAP message ID of the previous session
+    # (local UDP port, last CoAP message ID) of this wake's sessions, once
+    # one has run: the next one continues them (waste/link.py)
+    c.sess = None
     c.rereg = False       # re-registered on a 4.04 to /dp (once per wake)
     c.safe = False
     c.queued = False      # this wake's pack is in the outbox
-    c.hole = None         # room kept for the next session's endpoint
-    c.ep = c.gw = None    # a CoAP session's endpoint and gateway address (waste/link.py)
+    # a CoAP session's endpoint and gateway address (waste/link.py); between
+    # sessions `ep` holds the room kept for the next one's endpoint
+    c.ep = c.gw = None
 
 
 def _settled(d):
@@ -102,7 +112,6 @@ def run(c):
     now = int(hal.time())
     # the ranger, the events and the bin HAL are done: their code makes
     # room for the pack's (the HAL is re-opened for the deep sleep)
-    c.ranger = None
     hwmod = None
     if c._own_hw:
         hwmod = c.hw.__class__.__module__
@@ -132,12 +141,11 @@ def backoff(c, ok):
 
 
 def ranger(c):
-    """The cycle's ranger (waste/ranger.py), made on first use."""
-    if c.ranger is None:
-        import hal
-        from waste.ranger import Ranger
-        c.ranger = Ranger(c.hw, hal.sleep_ms)
-    return c.ranger
+    """A ranger (waste/ranger.py) on cycle c's HAL: a wake measures once, so
+    the cycle does not keep it (one attribute fewer, see init())."""
+    import hal
+    from waste.ranger import Ranger
+    return Ranger(c.hw, hal.sleep_ms)
 
 
 def measure(c):
@@ -154,6 +162,7 @@ def measure(c):
         rg.pings(s, 2)
         res = rg.evaluate(s, t_c)
     dist, fill, n, why = res
+    rg = None
     tilted = hw.tilted()
     batt = hw.battery_v()
     changes, status = events.evaluate(st, fill, temp, tilted, hw.tilt_wake(), batt, s)
@@ -163,9 +172,9 @@ def measure(c):
     return r
 
 
-def finish(c):
-    """Energy accounting, state save for cycle c; returns the deep-sleep
-    time (ms). Here rather than in waste/cycle.py: the radio phase does
+def finish(c, radio_ms=0):
+    """Energy accounting, state save for cycle c (radio_ms: Wi-Fi on time of
+    this wake); returns the deep-sleep time (ms). Here rather than in waste/cycle.py: the radio phase does
     not hold it (reloaded after a transmission), nor intern its names
     before the registration."""
     import hal
@@ -173,13 +182,13 @@ def finish(c):
     from waste.cycle import STATE
     st, s = c.st, c.s
     awake = _BOOT_MS + hal.ticks_diff(hal.ticks_ms(), c.t0)
-    for k, v in (("hb_awake", awake), ("hb_radio", c.radio_ms), ("hb_wakes", 1),
-                 ("tot_awake", awake), ("tot_radio", c.radio_ms), ("tot_wakes", 1),
+    for k, v in (("hb_awake", awake), ("hb_radio", radio_ms), ("hb_wakes", 1),
+                 ("tot_awake", awake), ("tot_radio", radio_ms), ("tot_wakes", 1),
                  ("tot_bytes", c.bytes), ("tot_sent", c.sent)):
         st[k] = st.get(k, 0) + v
     st["err"] = c.error
     st["last_awake"] = awake
-    st["last_radio"] = c.radio_ms
+    st["last_radio"] = radio_ms
     store.save_json(STATE, st)
     return max(1000, s["measure_s"] * 1000 - awake)
 
@@ -203,12 +212,14 @@ def decide(c, now):
     elif st.get("force"):
         why = "report"
     if why:
-        c.packed = pack(c, hb)
+        p = pack(c, hb)
         if now < 1704067200:
             # RTC unknown (power-on): the pack waits for the clock that
             # the wake window sets (NTP or GET /time), see waste/queue.py
-            c.deferred = hb
+            c.packed = (p[0], p[1], hb)
             return True
+        c.packed = p
+        p = None
         from waste.queue import queue
         queue(c, now, hb)
     # (a pack queued now: the outbox holds it, no need to re-open it)
