@@ -29,12 +29,15 @@ def use(name, fn, *args, **kw):
     if full not in sys.modules:
         gc.collect()  # see below: the module's code then packs low too
         had = [n for n in _SVC if n in sys.modules]
-    __import__(full)
-    m = sys.modules[full]
+    m = None
     try:
+        # the import inside: one that fails partway (no heap) must still
+        # drop the services it loaded, or they stay and the heap with them
+        __import__(full)
+        m = sys.modules[full]
         return getattr(m, fn)(*args, **kw)
     finally:
-        if m.__file__.endswith(".mpy"):
+        if m is None or m.__file__.endswith(".mpy"):
             from dev import forget
             forget(full)  # a nested use() of the same module may have done it
             if had is not None:  # this call loaded it

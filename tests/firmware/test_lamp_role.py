@@ -334,3 +334,20 @@ def test_a_command_action_runs_without_fmt_cbor():
     code, out, ct = srv(req)
     assert code == 68 and ct == 50 and json.loads(out)["s"] == "done", out
     assert cbor.loads(open("data/calendar.cbor", "rb").read()) == PRES
+
+
+def test_use_drops_what_a_failed_import_loaded():
+    # lamp.use(): an import that fails partway (here after loading fmt.senml;
+    # on the board, for want of heap) must still drop the services it
+    # loaded, or they stay and every later call meets a fuller heap
+    import sys
+    import lamp
+    for n in ("fmt.senml", "fmt.cbor", "fmt"):
+        sys.modules.pop(n, None)
+    try:
+        lamp.use("usefail.mod", "f")
+        assert False, "no MemoryError"
+    except MemoryError:
+        pass
+    m = sys.modules.get("fmt.senml")
+    assert m is None or not m.__file__.endswith(".mpy"), m  # .mpy services are dropped
