@@ -8,10 +8,8 @@ registration nor the /dp POSTs that come next (the peaks of a wake's heap)
 hold its code (docs/bin.md "Memory").
 """
 import hal
-from micropython import const
+from dev import now   # UTC seconds, None while the RTC is not set
 from waste.cycle import unload
-
-_T_VALID = const(1704067200)  # RTC readings before 2024 mean "time unknown"
 
 
 def connect(c):
@@ -55,15 +53,16 @@ async def timed(c):
     """After the registration of cycle c's first session: the clock set if
     unknown (NTP, else GET /time, dev.clock), then this wake's pack queued
     if it waited for it."""
-    if hal.time() < _T_VALID:
+    if now() is None:
         from dev import clock
         from waste.link import _spend
         await clock.sync(c.ep, c.gw, c.cfg.get("ntp", "pool.ntp.org"))
         _spend(c, 1, 0)
         clock = None
         unload("dev.clock")
-    if c.packed is not None and hal.time() >= _T_VALID:
+    t = now()
+    if c.packed is not None and t is not None:
         from waste.queue import queue
-        queue(c, int(hal.time()), c.packed[2])
+        queue(c, int(t), c.packed[2])
         queue = None
         unload("waste.queue")
