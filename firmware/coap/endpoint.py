@@ -212,10 +212,10 @@ class Endpoint:
             # a task sending CON after CON cannot starve another's).  A
             # short poll: concurrent CONs to one peer are rare.
             while ex[3] < 0:
-                for st in self._ex:  # (st: no local of its own, see below)
-                    if st[0] == peer and st[3] <= 0:
+                for e in self._ex:
+                    if e[0] == peer and e[3] <= 0:
                         break
-                if st is ex:
+                if e is ex:
                     ex[3] = 0
                 else:
                     await asyncio.sleep_ms(5)
@@ -261,9 +261,8 @@ class Endpoint:
                     if tries >= 0:  # empty ACK: now wait for the separate response
                         tries = -1
                         due = time.ticks_add(time.ticks_ms(), self.p["RESPONSE_TIMEOUT"])
-                # st: now the milliseconds left (one local less in the frame)
-                st = time.ticks_diff(due, time.ticks_ms())
-                if st <= 0:
+                left = time.ticks_diff(due, time.ticks_ms())
+                if left <= 0:
                     if tries < 0 or tries >= self.p["MAX_RETRANSMIT"]:
                         raise Timeout()
                     tries += 1
@@ -275,7 +274,7 @@ class Endpoint:
                 # sleep until the deadline; _rx wakes us early when something
                 # arrives for this exchange: no Event, no extra task
                 ex[5] = asyncio.current_task()
-                await asyncio.sleep_ms(st)
+                await asyncio.sleep_ms(left)
                 ex[5] = None
         finally:
             self._ex.remove(ex)
